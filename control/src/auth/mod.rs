@@ -1,0 +1,1 @@
+//! Serving certificates and bearer tokens.

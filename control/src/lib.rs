@@ -1,0 +1,10 @@
+//! Wharf's control plane: the Kubernetes API server with its SQLite store, the per-kind
+//! registry, authentication, and (in later issues) the scheduler, controllers and registry.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod registry;
+pub mod store;
+
+pub use error::{Cause, Error, Result};

@@ -1,0 +1,1 @@
+//! Objects and their revision log in SQLite.

@@ -1,0 +1,1 @@
+//! Runs Linux OCI containers through youki's libcontainer (filled by the youki shim issue).

@@ -1,0 +1,1 @@
+//! The web dashboard's build, embedded in the `wharf` binary (filled by the dashboard issue).
