@@ -49,7 +49,11 @@ impl Cause {
     }
 
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {}", detail.into()), field: field.into() }
+        Self {
+            reason: "FieldValueForbidden".into(),
+            message: format!("Forbidden: {}", detail.into()),
+            field: field.into(),
+        }
     }
 }
 
