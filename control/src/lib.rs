@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod registry;
+pub mod server;
 pub mod store;
 
 pub use error::{Cause, Error, Result};

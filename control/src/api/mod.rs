@@ -1,1 +1,114 @@
-//! HTTP surface of the API server.
+//! The HTTP surface of the API server: authentication, then discovery, OpenAPI and the
+//! resource verbs. `router()` builds the whole app; `serve` runs it over TLS.
+
+pub mod discovery;
+pub mod openapi;
+mod output;
+pub mod patch;
+pub mod request;
+mod resources;
+pub mod serve;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+
+use crate::auth::tokens::Authenticator;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Largest request body accepted (kube-apiserver's limit is 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What every handler needs.
+pub struct ApiState {
+    pub store: Store,
+    pub auth: Authenticator,
+    pub max_body: usize,
+}
+
+/// The whole API server app.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/healthz", get(ok))
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+async fn collect(body: Body, limit: usize) -> Result<Bytes> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(limit)),
+        Err(e) => Err(Error::BadRequest(format!("cannot read the request body: {e}"))),
+    }
+}
+
+async fn route(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if state.auth.authenticate(authorization).is_none() {
+        return Err(Error::Unauthorized);
+    }
+    let path = uri.path().trim_end_matches('/');
+    let query = request::Query::parse(uri.query())?;
+    let json = |value: &serde_json::Value| output::json(StatusCode::OK, value, &[]);
+    let read_only =
+        |response: Response| if *method == Method::GET { Ok(response) } else { Err(Error::MethodNotAllowed) };
+    match path {
+        "/version" => read_only(json(&discovery::version())),
+        "/api" => read_only(discovery::root(headers, true)),
+        "/apis" => read_only(discovery::root(headers, false)),
+        "/openapi/v3" => read_only(json(openapi::index())),
+        _ if path.starts_with("/openapi/v3/") => {
+            let (document, _) = openapi::document(&path["/openapi/v3/".len()..]).ok_or(Error::NoRoute)?;
+            read_only(json(document))
+        }
+        _ => match request::parse_path(path)? {
+            Some(target) => {
+                let body = collect(body, state.max_body).await?;
+                resources::handle(state, method, target, query, headers, body).await
+            }
+            None => {
+                let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                let document = match segments.as_slice() {
+                    ["api", version] => discovery::resource_list("", version),
+                    ["apis", group] => discovery::group(group),
+                    ["apis", group, version] => discovery::resource_list(group, version),
+                    _ => None,
+                };
+                read_only(json(&document.ok_or(Error::NoRoute)?))
+            }
+        },
+    }
+}

@@ -1,1 +1,4 @@
-//! Serving certificates and bearer tokens.
+//! Who may talk to the API server: the cluster CA and serving certificate, and bearer tokens.
+
+pub mod pki;
+pub mod tokens;

@@ -8,6 +8,8 @@ pub enum Subresource {
     Scale,
     Binding,
     Log,
+    /// `namespaces/{name}/finalize`: where the namespace controller clears `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -17,6 +19,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -27,6 +30,7 @@ impl Subresource {
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Log => ("", "v1", "Pod"),
+            Subresource::Finalize => ("", "v1", "Namespace"),
         }
     }
 
@@ -35,6 +39,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding => &["create"],
             Subresource::Log => &["get"],
+            Subresource::Finalize => &["update"],
         }
     }
 }
@@ -98,7 +103,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: &[Status],
+        subresources: &[Status, Finalize],
         definition: "io.k8s.api.core.v1.Namespace",
     },
     ResourceInfo {

@@ -1,0 +1,241 @@
+//! What a request asks for: the resource path (group, version, namespace, name, subresource),
+//! the query options Kubernetes defines, the wanted output format, and the decoded body.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, header};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::registry::kinds::{self, ResourceInfo, Subresource};
+
+/// A request path resolved against the resource table.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub resource: &'static ResourceInfo,
+    /// The namespace in the path (None for cluster-scoped resources and all-namespace lists).
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<Subresource>,
+}
+
+/// Parses `/api/v1/...` or `/apis/GROUP/VERSION/...`. `Ok(None)` means "not a resource path".
+pub fn parse_path(path: &str) -> Result<Option<Target>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Ok(None),
+    };
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let find = |plural: &str| kinds::lookup(group, version, plural).ok_or(Error::NoRoute);
+    let sub = |resource: &ResourceInfo, name: &str| -> Result<Subresource> {
+        resource.subresources.iter().copied().find(|s| s.name() == name).ok_or(Error::NoRoute)
+    };
+    let namespaced_collection = |plural: &str| kinds::lookup(group, version, plural).filter(|r| r.namespaced);
+    let target = match rest {
+        ["namespaces", ns, plural, tail @ ..] if namespaced_collection(plural).is_some() => {
+            let resource = find(plural)?;
+            let (name, subresource) = match tail {
+                [] => (None, None),
+                [name] => (Some(name.to_string()), None),
+                [name, s] => (Some(name.to_string()), Some(sub(resource, s)?)),
+                _ => return Err(Error::NoRoute),
+            };
+            Target { resource, namespace: Some(ns.to_string()), name, subresource }
+        }
+        [plural, tail @ ..] => {
+            let resource = find(plural)?;
+            let (name, subresource) = match tail {
+                [] => (None, None),
+                [name] if !resource.namespaced => (Some(name.to_string()), None),
+                [name, s] if !resource.namespaced => (Some(name.to_string()), Some(sub(resource, s)?)),
+                _ => return Err(Error::NoRoute),
+            };
+            Target { resource, namespace: None, name, subresource }
+        }
+        [] => return Ok(None),
+    };
+    Ok(Some(target))
+}
+
+/// Query parameters, as sent (later values win, except `dryRun` which only needs to appear).
+#[derive(Debug, Default)]
+pub struct Query {
+    values: HashMap<String, String>,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Self> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|e| Error::BadRequest(format!("malformed query: {e}")))?;
+        Ok(Self { values: pairs.into_iter().collect() })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    pub fn number(&self, key: &str) -> Result<Option<i64>> {
+        self.get(key)
+            .map(|v| v.parse::<i64>().map_err(|_| Error::BadRequest(format!("invalid value for {key}: {v:?}"))))
+            .transpose()
+    }
+
+    /// `dryRun=All` (the only value Kubernetes accepts).
+    pub fn dry_run(&self) -> Result<bool> {
+        match self.get("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => {
+                Err(Error::BadRequest(format!("Invalid dry run value: {other:?}; supported values: \"All\"")))
+            }
+        }
+    }
+
+    pub fn field_validation(&self) -> Result<FieldValidation> {
+        match self.get("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(Error::BadRequest(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What to do with unknown or duplicate fields in a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+/// What a client wants back for reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    /// `meta.k8s.io/v1` Table; rows carry the object as configured by `includeObject`.
+    Table(IncludeObject),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+/// Reads the Accept header: tables when the client lists `as=Table` first among what we serve.
+pub fn output(headers: &HeaderMap, query: &Query) -> Result<Output> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    for choice in accept.split(',') {
+        let params: Vec<&str> = choice.split(';').map(str::trim).collect();
+        if params.iter().any(|p| *p == "as=Table") {
+            if params.iter().any(|p| *p == "v=v1") && params.iter().any(|p| *p == "g=meta.k8s.io") {
+                let include = match query.get("includeObject") {
+                    None | Some("Metadata") => IncludeObject::Metadata,
+                    Some("Object") => IncludeObject::Object,
+                    Some("None") => IncludeObject::None,
+                    Some(other) => return Err(Error::BadRequest(format!("invalid includeObject: {other:?}"))),
+                };
+                return Ok(Output::Table(include));
+            }
+            continue;
+        }
+        return Ok(Output::Json);
+    }
+    Ok(Output::Json)
+}
+
+/// The media type of a request body, without parameters.
+pub fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// A decoded object body, with the duplicate fields seen while decoding it.
+pub struct Body {
+    pub object: Value,
+    pub duplicates: Vec<String>,
+}
+
+/// Decodes a JSON or YAML body into an object.
+pub fn decode(headers: &HeaderMap, bytes: &[u8]) -> Result<Body> {
+    match content_type(headers).as_str() {
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let object: Value =
+                serde_yaml::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding YAML: {e}")))?;
+            Ok(Body { object, duplicates: Vec::new() })
+        }
+        "" | "application/json" | "*/*" => {
+            let (object, duplicates) = crate::registry::fields::parse_json(bytes)?;
+            Ok(Body { object, duplicates })
+        }
+        other => Err(Error::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_to_targets() {
+        let t = parse_path("/api/v1/namespaces/default/pods/web/status").unwrap().unwrap();
+        assert_eq!(
+            (t.resource.plural, t.namespace.as_deref(), t.name.as_deref()),
+            ("pods", Some("default"), Some("web"))
+        );
+        assert_eq!(t.subresource, Some(Subresource::Status));
+
+        let t = parse_path("/apis/apps/v1/deployments").unwrap().unwrap();
+        assert_eq!((t.resource.kind, t.namespace, t.name), ("Deployment", None, None));
+
+        let t = parse_path("/api/v1/namespaces/kube-system").unwrap().unwrap();
+        assert_eq!((t.resource.kind, t.name.as_deref()), ("Namespace", Some("kube-system")));
+
+        let t = parse_path("/api/v1/namespaces/x/status").unwrap().unwrap();
+        assert_eq!((t.resource.kind, t.subresource), ("Namespace", Some(Subresource::Status)));
+
+        let t = parse_path("/apis/apps/v1/namespaces/a/deployments/d/scale").unwrap().unwrap();
+        assert_eq!(t.subresource, Some(Subresource::Scale));
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found() {
+        assert!(matches!(parse_path("/api/v1/widgets"), Err(Error::NoRoute)));
+        assert!(matches!(parse_path("/api/v1/namespaces/a/pods/p/exec2"), Err(Error::NoRoute)));
+        assert!(matches!(parse_path("/api/v1/nodes/n/scale"), Err(Error::NoRoute)));
+        assert!(parse_path("/healthz").unwrap().is_none());
+        assert!(parse_path("/api/v1").unwrap().is_none());
+    }
+
+    #[test]
+    fn table_output_is_chosen_from_accept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
+        let q = Query::parse(Some("includeObject=Object")).unwrap();
+        assert_eq!(output(&headers, &q).unwrap(), Output::Table(IncludeObject::Object));
+        headers.insert(header::ACCEPT, "application/json".parse().unwrap());
+        assert_eq!(output(&headers, &q).unwrap(), Output::Json);
+    }
+}

@@ -1,0 +1,759 @@
+//! The verbs on resources: get, list, create, update, patch, delete, deletecollection, and the
+//! status, scale, binding, finalize and log subresources. Each write runs admission (server
+//! fields, defaults, validation) and is retried on a lost compare-and-swap, as kube-apiserver's
+//! GuaranteedUpdate does, unless the client asked for a specific resourceVersion.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::output;
+use super::patch;
+use super::request::{self, FieldValidation, Output, Query, Target};
+use crate::error::{Error, Result};
+use crate::registry::kinds::{ResourceInfo, Subresource};
+use crate::registry::selector::{FieldSelector, LabelSelector};
+use crate::registry::{defaults, fields, strategy, validation};
+use crate::store::{ObjectKey, Stored, Write, WriteError};
+
+/// How many times a write is retried after losing a compare-and-swap race.
+const MAX_ATTEMPTS: usize = 16;
+
+pub async fn handle(
+    state: &ApiState,
+    method: &Method,
+    target: Target,
+    query: Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let output = request::output(headers, &query)?;
+    let sub = target.subresource;
+    match (method.as_str(), target.name.is_some(), sub) {
+        ("GET", false, None) if query.flag("watch") => super::watch::serve(state, &target, &query, output),
+        ("GET", false, None) => list(state, &target, &query, output),
+        ("GET", true, None | Some(Subresource::Status)) => get(state, &target, output),
+        ("GET", true, Some(Subresource::Scale)) => {
+            let stored = current(state, &target)?;
+            Ok(output::json(StatusCode::OK, &to_scale(target.resource, &stored.object)?, &[]))
+        }
+        ("GET", true, Some(Subresource::Log)) => {
+            Err(Error::Unavailable("container logs come from the node agent, and no agent runs this pod yet".into()))
+        }
+        ("POST", false, None) => create(state, &target, &query, headers, &body, output).await,
+        ("POST", true, Some(Subresource::Binding)) => bind(state, &target, &query, headers, &body).await,
+        ("PUT", true, _) if sub != Some(Subresource::Log) && sub != Some(Subresource::Binding) => {
+            let body = decoded(state, &target, &query, headers, &body)?;
+            let precondition = resource_version(&body.object)?;
+            write_back(state, &target, &query, output, body.warnings, precondition, move |_| Ok(body.object.clone()))
+                .await
+        }
+        ("PATCH", true, _) if sub != Some(Subresource::Log) && sub != Some(Subresource::Binding) => {
+            patch(state, &target, &query, headers, &body, output).await
+        }
+        ("DELETE", true, None) => delete(state, &target, &query, headers, &body, output).await,
+        ("DELETE", false, None) => delete_collection(state, &target, &query, headers, &body).await,
+        _ => Err(Error::MethodNotAllowed),
+    }
+}
+
+fn key(target: &Target, name: &str) -> ObjectKey {
+    ObjectKey::new(target.resource.storage_key(), target.namespace.clone().unwrap_or_default(), name)
+}
+
+fn not_found(resource: &ResourceInfo, name: &str) -> Error {
+    Error::NotFound { group: resource.group.into(), kind: resource.plural.into(), name: name.into() }
+}
+
+fn current(state: &ApiState, target: &Target) -> Result<Arc<Stored>> {
+    let name = target.name.as_deref().unwrap_or_default();
+    state.store.get(&key(target, name)).ok_or_else(|| not_found(target.resource, name))
+}
+
+fn write_error(resource: &ResourceInfo, name: &str, e: WriteError) -> Error {
+    let (group, kind, name) = (resource.group.to_string(), resource.plural.to_string(), name.to_string());
+    match e {
+        WriteError::AlreadyExists => Error::AlreadyExists { group, kind, name },
+        WriteError::NotFound => Error::NotFound { group, kind, name },
+        WriteError::Conflict => Error::Conflict {
+            group,
+            kind,
+            name,
+            message: "the object has been modified; please apply your changes to the latest version and try again"
+                .into(),
+        },
+        WriteError::Failed(message) => Error::Internal(message),
+    }
+}
+
+fn invalid(resource: &ResourceInfo, obj: &Value, causes: Vec<crate::Cause>) -> Error {
+    Error::Invalid {
+        group: resource.group.into(),
+        kind: resource.kind.into(),
+        name: obj["metadata"]["name"].as_str().unwrap_or_default().into(),
+        causes,
+    }
+}
+
+/// The resourceVersion a body pins, if any.
+fn resource_version(obj: &Value) -> Result<Option<i64>> {
+    match obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(rv) => rv
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Error::BadRequest(format!("invalid resourceVersion {rv:?}: must be a revision number"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+fn get(state: &ApiState, target: &Target, output: Output) -> Result<Response> {
+    let stored = current(state, target)?;
+    Ok(output::object(target.resource, StatusCode::OK, &stored.object, Some(stored.json()), output, &[]))
+}
+
+/// Label and field selectors of a list, watch or deletecollection.
+pub(super) struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub(super) fn from_query(resource: &ResourceInfo, query: &Query) -> Result<Self> {
+        Ok(Self {
+            labels: query.get("labelSelector").map(LabelSelector::parse).transpose()?.unwrap_or_default(),
+            fields: query
+                .get("fieldSelector")
+                .map(|s| FieldSelector::parse(s, resource))
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
+    pub(super) fn matches(&self, resource: &ResourceInfo, obj: &Value) -> bool {
+        self.labels.matches(obj["metadata"].get("labels")) && self.fields.matches(resource, obj)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    rv: i64,
+    namespace: String,
+    name: String,
+}
+
+fn list(state: &ApiState, target: &Target, query: &Query, output: Output) -> Result<Response> {
+    let resource = target.resource;
+    let filter = Filter::from_query(resource, query)?;
+    let limit = query.number("limit")?.unwrap_or(0).max(0) as usize;
+    let start = match query.get("continue") {
+        None => None,
+        Some(token) => {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .map_err(|_| Error::BadRequest("invalid continue token".into()))?;
+            let token: Continue =
+                serde_json::from_slice(&bytes).map_err(|_| Error::BadRequest("invalid continue token".into()))?;
+            Some((token.namespace, token.name))
+        }
+    };
+    let page = state.store.list(&resource.storage_key(), target.namespace.as_deref(), start, limit, |stored| {
+        filter.matches(resource, &stored.object)
+    });
+    let mut meta = json!({"resourceVersion": page.rev.to_string()});
+    if let Some((namespace, name)) = page.next {
+        let token = serde_json::to_vec(&Continue { rv: page.rev, namespace, name }).expect("JSON serializes");
+        meta["continue"] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token).into();
+        meta["remainingItemCount"] = page.remaining.into();
+    }
+    Ok(match output {
+        Output::Table(include) => output::json(
+            StatusCode::OK,
+            &output::table(resource, page.items.iter().map(|s| &s.object), include, meta, true),
+            &[],
+        ),
+        Output::Json => output::json_bytes(
+            StatusCode::OK,
+            output::list_bytes(resource, &meta, page.items.iter().map(|s| s.json())),
+            &[],
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+/// A decoded body that passed the type and field checks, with warnings to send back.
+struct Decoded {
+    object: Value,
+    warnings: Vec<String>,
+}
+
+/// Decodes a body meant for `target`, checks its apiVersion and kind, and applies the
+/// requested field validation.
+fn decoded(state: &ApiState, target: &Target, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Decoded> {
+    let _ = state;
+    let request::Body { mut object, duplicates } = request::decode(headers, body)?;
+    if !object.is_object() {
+        return Err(Error::BadRequest("the body must be a JSON or YAML object".into()));
+    }
+    let (definition, group, version, kind) = match target.subresource {
+        Some(Subresource::Scale) => ("io.k8s.api.autoscaling.v1.Scale", "autoscaling", "v1", "Scale"),
+        Some(Subresource::Binding) => ("io.k8s.api.core.v1.Binding", "", "v1", "Binding"),
+        _ => (target.resource.definition, target.resource.group, target.resource.version, target.resource.kind),
+    };
+    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    check_type(&mut object, &api_version, kind)?;
+    let mode = query.field_validation()?;
+    let warnings = if mode == FieldValidation::Ignore {
+        Vec::new()
+    } else {
+        let unknown = fields::unknown_fields(definition, &object);
+        if mode == FieldValidation::Strict && (!unknown.is_empty() || !duplicates.is_empty()) {
+            return Err(fields::strict_error(&unknown, &duplicates));
+        }
+        fields::warnings(&unknown, &duplicates)
+    };
+    Ok(Decoded { object, warnings })
+}
+
+/// Fills a missing apiVersion/kind, and rejects a body of another type.
+fn check_type(object: &mut Value, api_version: &str, kind: &str) -> Result<()> {
+    match object.get("apiVersion").and_then(Value::as_str) {
+        None => object["apiVersion"] = api_version.into(),
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(Error::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+    }
+    match object.get("kind").and_then(Value::as_str) {
+        None => object["kind"] = kind.into(),
+        Some(k) if k == kind => {}
+        Some(k) => {
+            return Err(Error::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({kind})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The namespace an object is created in must exist and not be terminating.
+fn ensure_namespace_open(state: &ApiState, namespace: &str) -> Result<()> {
+    let ns = state.store.get(&ObjectKey::new("namespaces", "", namespace)).ok_or_else(|| Error::NotFound {
+        group: String::new(),
+        kind: "namespaces".into(),
+        name: namespace.into(),
+    })?;
+    if ns.object["metadata"].get("deletionTimestamp").is_some() {
+        return Err(Error::Forbidden(format!(
+            "unable to create new content in namespace {namespace} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+fn generated_name(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let prefix = if prefix.len() > 58 { &prefix[..58] } else { prefix };
+    format!("{prefix}{suffix}")
+}
+
+/// Aligns `metadata.namespace` of a body with the request path.
+fn place(target: &Target, object: &mut Value) -> Result<()> {
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    let meta = object["metadata"].as_object_mut().expect("metadata is an object");
+    match (&target.namespace, meta.get("namespace").and_then(Value::as_str)) {
+        (Some(ns), Some(given)) if !given.is_empty() && given != ns => Err(Error::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        )),
+        (Some(ns), _) => {
+            meta.insert("namespace".into(), ns.clone().into());
+            Ok(())
+        }
+        (None, _) => {
+            meta.remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+async fn create(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+    output: Output,
+) -> Result<Response> {
+    let resource = target.resource;
+    if resource.namespaced && target.namespace.is_none() {
+        return Err(Error::MethodNotAllowed);
+    }
+    let Decoded { mut object, warnings } = decoded(state, target, query, headers, body)?;
+    place(target, &mut object)?;
+    let meta = &mut object["metadata"];
+    if meta["name"].as_str().is_none_or(str::is_empty)
+        && let Some(prefix) = meta["generateName"].as_str().filter(|p| !p.is_empty())
+    {
+        meta["name"] = generated_name(prefix).into();
+    }
+    if let Some(ns) = &target.namespace {
+        ensure_namespace_open(state, ns)?;
+    }
+    strategy::prepare_create(resource, &mut object);
+    defaults::apply(resource, &mut object);
+    let causes = validation::validate(resource, &object, None);
+    if !causes.is_empty() {
+        return Err(invalid(resource, &object, causes));
+    }
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if query.dry_run()? {
+        if state.store.get(&key(target, &name)).is_some() {
+            return Err(write_error(resource, &name, WriteError::AlreadyExists));
+        }
+        return Ok(output::object(resource, StatusCode::CREATED, &object, None, output, &warnings));
+    }
+    let stored = state
+        .store
+        .write(Write::Create { key: key(target, &name), object })
+        .await
+        .map_err(|e| write_error(resource, &name, e))?;
+    Ok(output::object(resource, StatusCode::CREATED, &stored.object, Some(stored.json()), output, &warnings))
+}
+
+/// Whether a marked object has nothing left holding it and can go.
+fn finalized(resource: &ResourceInfo, obj: &Value) -> bool {
+    let meta = &obj["metadata"];
+    let empty = |v: &Value| v.as_array().is_none_or(Vec::is_empty);
+    meta.get("deletionTimestamp").is_some()
+        && empty(&meta["finalizers"])
+        && (resource.kind != "Namespace" || empty(&obj["spec"]["finalizers"]))
+}
+
+/// The read-modify-write loop shared by update, patch and the subresources: `change` builds
+/// the wanted object from the current one; admission runs on the result; the write is retried
+/// on conflicts unless `precondition` pins a resourceVersion.
+async fn write_back(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    output: Output,
+    warnings: Vec<String>,
+    precondition: Option<i64>,
+    change: impl Fn(&Value) -> Result<Value>,
+) -> Result<Response> {
+    let resource = target.resource;
+    let name = target.name.as_deref().unwrap_or_default();
+    let dry_run = query.dry_run()?;
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = current(state, target)?;
+        if precondition.is_some_and(|rv| rv != stored.rev) {
+            return Err(write_error(resource, name, WriteError::Conflict));
+        }
+        let old = &stored.object;
+        let (mut new, scale_view) = match target.subresource {
+            Some(Subresource::Scale) => {
+                let scale = change(&to_scale(resource, old)?)?;
+                let replicas = scale["spec"]["replicas"].as_i64().unwrap_or(0);
+                let mut new = old.clone();
+                new["spec"]["replicas"] = replicas.into();
+                (new, true)
+            }
+            Some(Subresource::Finalize) => {
+                let wanted = change(old)?;
+                let mut new = old.clone();
+                new["spec"]["finalizers"] = wanted["spec"]["finalizers"].clone();
+                (new, false)
+            }
+            _ => (change(old)?, false),
+        };
+        if new["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                new["metadata"]["name"].as_str().unwrap_or_default()
+            )));
+        }
+        if !new["metadata"].is_object() {
+            new["metadata"] = json!({});
+        }
+        new["metadata"]["name"] = name.into();
+        place(target, &mut new)?;
+        let status_only = target.subresource == Some(Subresource::Status);
+        strategy::prepare_update(resource, &mut new, old, target.subresource.filter(|_| status_only));
+        defaults::apply(resource, &mut new);
+        let causes = validation::validate(resource, &new, Some(old));
+        if !causes.is_empty() {
+            return Err(invalid(resource, &new, causes));
+        }
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        let render = |obj: &Value, bytes: Option<&Bytes>| -> Result<Response> {
+            if scale_view {
+                Ok(output::json(StatusCode::OK, &to_scale(resource, obj)?, &warnings))
+            } else {
+                Ok(output::object(resource, StatusCode::OK, obj, bytes, output, &warnings))
+            }
+        };
+        if new == *old {
+            return render(old, Some(stored.json()));
+        }
+        if dry_run {
+            return render(&new, None);
+        }
+        let write = if finalized(resource, &new) {
+            Write::Delete { key: stored.key.clone(), expected_rev: Some(stored.rev) }
+        } else {
+            Write::Update { key: stored.key.clone(), object: new, expected_rev: Some(stored.rev) }
+        };
+        match state.store.write(write).await {
+            Ok(saved) => return render(&saved.object, Some(saved.json())),
+            Err(WriteError::Conflict | WriteError::NotFound) if precondition.is_none() => continue,
+            Err(e) => return Err(write_error(resource, name, e)),
+        }
+    }
+    Err(write_error(resource, name, WriteError::Conflict))
+}
+
+async fn patch(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+    output: Output,
+) -> Result<Response> {
+    let resource = target.resource;
+    let content_type = request::content_type(headers);
+    let patch_body: Value = match content_type.as_str() {
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            return Err(Error::UnsupportedMediaType(
+                "server-side apply is not supported by Wharf yet; use client-side `kubectl apply`".into(),
+            ));
+        }
+        "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            fields::parse_json(body)?.0
+        }
+        other => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other})"
+            )));
+        }
+    };
+    if content_type == "application/strategic-merge-patch+json" && resource.group == "wharf.dev" {
+        return Err(Error::UnsupportedMediaType(format!(
+            "strategic merge patch is not supported for {}/{} {}; use a merge or JSON patch",
+            resource.group, resource.version, resource.kind
+        )));
+    }
+    let definition = match target.subresource {
+        Some(Subresource::Scale) => "io.k8s.api.autoscaling.v1.Scale",
+        _ => resource.definition,
+    };
+    let mode = query.field_validation()?;
+    let warnings = std::sync::Mutex::new(Vec::new());
+    let apply = |current: &Value| -> Result<Value> {
+        let patched = match content_type.as_str() {
+            "application/json-patch+json" => patch::apply_json_patch(current, &patch_body)?,
+            "application/merge-patch+json" => patch::apply_merge_patch(current, &patch_body)?,
+            _ => patch::apply_strategic_merge_patch(current, &patch_body, definition)?,
+        };
+        if mode != FieldValidation::Ignore {
+            let unknown = fields::unknown_fields(definition, &patched);
+            if mode == FieldValidation::Strict && !unknown.is_empty() {
+                return Err(fields::strict_error(&unknown, &[]));
+            }
+            *warnings.lock().expect("warnings lock") = fields::warnings(&unknown, &[]);
+        }
+        // A resourceVersion in the patch is a precondition, as in kube-apiserver.
+        if let (Some(wanted), Some(have)) =
+            (patch_body["metadata"]["resourceVersion"].as_str(), current["metadata"]["resourceVersion"].as_str())
+            && wanted != have
+        {
+            return Err(write_error(resource, target.name.as_deref().unwrap_or_default(), WriteError::Conflict));
+        }
+        Ok(patched)
+    };
+    let response = write_back(state, target, query, output, Vec::new(), None, apply).await?;
+    let warnings = warnings.into_inner().expect("warnings lock");
+    Ok(with_warnings(response, &warnings))
+}
+
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        if let Ok(value) = axum::http::HeaderValue::from_str(warning) {
+            response.headers_mut().append(axum::http::header::WARNING, value);
+        }
+    }
+    response
+}
+
+/// The autoscaling/v1 Scale view of a scalable object.
+fn to_scale(resource: &ResourceInfo, obj: &Value) -> Result<Value> {
+    let meta = &obj["metadata"];
+    let selector = match obj["spec"].get("selector") {
+        Some(sel) if sel.is_object() => LabelSelector::from_json(sel).map(|s| s.to_string()).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let _ = resource;
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    }))
+}
+
+async fn bind(state: &ApiState, target: &Target, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Response> {
+    let Decoded { object: binding, .. } = decoded(state, target, query, headers, body)?;
+    let node = binding["target"]["name"].as_str().unwrap_or_default().to_string();
+    if node.is_empty() {
+        return Err(Error::Invalid {
+            group: String::new(),
+            kind: "Binding".into(),
+            name: target.name.clone().unwrap_or_default(),
+            causes: vec![crate::Cause::required("target.name")],
+        });
+    }
+    let name = target.name.clone().unwrap_or_default();
+    let pod_target = Target { subresource: None, ..target.clone() };
+    // Binding sets spec.nodeName, which a plain update may not change: write it directly.
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = current(state, &pod_target)?;
+        if let Some(bound) = stored.object["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(Error::Conflict {
+                group: String::new(),
+                kind: "pods".into(),
+                name: name.clone(),
+                message: format!("pod {name} is already assigned to node {bound:?}"),
+            });
+        }
+        if stored.object["metadata"].get("deletionTimestamp").is_some() {
+            return Err(Error::Conflict {
+                group: String::new(),
+                kind: "pods".into(),
+                name: name.clone(),
+                message: "pod is being deleted, cannot be assigned to a host".into(),
+            });
+        }
+        let mut pod = stored.object.clone();
+        pod["spec"]["nodeName"] = node.clone().into();
+        set_condition(
+            &mut pod,
+            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": strategy::now()}),
+        );
+        if query.dry_run()? {
+            break;
+        }
+        match state
+            .store
+            .write(Write::Update { key: stored.key.clone(), object: pod, expected_rev: Some(stored.rev) })
+            .await
+        {
+            Ok(_) => break,
+            Err(WriteError::Conflict) => continue,
+            Err(e) => return Err(write_error(target.resource, &name, e)),
+        }
+    }
+    Ok(output::json(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        &[],
+    ))
+}
+
+/// Sets a condition in `status.conditions` by type.
+fn set_condition(obj: &mut Value, condition: Value) {
+    if !obj["status"]["conditions"].is_array() {
+        obj["status"]["conditions"] = json!([]);
+    }
+    let conditions = obj["status"]["conditions"].as_array_mut().expect("conditions is an array");
+    match conditions.iter_mut().find(|c| c["type"] == condition["type"]) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deletion
+
+/// DeleteOptions from the body (kubectl sends them there) or the query.
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    uid: Option<String>,
+    resource_version: Option<i64>,
+    dry_run: bool,
+}
+
+fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions> {
+    let opts =
+        if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { request::decode(headers, body)?.object };
+    if let Some(policy) = opts["propagationPolicy"].as_str().or(query.get("propagationPolicy"))
+        && !matches!(policy, "Orphan" | "Background" | "Foreground")
+    {
+        return Err(Error::BadRequest(format!(
+            "DeleteOptions.propagationPolicy: Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    let dry_run = match opts["dryRun"].as_array() {
+        Some(list) => list.iter().any(|v| v == "All"),
+        None => query.dry_run()?,
+    };
+    Ok(DeleteOptions {
+        grace_period: opts["gracePeriodSeconds"].as_i64().or(query.number("gracePeriodSeconds")?),
+        uid: opts["preconditions"]["uid"].as_str().map(str::to_string),
+        resource_version: resource_version(
+            &json!({"metadata": {"resourceVersion": opts["preconditions"]["resourceVersion"]}}),
+        )?,
+        dry_run,
+    })
+}
+
+/// Whether deleting this object waits for someone: finalizers, the namespace controller, or
+/// the agent of the node a pod runs on.
+fn deletion_waits(state: &ApiState, resource: &ResourceInfo, obj: &Value, grace: Option<i64>) -> bool {
+    let nonempty = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
+    if nonempty(&obj["metadata"]["finalizers"]) {
+        return true;
+    }
+    match resource.kind {
+        "Namespace" => nonempty(&obj["spec"]["finalizers"]),
+        "Pod" => {
+            let node = obj["spec"]["nodeName"].as_str().unwrap_or_default();
+            let phase = obj["status"]["phase"].as_str().unwrap_or_default();
+            grace != Some(0)
+                && !node.is_empty()
+                && !matches!(phase, "Succeeded" | "Failed")
+                && state.store.get(&ObjectKey::new("nodes", "", node)).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// Deletes one object (or marks it for deletion), returning what it answers with.
+async fn delete_one(state: &ApiState, target: &Target, name: &str, opts: &DeleteOptions) -> Result<Arc<Stored>> {
+    let resource = target.resource;
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = state.store.get(&key(target, name)).ok_or_else(|| not_found(resource, name))?;
+        let obj = &stored.object;
+        if let Some(uid) = &opts.uid
+            && obj["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(Error::Conflict {
+                group: resource.group.into(),
+                kind: resource.plural.into(),
+                name: name.into(),
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    obj["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            });
+        }
+        if opts.resource_version.is_some_and(|rv| rv != stored.rev) {
+            return Err(write_error(resource, name, WriteError::Conflict));
+        }
+        let write = if deletion_waits(state, resource, obj, opts.grace_period) {
+            if obj["metadata"].get("deletionTimestamp").is_some() {
+                return Ok(stored);
+            }
+            let mut marked = obj.clone();
+            marked["metadata"]["deletionTimestamp"] = strategy::now().into();
+            let grace = match resource.kind {
+                "Pod" => opts.grace_period.or(obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30),
+                _ => 0,
+            };
+            marked["metadata"]["deletionGracePeriodSeconds"] = grace.into();
+            if resource.kind == "Namespace" {
+                marked["status"]["phase"] = "Terminating".into();
+            }
+            Write::Update { key: stored.key.clone(), object: marked, expected_rev: Some(stored.rev) }
+        } else {
+            Write::Delete { key: stored.key.clone(), expected_rev: Some(stored.rev) }
+        };
+        if opts.dry_run {
+            return Ok(stored);
+        }
+        match state.store.write(write).await {
+            Ok(saved) => return Ok(saved),
+            Err(WriteError::Conflict) if opts.resource_version.is_none() => continue,
+            Err(e) => return Err(write_error(resource, name, e)),
+        }
+    }
+    Err(write_error(resource, name, WriteError::Conflict))
+}
+
+async fn delete(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+    output: Output,
+) -> Result<Response> {
+    let opts = delete_options(query, headers, body)?;
+    let name = target.name.as_deref().unwrap_or_default();
+    let stored = delete_one(state, target, name, &opts).await?;
+    Ok(output::object(target.resource, StatusCode::OK, &stored.object, Some(stored.json()), output, &[]))
+}
+
+async fn delete_collection(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response> {
+    let resource = target.resource;
+    let opts = delete_options(query, headers, body)?;
+    let filter = Filter::from_query(resource, query)?;
+    let page = state.store.list(&resource.storage_key(), target.namespace.as_deref(), None, 0, |stored| {
+        filter.matches(resource, &stored.object)
+    });
+    let mut deleted = Vec::new();
+    for item in page.items {
+        let item_target =
+            Target { namespace: Some(item.key.namespace.clone()).filter(|n| !n.is_empty()), ..target.clone() };
+        match delete_one(state, &item_target, &item.key.name, &opts).await {
+            Ok(stored) => deleted.push(stored),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let meta = json!({"resourceVersion": state.store.revision().to_string()});
+    Ok(output::json_bytes(StatusCode::OK, output::list_bytes(resource, &meta, deleted.iter().map(|s| s.json())), &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_of_another_kind_are_refused() {
+        let mut obj = json!({"apiVersion": "v1", "kind": "Pod"});
+        assert!(check_type(&mut obj, "apps/v1", "Deployment").is_err());
+        let mut obj = json!({});
+        check_type(&mut obj, "v1", "ConfigMap").unwrap();
+        assert_eq!(obj["kind"], "ConfigMap");
+    }
+}

@@ -1,0 +1,80 @@
+//! Following the store's changes from a revision: the window of recent events first, then live
+//! events from the broadcast channel; a watcher that falls behind the window gets 410 Gone.
+
+use std::collections::VecDeque;
+
+use tokio::sync::broadcast;
+
+use super::{Event, Store};
+use crate::error::{Error, Result};
+
+/// Where a watch begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchStart {
+    /// Changes after the current revision.
+    Now,
+    /// Changes with a revision greater than this one.
+    After(i64),
+}
+
+/// A stream of every committed event after a revision, across all resources; callers filter.
+pub struct WatchSource {
+    store: Store,
+    live: broadcast::Receiver<Event>,
+    backlog: VecDeque<Event>,
+    last: i64,
+}
+
+fn too_old(rev: i64) -> Error {
+    Error::Gone(format!("too old resource version: {rev}"))
+}
+
+impl WatchSource {
+    pub(super) fn new(store: Store, start: WatchStart) -> Result<Self> {
+        let (live, backlog, last) = {
+            let state = store.inner.state.read().expect("store lock");
+            let after = match start {
+                WatchStart::Now => state.rev,
+                WatchStart::After(rev) => rev,
+            };
+            if after < state.compacted {
+                return Err(too_old(after));
+            }
+            let live = store.inner.events.subscribe();
+            let backlog: VecDeque<Event> = state.window.iter().filter(|e| e.rev() > after).cloned().collect();
+            (live, backlog, after)
+        };
+        Ok(Self { store, live, backlog, last })
+    }
+
+    /// The revision of the last event delivered (or the start revision).
+    pub fn revision(&self) -> i64 {
+        self.last
+    }
+
+    /// The next event; `Err(Gone)` if this watcher fell behind the window; `None` when the store
+    /// shuts down.
+    pub async fn next(&mut self) -> Option<Result<Event>> {
+        loop {
+            if let Some(event) = self.backlog.pop_front() {
+                self.last = event.rev();
+                return Some(Ok(event));
+            }
+            match self.live.recv().await {
+                Ok(event) if event.rev() <= self.last => continue,
+                Ok(event) => {
+                    self.last = event.rev();
+                    return Some(Ok(event));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let state = self.store.inner.state.read().expect("store lock");
+                    if self.last < state.compacted {
+                        return Some(Err(too_old(self.last)));
+                    }
+                    self.backlog = state.window.iter().filter(|e| e.rev() > self.last).cloned().collect();
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
