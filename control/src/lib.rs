@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod controllers;
 pub mod error;
 pub mod registry;
 pub mod server;

@@ -115,7 +115,12 @@ pub async fn run(
 
     let state = Arc::new(ApiState { store, auth: tokens::Authenticator::new(&token), max_body: api::MAX_BODY });
     let app = api::router(state);
+    let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
+    crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?);
     on_ready(&Started { url, kubeconfig });
-    api::serve::serve(listener, pki.server_config, app, shutdown).await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = serving => {}
+    }
     Ok(())
 }

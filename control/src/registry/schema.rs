@@ -50,13 +50,24 @@ pub fn definition(name: &str) -> Option<&'static Value> {
     DEFINITIONS.get(name)
 }
 
+/// The `$ref` target named by a schema: directly, or wrapped the way schemars writes described
+/// or optional references (`allOf: [{$ref}]`, `anyOf: [{$ref}, {type: null}]`).
+fn reference(schema: &Value) -> Option<&str> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        return r.strip_prefix(REF_PREFIX);
+    }
+    ["allOf", "anyOf", "oneOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(Value::as_array))
+        .flatten()
+        .find_map(|s| s.get("$ref").and_then(Value::as_str))
+        .and_then(|r| r.strip_prefix(REF_PREFIX))
+}
+
 /// Follows a `$ref` (if the schema is one) to its definition's name and schema.
 pub fn resolve(schema: &'static Value) -> (Option<&'static str>, &'static Value) {
-    match schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(REF_PREFIX)) {
-        Some(name) => match DEFINITIONS.get_key_value(name) {
-            Some((key, def)) => (Some(key.as_str()), def),
-            None => (None, schema),
-        },
+    match reference(schema).and_then(|name| DEFINITIONS.get_key_value(name)) {
+        Some((key, def)) => (Some(key.as_str()), def),
         None => (None, schema),
     }
 }

@@ -35,8 +35,26 @@ fn spec_of(obj: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// Secrets' write-only `stringData` is folded into `data` (base64), as kube-apiserver does.
+fn fold_string_data(resource: &ResourceInfo, obj: &mut Value) {
+    use base64::Engine;
+    if resource.kind != "Secret" || !resource.group.is_empty() {
+        return;
+    }
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Some(entries) = string_data.as_object() else { return };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (key, value) in entries {
+        let text = value.as_str().unwrap_or_default();
+        obj["data"][key] = base64::engine::general_purpose::STANDARD.encode(text).into();
+    }
+}
+
 /// Sets the server-owned fields of an object being created.
 pub fn prepare_create(resource: &ResourceInfo, obj: &mut Value) {
+    fold_string_data(resource, obj);
     let m = meta(obj);
     m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
     m.insert("creationTimestamp".into(), now().into());
@@ -52,7 +70,11 @@ pub fn prepare_create(resource: &ResourceInfo, obj: &mut Value) {
         match resource.kind {
             // Agents register their Node with its status.
             "Node" => {}
-            "Namespace" => obj["status"] = json!({"phase": "Active"}),
+            "Namespace" => {
+                obj["status"] = json!({"phase": "Active"});
+                // The namespace controller empties a deleted namespace, then drops this.
+                obj["spec"] = json!({"finalizers": [crate::controllers::namespace::FINALIZER]});
+            }
             "Pod" => obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)}),
             _ => obj["status"] = json!({}),
         }
@@ -73,6 +95,7 @@ pub fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Value, sub
         }
         return;
     }
+    fold_string_data(resource, new);
     let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let m = meta(new);
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
@@ -165,6 +188,15 @@ mod tests {
         assert_eq!(new["spec"]["replicas"], 1);
         assert!(new["metadata"].get("labels").is_none());
         assert_eq!(new["status"]["replicas"], 1);
+    }
+
+    #[test]
+    fn secret_string_data_becomes_data() {
+        let secret = lookup("", "v1", "secrets").unwrap();
+        let mut obj = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"b": "hello"}});
+        prepare_create(secret, &mut obj);
+        assert_eq!(obj["data"], json!({"a": "eA==", "b": "aGVsbG8="}));
+        assert!(obj.get("stringData").is_none());
     }
 
     #[test]

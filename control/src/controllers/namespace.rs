@@ -1,0 +1,84 @@
+//! The namespace controller: when a namespace is being deleted, it deletes everything in it,
+//! and once nothing is left clears the `kubernetes` finalizer so the API server removes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+
+use crate::registry::kinds::{RESOURCES, ResourceInfo};
+
+/// Name of the finalizer the namespace controller owns (in `spec.finalizers`).
+pub const FINALIZER: &str = "kubernetes";
+
+pub struct Context {
+    client: kube::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+fn api_resource(r: &ResourceInfo) -> ApiResource {
+    ApiResource {
+        group: r.group.into(),
+        version: r.version.into(),
+        api_version: r.api_version(),
+        kind: r.kind.into(),
+        plural: r.plural.into(),
+    }
+}
+
+/// Deletes what is left in `namespace`; returns how many objects still remain.
+async fn empty(client: &kube::Client, namespace: &str) -> Result<usize, ReconcileError> {
+    let mut remaining = 0;
+    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource(r));
+        let left = api.list_metadata(&ListParams::default()).await?;
+        if left.items.is_empty() {
+            continue;
+        }
+        api.delete_collection(&DeleteParams::background(), &ListParams::default()).await?;
+        remaining += api.list_metadata(&ListParams::default()).await?.items.len();
+    }
+    Ok(remaining)
+}
+
+pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if ns.metadata.deletion_timestamp.is_none() {
+        return Ok(Action::await_change());
+    }
+    let name = ns.metadata.name.clone().unwrap_or_default();
+    let remaining = empty(&ctx.client, &name).await?;
+    if remaining > 0 {
+        tracing::info!(namespace = %name, remaining, "waiting for namespace contents to go");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let mut finalized = (*ns).clone();
+    if let Some(spec) = finalized.spec.as_mut() {
+        spec.finalizers.get_or_insert_with(Vec::new).retain(|f| f != FINALIZER);
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    api.replace_subresource("finalize", &name, &PostParams::default(), &finalized).await?;
+    tracing::info!(namespace = %name, "namespace emptied and finalized");
+    Ok(Action::await_change())
+}
+
+fn error_policy(_ns: Arc<Namespace>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "namespace reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+pub async fn run(client: kube::Client) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    Controller::new(namespaces, watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
