@@ -90,6 +90,10 @@ async fn route(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap
         "/api" => read_only(discovery::root(headers, true)),
         "/apis" => read_only(discovery::root(headers, false)),
         "/openapi/v3" => read_only(json(openapi::index())),
+        "/openapi/v2" => read_only(
+            (StatusCode::OK, [(header::CONTENT_TYPE, openapi::V2_PROTOBUF)], openapi::v2_empty_document())
+                .into_response(),
+        ),
         _ if path.starts_with("/openapi/v3/") => {
             let (document, _) = openapi::document(&path["/openapi/v3/".len()..]).ok_or(Error::NoRoute)?;
             read_only(json(document))

@@ -12,9 +12,13 @@ use crate::registry::table;
 
 /// A JSON response with `code`, plus `Warning` headers.
 pub fn json_bytes(code: StatusCode, body: Bytes, warnings: &[String]) -> Response {
-    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    with_warnings((code, [(header::CONTENT_TYPE, "application/json")], body).into_response(), warnings)
+}
+
+/// Adds one `Warning` header per message (kubectl prints each).
+pub fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for warning in warnings {
-        if let Ok(value) = HeaderValue::from_str(warning) {
+        if let Ok(value) = HeaderValue::from_bytes(warning.as_bytes()) {
             response.headers_mut().append(header::WARNING, value);
         }
     }

@@ -217,7 +217,7 @@ fn decoded(state: &ApiState, target: &Target, query: &Query, headers: &HeaderMap
     } else {
         let unknown = fields::unknown_fields(definition, &object);
         if mode == FieldValidation::Strict && (!unknown.is_empty() || !duplicates.is_empty()) {
-            return Err(fields::strict_error(&unknown, &duplicates));
+            return Err(fields::strict_error_for(kind, version, &unknown, &duplicates));
         }
         fields::warnings(&unknown, &duplicates)
     };
@@ -454,12 +454,6 @@ async fn patch(
             )));
         }
     };
-    if content_type == "application/strategic-merge-patch+json" && resource.group == "wharf.dev" {
-        return Err(Error::UnsupportedMediaType(format!(
-            "strategic merge patch is not supported for {}/{} {}; use a merge or JSON patch",
-            resource.group, resource.version, resource.kind
-        )));
-    }
     let definition = match target.subresource {
         Some(Subresource::Scale) => "io.k8s.api.autoscaling.v1.Scale",
         _ => resource.definition,
@@ -490,16 +484,7 @@ async fn patch(
     };
     let response = write_back(state, target, query, output, Vec::new(), None, apply).await?;
     let warnings = warnings.into_inner().expect("warnings lock");
-    Ok(with_warnings(response, &warnings))
-}
-
-fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
-    for warning in warnings {
-        if let Ok(value) = axum::http::HeaderValue::from_str(warning) {
-            response.headers_mut().append(axum::http::header::WARNING, value);
-        }
-    }
-    response
+    Ok(output::with_warnings(response, &warnings))
 }
 
 /// The autoscaling/v1 Scale view of a scalable object.
