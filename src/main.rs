@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "A Kubernetes-compatible orchestrator for Wasm and Linux containers")]
 struct Cli {
@@ -29,6 +31,11 @@ enum Command {
         /// Revisions kept for watches to resume from.
         #[arg(long, default_value_t = 10_000)]
         watch_window: usize,
+    },
+    /// Measure Wharf on this machine against a peer measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
     },
 }
 
@@ -110,5 +117,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .with_context(|| "the server stopped")?;
             Ok(())
         }
+        Command::Bench { target } => bench::run(target).await,
     }
 }

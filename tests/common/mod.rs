@@ -1,0 +1,166 @@
+//! A Wharf cluster for end-to-end tests: the real `wharf` binary on a temporary data dir and a
+//! free loopback port, and the real kubectl pointed at it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kubectl every test drives; fails loudly when it is missing.
+pub fn kubectl_path() -> PathBuf {
+    let path = PathBuf::from(std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into()));
+    assert!(path.exists(), "kubectl not found at {}: install kubectl (or set KUBECTL)", path.display());
+    path
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    listen: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Cluster {
+    /// Starts `wharf server` on a fresh data dir.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts `wharf server` with extra flags.
+    pub fn start_with(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster { dir, url: String::new(), listen: "127.0.0.1:0".into(), args, child: None };
+        cluster.boot();
+        cluster
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    /// Starts the server process and waits for its "listening" line.
+    fn boot(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["server", "--data-dir"])
+            .arg(self.dir.path())
+            .args(["--listen", &self.listen])
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("wharf starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Wharf API server listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(30)).expect("wharf server printed its URL within 30 s");
+        // Restarts reuse the port so the kubeconfig and clients stay valid.
+        self.listen = url.trim_start_matches("https://").to_string();
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the server");
+            child.wait().expect("reap the server");
+        }
+    }
+
+    /// Starts the server again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.boot();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with(args, None, &[])
+    }
+
+    /// Runs kubectl with standard input and extra environment.
+    pub fn kubectl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(kubectl_path());
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).envs(env.iter().copied());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl runs");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin piped").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    /// Runs kubectl and returns its standard output, failing the test if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// `kubectl apply -f -` of `manifest`, returning stdout.
+    pub fn apply(&self, manifest: &str) -> String {
+        let out = self.kubectl_with(&["apply", "-f", "-"], Some(manifest), &[]);
+        assert!(out.status.success(), "apply failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_with(args, stdin, &[]);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A kube-rs client for this cluster.
+    pub async fn client(&self) -> kube::Client {
+        let config = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig reads");
+        let config =
+            kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("kubeconfig is valid");
+        kube::Client::try_from(config).expect("client builds")
+    }
+
+    /// Polls `check` until it returns true or `timeout` passes.
+    pub fn eventually(&self, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if check() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
