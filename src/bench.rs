@@ -103,10 +103,12 @@ async fn api(args: ApiArgs) -> Result<()> {
     let mut problems = Vec::new();
 
     progress(&format!("peer: bare SQLite, {} rows of 1 KiB, in {}", count(args.objects), base.path().display()));
+    let meter = CpuMeter::start(None)?;
     let peer = {
         let (dir, rows, threads) = (base.path().join("peer"), args.objects, args.clients);
         tokio::task::spawn_blocking(move || peer::measure(&dir, rows, threads)).await.context("the peer panicked")??
     };
+    let peer_cpu = meter.stop()?;
 
     progress(&format!("server: {} cold starts", COLD_STARTS + 1));
     let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -147,6 +149,7 @@ async fn api(args: ApiArgs) -> Result<()> {
         after_load,
         restart: (stored, restart_time, restarted_idle),
         peer,
+        peer_cpu,
     }
     .render(&problems);
     print!("{report}");
@@ -254,11 +257,6 @@ impl Server {
         Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
     }
 
-    /// CPU time the server has used so far.
-    fn cpu(&self) -> Result<Duration> {
-        cpu_of(&format!("/proc/{}/stat", self.pid))
-    }
-
     /// Sends SIGTERM to this server's PID and waits for it to exit.
     async fn stop(mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -306,37 +304,52 @@ struct Memory {
     peak_kib: u64,
 }
 
-/// CPU used by the server and by this benchmark (its clients) during one phase.
-#[derive(Default)]
+/// CPU busy time of the whole machine (all CPUs added up), from /proc/stat.
+fn machine_cpu() -> Result<Duration> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    let line = text.lines().next().context("empty /proc/stat")?;
+    // cpu user nice system idle iowait irq softirq steal …: everything but idle and iowait is busy.
+    let mut busy = 0;
+    for (i, field) in line.split_whitespace().skip(1).take(8).enumerate() {
+        if i != 3 && i != 4 {
+            busy += field.parse::<u64>()?;
+        }
+    }
+    Ok(Duration::from_secs_f64(busy as f64 / TICKS_PER_SECOND))
+}
+
+/// CPU used during one phase by the server, by this benchmark (its clients), and by everything
+/// else on the machine (which should be close to nothing for the figures to mean much).
 struct Cpu {
     wall: Duration,
     server: Duration,
     bench: Duration,
+    others: Duration,
 }
 
-struct CpuMeter<'a> {
-    server: &'a Server,
+struct CpuMeter {
+    /// The server's /proc/PID/stat, if a server runs in the phase.
+    server: Option<String>,
     started: Instant,
-    server_before: Duration,
-    bench_before: Duration,
+    before: [Duration; 3],
 }
 
-impl<'a> CpuMeter<'a> {
-    fn start(server: &'a Server) -> Result<Self> {
-        Ok(Self {
-            server,
-            started: Instant::now(),
-            server_before: server.cpu()?,
-            bench_before: cpu_of("/proc/self/stat")?,
-        })
+impl CpuMeter {
+    fn read(server: Option<&str>) -> Result<[Duration; 3]> {
+        Ok([server.map_or(Ok(Duration::ZERO), cpu_of)?, cpu_of("/proc/self/stat")?, machine_cpu()?])
+    }
+
+    fn start(server: Option<&Server>) -> Result<Self> {
+        let server = server.map(|s| format!("/proc/{}/stat", s.pid));
+        Ok(Self { before: Self::read(server.as_deref())?, server, started: Instant::now() })
     }
 
     fn stop(self) -> Result<Cpu> {
-        Ok(Cpu {
-            wall: self.started.elapsed(),
-            server: self.server.cpu()?.saturating_sub(self.server_before),
-            bench: cpu_of("/proc/self/stat")?.saturating_sub(self.bench_before),
-        })
+        let [server, bench, machine] = Self::read(self.server.as_deref())?;
+        let [server_before, bench_before, machine_before] = self.before;
+        let (server, bench) = (server.saturating_sub(server_before), bench.saturating_sub(bench_before));
+        let others = machine.saturating_sub(machine_before).saturating_sub(server + bench);
+        Ok(Cpu { wall: self.started.elapsed(), server, bench, others })
     }
 }
 
@@ -355,8 +368,7 @@ struct Phase {
 }
 
 async fn load_phases(server: &Server, args: &ApiArgs, problems: &mut Vec<String>) -> Result<Load> {
-    let setup = server.client()?;
-    let namespaces: Api<Namespace> = Api::all(setup.clone());
+    let namespaces: Api<Namespace> = Api::all(server.client()?);
     for name in ["bench-throughput", "bench-watched", "bench-fanout"] {
         let ns = Namespace { metadata: meta(name), ..Default::default() };
         namespaces
@@ -365,6 +377,14 @@ async fn load_phases(server: &Server, args: &ApiArgs, problems: &mut Vec<String>
             .with_context(|| format!("cannot create namespace {name}"))?;
     }
     let clients = server.clients(args.clients)?;
+    // Watchers get threads of their own, so that a create's response never waits in the same
+    // task queue behind watchers parsing events; they still share the machine's CPUs.
+    let watch_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-watchers")
+        .enable_all()
+        .build()?;
+    let watch_handle = watch_runtime.handle();
 
     let mut phase = async |label: &str, ns: &str, objects: usize, watchers: usize| -> Result<Phase> {
         progress(&format!(
@@ -373,25 +393,38 @@ async fn load_phases(server: &Server, args: &ApiArgs, problems: &mut Vec<String>
             count(objects),
             count(watchers)
         ));
-        let watch_clients =
-            if watchers == 0 { Vec::new() } else { server.clients(watchers.div_ceil(WATCHERS_PER_CLIENT))? };
+        // Built inside the watchers' runtime, where their connections' tasks then run.
+        let watch_clients = {
+            let _runtime = watch_handle.enter();
+            server.clients(watchers.div_ceil(WATCHERS_PER_CLIENT))?
+        };
         let measured = tokio::time::timeout(PHASE_LIMIT, async {
-            let meter = CpuMeter::start(server)?;
-            let (creates, watch) = watched_creates(&clients, &watch_clients, ns, objects, watchers).await?;
+            let meter = CpuMeter::start(Some(server))?;
+            let (creates, watch) =
+                watched_creates(&clients, (watch_handle, &watch_clients), ns, objects, watchers).await?;
             Ok::<_, anyhow::Error>(Phase { creates, watch, cpu: meter.stop()? })
         })
         .await
         .with_context(|| format!("{label}: did not finish within {PHASE_LIMIT:?}"))??;
+        let failed = measured.creates.failed;
+        if failed > 0 {
+            problems.push(format!("{label}: {failed} of {objects} creates failed; the first of them:"));
+        }
         problems.extend(measured.creates.errors.iter().map(|e| format!("{label}: {e}")));
         if let Some(watch) = &measured.watch {
             problems.extend(watch.problems.iter().map(|e| format!("{label}: {e}")));
         }
         Ok(measured)
     };
-    let throughput = phase("throughput", "bench-throughput", args.objects, 0).await?;
-    let watched = phase("latency under watchers", "bench-watched", args.watched_objects, args.watchers).await?;
-    let fanout = phase("fan-out", "bench-fanout", args.fanout_objects, args.fanout_watchers).await?;
-    Ok(Load { throughput, watched, fanout })
+    let phases = async {
+        let throughput = phase("throughput", "bench-throughput", args.objects, 0).await?;
+        let watched = phase("latency under watchers", "bench-watched", args.watched_objects, args.watchers).await?;
+        let fanout = phase("fan-out", "bench-fanout", args.fanout_objects, args.fanout_watchers).await?;
+        Ok(Load { throughput, watched, fanout })
+    }
+    .await;
+    watch_runtime.shutdown_background();
+    phases
 }
 
 fn meta(name: &str) -> ObjectMeta {
@@ -411,6 +444,9 @@ struct Creates {
 
 impl Creates {
     fn rate(&self) -> f64 {
+        if self.ok == 0 {
+            return 0.0;
+        }
         self.ok as f64 / self.last_ack.duration_since(self.started).as_secs_f64()
     }
 
@@ -432,12 +468,12 @@ struct Watch {
     problems: Vec<String>,
 }
 
-/// Starts `watchers` watches on `ns` (spread over `watch_clients`), waits until all are
-/// established, then creates `objects` ConfigMaps from `clients` and waits until every watcher
-/// has seen each of them.
+/// Starts `watchers` watches on `ns` (spread over the watch clients, on their runtime), waits
+/// until all are established, then creates `objects` ConfigMaps from `clients` and waits until
+/// every watcher has seen each of them.
 async fn watched_creates(
     clients: &[kube::Client],
-    watch_clients: &[kube::Client],
+    (watch_runtime, watch_clients): (&tokio::runtime::Handle, &[kube::Client]),
     ns: &str,
     objects: usize,
     watchers: usize,
@@ -452,7 +488,7 @@ async fn watched_creates(
     for i in 0..watchers {
         let client = watch_clients[i / WATCHERS_PER_CLIENT].clone();
         let (path, ready) = (path.clone(), ready_tx.clone());
-        watch_tasks.spawn(async move { follow(client, path, objects, ready).await });
+        watch_tasks.spawn_on(follow(client, path, objects, ready), watch_runtime);
     }
     drop(ready_tx);
     let mut established = 0;
@@ -773,6 +809,7 @@ struct Report<'a> {
     after_load: Memory,
     restart: (usize, Duration, Memory),
     peer: Vec<peer::Variant>,
+    peer_cpu: Cpu,
 }
 
 impl Report<'_> {
@@ -859,7 +896,14 @@ impl Report<'_> {
                 Some(watch.delivered == watch.expected),
             );
             let (after_ack, after_start) = match watch.last_complete {
-                Some(last) => (signed_ms(last, f.last_ack), ms(last - f.started)),
+                Some(last) => (
+                    signed_ms(last, f.last_ack),
+                    format!(
+                        "{} ({} events/s delivered)",
+                        ms(last - f.started),
+                        thousands(watch.delivered as f64 / (last - f.started).as_secs_f64())
+                    ),
+                ),
                 None => ("incomplete".into(), "incomplete".into()),
             };
             row("Fan-out: last create acknowledged → last watcher has every event".into(), after_ack, "report", None);
@@ -910,28 +954,31 @@ impl Report<'_> {
                     _ => format!("1 thread, {} rows per transaction (upper bound)", count(PEER_BATCH)),
                 };
                 let commit = v.commit.map_or("—".into(), |(p50, p99)| format!("{} / {}", ms(p50), ms(p99)));
-                [
-                    label,
-                    format!("{}", thousands(v.rows_per_second)),
-                    commit,
-                    format!("{:.2}×", wharf / v.rows_per_second),
-                ]
+                [label, thousands(v.rows_per_second), commit, format!("{:.2}×", wharf / v.rows_per_second)]
             })
             .collect();
         table(&mut out, ["Peer variant", "rows/s", "commit p50 / p99", "Wharf creates/s ÷ peer rows/s"], &peer_rows);
 
-        let _ = writeln!(out, "\nCPU time per phase (server process; this benchmark's clients)\n");
-        let cpu_rows: Vec<[String; 4]> = [("throughput", throughput), ("with watchers", watched), ("fan-out", fanout)]
+        let _ = writeln!(
+            out,
+            "\nCPU time per phase (the server; this benchmark, i.e. its clients or the peer; all other processes)\n"
+        );
+        let phases = [
+            ("peer (bare SQLite, all variants)", &self.peer_cpu),
+            ("throughput", &throughput.cpu),
+            ("with watchers", &watched.cpu),
+            ("fan-out", &fanout.cpu),
+        ];
+        let cpu_rows: Vec<[String; 5]> = phases
             .iter()
-            .map(|(name, phase)| {
-                let c = &phase.cpu;
+            .map(|(name, c)| {
                 let share = |d: Duration| {
                     format!("{} ({:.0}% of one CPU)", secs(d), 100.0 * d.as_secs_f64() / c.wall.as_secs_f64())
                 };
-                [name.to_string(), secs(c.wall), share(c.server), share(c.bench)]
+                [name.to_string(), secs(c.wall), share(c.server), share(c.bench), share(c.others)]
             })
             .collect();
-        table(&mut out, ["Phase", "wall", "server CPU", "benchmark CPU"], &cpu_rows);
+        table(&mut out, ["Phase", "wall", "server CPU", "benchmark CPU", "other processes CPU"], &cpu_rows);
         if !problems.is_empty() {
             let _ = writeln!(out, "\nProblems under load:\n");
             for problem in problems {

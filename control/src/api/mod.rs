@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod openapi;
 mod output;
 pub mod patch;
+pub mod protobuf;
 pub mod request;
 mod resources;
 pub mod serve;

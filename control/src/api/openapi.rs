@@ -670,6 +670,23 @@ impl Ctx {
     }
 }
 
+/// `/openapi/v2`, which kubectl reads (as gnostic protobuf) only to validate kinds missing from
+/// the v3 documents. An empty Swagger 2.0 document lets it skip to its usual "no matches for
+/// kind" error instead of failing on a download.
+pub fn v2_empty_document() -> Vec<u8> {
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+    let info = [field(1, b"Kubernetes"), field(2, b"v1.33.0")].concat();
+    [field(1, b"2.0"), field(2, &info)].concat()
+}
+
+/// The media type [`v2_empty_document`] is sent with, as kube-openapi does (the protobuf media
+/// type itself has an `@`, which Go's MIME parser refuses).
+pub const V2_PROTOBUF: &str = "application/octet-stream";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,20 +912,3 @@ mod tests {
         assert_eq!(names("wharf.dev", "v1").id, "WharfDevV1");
     }
 }
-
-/// `/openapi/v2`, which kubectl reads (as gnostic protobuf) only to validate kinds missing from
-/// the v3 documents. An empty Swagger 2.0 document lets it skip to its usual "no matches for
-/// kind" error instead of failing on a download.
-pub fn v2_empty_document() -> Vec<u8> {
-    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
-        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
-        out.extend_from_slice(bytes);
-        out
-    }
-    let info = [field(1, b"Kubernetes"), field(2, b"v1.33.0")].concat();
-    [field(1, b"2.0"), field(2, &info)].concat()
-}
-
-/// The media type [`v2_empty_document`] is sent with, as kube-openapi does (the protobuf media
-/// type itself has an `@`, which Go's MIME parser refuses).
-pub const V2_PROTOBUF: &str = "application/octet-stream";

@@ -139,8 +139,8 @@ pub fn output(headers: &HeaderMap, query: &Query) -> Result<Output> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     for choice in accept.split(',') {
         let params: Vec<&str> = choice.split(';').map(str::trim).collect();
-        if params.iter().any(|p| *p == "as=Table") {
-            if params.iter().any(|p| *p == "v=v1") && params.iter().any(|p| *p == "g=meta.k8s.io") {
+        if params.contains(&"as=Table") {
+            if params.contains(&"v=v1") && params.contains(&"g=meta.k8s.io") {
                 let include = match query.get("includeObject") {
                     None | Some("Metadata") => IncludeObject::Metadata,
                     Some("Object") => IncludeObject::Object,
@@ -179,12 +179,13 @@ pub fn decode(headers: &HeaderMap, bytes: &[u8]) -> Result<Body> {
                 serde_yaml::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding YAML: {e}")))?;
             Ok(Body { object, duplicates: Vec::new() })
         }
+        super::protobuf::MEDIA_TYPE => Ok(Body { object: super::protobuf::decode(bytes)?, duplicates: Vec::new() }),
         "" | "application/json" | "*/*" => {
             let (object, duplicates) = crate::registry::fields::parse_json(bytes)?;
             Ok(Body { object, duplicates })
         }
         other => Err(Error::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
         ))),
     }
 }

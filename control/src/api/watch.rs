@@ -75,20 +75,10 @@ impl Encoder {
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
-    let body = Body::from_stream(ReceiverStream::new(rx).map_ok());
+    use futures::StreamExt;
+    let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>));
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")], body)
         .into_response()
-}
-
-trait MapOk: Sized {
-    fn map_ok(self) -> futures::stream::Map<Self, fn(Bytes) -> std::result::Result<Bytes, std::io::Error>>;
-}
-
-impl MapOk for ReceiverStream<Bytes> {
-    fn map_ok(self) -> futures::stream::Map<Self, fn(Bytes) -> std::result::Result<Bytes, std::io::Error>> {
-        use futures::StreamExt;
-        self.map(Ok)
-    }
 }
 
 /// Which event (if any) a watcher with `filter` sees for a change.
