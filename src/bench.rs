@@ -628,6 +628,8 @@ async fn follow(
                 have[i] = true;
                 seen.distinct += 1;
             }
+            // A few examples say enough; the shortfall shows in the counts.
+            _ if seen.problems.len() >= 3 => {}
             Some(i) => seen.problems.push(format!("a watcher received cm-{i} twice")),
             None => seen.problems.push(format!(
                 "a watcher received an unexpected line: {}",

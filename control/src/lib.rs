@@ -6,6 +6,7 @@ pub mod auth;
 pub mod controllers;
 pub mod error;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 

@@ -24,10 +24,11 @@ pub struct ServerConfig {
     pub store: StoreOptions,
 }
 
-/// What a started server tells its operator.
+/// What a started server tells its operator (and the in-process agent).
 pub struct Started {
     pub url: String,
     pub kubeconfig: PathBuf,
+    pub node_token: String,
 }
 
 /// The URL clients on this machine use to reach `listen`.
@@ -102,6 +103,7 @@ pub async fn run(
     }
     let pki = pki::load_or_create(&dir.join("pki"), &hosts)?;
     let token = tokens::load_or_create(&dir.join("admin.token"))?;
+    let node_token = tokens::load_or_create_node_token(&dir.join("node-token"), &pki.ca_pem)?;
     let store = Store::open(&dir.join("wharf.db"), config.store.clone())?;
     seed_namespaces(&store).await?;
 
@@ -113,11 +115,12 @@ pub async fn run(
     let kubeconfig = dir.join("kubeconfig.yaml");
     write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, &token)?;
 
-    let state = Arc::new(ApiState { store, auth: tokens::Authenticator::new(&token), max_body: api::MAX_BODY });
+    let auth = tokens::Authenticator::new(&token).with_node_token(&node_token);
+    let state = Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone()));
     let app = api::router(state);
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
     crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?);
-    on_ready(&Started { url, kubeconfig });
+    on_ready(&Started { url, kubeconfig, node_token });
     tokio::select! {
         _ = shutdown => {}
         _ = serving => {}

@@ -1,2 +1,89 @@
-//! The node agent: registers its Node, watches the pods bound to it and runs each container
-//! through a shim (filled by the node agent issue).
+//! The node agent (what a kubelet does): registers its Node, renews its Lease, watches the pods
+//! bound to it and runs each container through a shim, reporting status, events and logs back
+//! through the API server.
+
+pub mod backoff;
+pub mod endpoint;
+pub mod env;
+pub mod events;
+pub mod logs;
+pub mod node;
+pub mod pods;
+pub mod pull;
+pub mod status;
+pub mod volumes;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wharf_shim::Shim;
+
+use crate::backoff::BackoffPolicy;
+use crate::node::NodeInfo;
+use crate::pull::ImagePuller;
+use crate::worker::{Context, LogIndex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The Node's name.
+    pub name: String,
+    /// Where pod volumes, logs and images live.
+    pub data_dir: PathBuf,
+    /// The agent's HTTPS endpoint (logs for the API server).
+    pub listen: SocketAddr,
+    /// The node address reported as InternalIP (and, until pod networking, as pod IPs).
+    pub address: String,
+    /// Token the API server presents when it calls the endpoint.
+    pub node_token: String,
+    pub backoff: BackoffPolicy,
+    pub max_pods: u32,
+}
+
+/// Registers the node and runs its pods until the task is dropped.
+pub async fn run(
+    config: AgentConfig,
+    client: kube::Client,
+    shims: Vec<Arc<dyn Shim>>,
+    images: Arc<dyn ImagePuller>,
+) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    let logs = Arc::new(LogIndex::new(config.data_dir.join("logs")));
+    let (addr, serve) = endpoint::bind(config.listen, &config.name, logs.clone(), config.node_token.clone()).await?;
+    let info = NodeInfo {
+        name: config.name.clone(),
+        address: config.address.clone(),
+        port: addr.port(),
+        runtimes: shims.iter().map(|s| s.name().to_string()).collect(),
+        max_pods: config.max_pods,
+    };
+    node::register(&client, &info).await?;
+    tracing::info!(node = %info.name, endpoint = %addr, runtimes = ?info.runtimes, "node registered");
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        node: info.clone(),
+        data_dir: config.data_dir.clone(),
+        shims,
+        images,
+        backoff: config.backoff,
+        events: events::Recorder::new(client.clone(), info.name.clone()),
+        logs,
+    });
+    let serving = tokio::spawn(serve);
+    let heartbeat = tokio::spawn(node::heartbeat(client, info));
+    pods::run(ctx).await;
+    serving.abort();
+    heartbeat.abort();
+    Ok(())
+}

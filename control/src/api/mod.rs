@@ -2,6 +2,7 @@
 //! resource verbs. `router()` builds the whole app; `serve` runs it over TLS.
 
 pub mod discovery;
+mod logs;
 pub mod openapi;
 mod output;
 pub mod patch;
@@ -35,6 +36,17 @@ pub struct ApiState {
     pub store: Store,
     pub auth: Authenticator,
     pub max_body: usize,
+    /// Presented to agents when the API server calls them (logs).
+    pub node_token: String,
+    pub agents: reqwest::Client,
+    /// The cluster CA, served unauthenticated at `/cacerts` for joining agents.
+    pub ca_pem: String,
+}
+
+impl ApiState {
+    pub fn new(store: Store, auth: Authenticator, node_token: String, ca_pem: String) -> Self {
+        Self { store, auth, max_body: MAX_BODY, node_token, agents: logs::agent_client(), ca_pem }
+    }
 }
 
 /// The whole API server app.
@@ -43,12 +55,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
         .route("/healthz", get(ok))
+        .route("/cacerts", get(cacerts))
         .fallback(dispatch)
         .with_state(state)
 }
 
 async fn ok() -> &'static str {
     "ok"
+}
+
+/// The cluster CA; agents check it against the hash in their join token.
+async fn cacerts(State(state): State<Arc<ApiState>>) -> String {
+    state.ca_pem.clone()
 }
 
 async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {

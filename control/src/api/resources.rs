@@ -42,9 +42,7 @@ pub async fn handle(
             let stored = current(state, &target)?;
             Ok(output::json(StatusCode::OK, &to_scale(target.resource, &stored.object)?, &[]))
         }
-        ("GET", true, Some(Subresource::Log)) => {
-            Err(Error::Unavailable("container logs come from the node agent, and no agent runs this pod yet".into()))
-        }
+        ("GET", true, Some(Subresource::Log)) => super::logs::pod_log(state, &target, &query).await,
         ("POST", false, None) => create(state, &target, &query, headers, &body, output).await,
         ("POST", true, Some(Subresource::Binding)) => bind(state, &target, &query, headers, &body).await,
         ("PUT", true, _) if sub != Some(Subresource::Log) && sub != Some(Subresource::Binding) => {

@@ -24,6 +24,8 @@ use crate::store::{EventType, Stored, WatchSource, WatchStart};
 
 /// How long a watch lasts when the client does not say (kube-apiserver picks 30–60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Most events gathered into one write.
+const MAX_BURST: usize = 256;
 /// How often a bookmark is sent to clients that allow them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 
@@ -137,8 +139,12 @@ pub fn serve(state: &ApiState, target: &Target, query: &Query, output: Output) -
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout.unwrap_or(DEFAULT_TIMEOUT));
         tokio::pin!(deadline);
-        for stored in &initial {
-            if tx.send(encoder.event("ADDED", stored)).await.is_err() {
+        for burst in initial.chunks(MAX_BURST) {
+            let mut chunk = BytesMut::new();
+            for stored in burst {
+                chunk.put_slice(&encoder.event("ADDED", stored));
+            }
+            if tx.send(chunk.freeze()).await.is_err() {
                 return;
             }
         }
@@ -157,22 +163,37 @@ pub fn serve(state: &ApiState, target: &Target, query: &Query, output: Output) -
                     }
                 }
                 next = source.next() => {
-                    let event = match next {
-                        None => return,
-                        Some(Err(e)) => {
-                            let _ = tx.send(Encoder::raw("ERROR", &e.status())).await;
-                            return;
+                    // Send everything already available as one chunk: one write per burst.
+                    let mut chunk = BytesMut::new();
+                    let mut next = next;
+                    let mut taken = 0;
+                    loop {
+                        let event = match next {
+                            None => return,
+                            Some(Err(e)) => {
+                                chunk.put_slice(&Encoder::raw("ERROR", &e.status()));
+                                let _ = tx.send(chunk.freeze()).await;
+                                return;
+                            }
+                            Some(Ok(event)) => event,
+                        };
+                        if selects(&event.object) {
+                            let now = filter.matches(resource, &event.object.object);
+                            let before = event.previous.as_ref().map(|p| filter.matches(resource, &p.object));
+                            if let Some(kind) = visible(event.kind, now, before) {
+                                chunk.put_slice(&encoder.event(kind, &event.object));
+                            }
                         }
-                        Some(Ok(event)) => event,
-                    };
-                    if !selects(&event.object) {
-                        continue;
+                        taken += 1;
+                        if taken == MAX_BURST {
+                            break;
+                        }
+                        next = match source.try_next() {
+                            Some(more) => Some(more),
+                            None => break,
+                        };
                     }
-                    let now = filter.matches(resource, &event.object.object);
-                    let before = event.previous.as_ref().map(|p| filter.matches(resource, &p.object));
-                    if let Some(kind) = visible(event.kind, now, before)
-                        && tx.send(encoder.event(kind, &event.object)).await.is_err()
-                    {
+                    if !chunk.is_empty() && tx.send(chunk.freeze()).await.is_err() {
                         return;
                     }
                 }

@@ -29,10 +29,39 @@ pub fn load_or_create(path: &Path) -> Result<String> {
     .map_err(|e: Error| Error::Internal(format!("token {}: {e}", path.display())))
 }
 
+/// The node join token: `wharf1.<sha256 of the cluster CA, hex>.<secret>`. An agent checks the
+/// CA it downloads from `/cacerts` against the hash before trusting it.
+pub fn load_or_create_node_token(path: &Path, ca_pem: &str) -> Result<String> {
+    let ca_hash = hex(&Sha256::digest(ca_pem.as_bytes()));
+    match std::fs::read_to_string(path) {
+        Ok(token) if token.trim().starts_with(&format!("wharf1.{ca_hash}.")) => Ok(token.trim().to_string()),
+        _ => {
+            let token = format!("wharf1.{ca_hash}.{}", generate());
+            super::pki::write_private(path, &format!("{token}\n"))?;
+            Ok(token)
+        }
+    }
+}
+
+/// The CA hash a node token pins, if it is one.
+pub fn node_token_ca_hash(token: &str) -> Option<&str> {
+    let mut parts = token.trim().splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("wharf1"), Some(hash), Some(secret)) if hash.len() == 64 && !secret.is_empty() => Some(hash),
+        _ => None,
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Checks presented bearer tokens against the known ones without leaking timing.
 #[derive(Clone)]
 pub struct Authenticator {
     admin_digest: [u8; 32],
+    node_digest: Option<[u8; 32]>,
 }
 
 /// Who a request comes from.
@@ -44,7 +73,13 @@ pub struct User {
 
 impl Authenticator {
     pub fn new(admin_token: &str) -> Self {
-        Self { admin_digest: Sha256::digest(admin_token.as_bytes()).into() }
+        Self { admin_digest: Sha256::digest(admin_token.as_bytes()).into(), node_digest: None }
+    }
+
+    /// Also accepts the node join token (agents); RBAC narrows what nodes may do later.
+    pub fn with_node_token(mut self, node_token: &str) -> Self {
+        self.node_digest = Some(Sha256::digest(node_token.as_bytes()).into());
+        self
     }
 
     /// The user behind an `Authorization` header value, if it carries a valid bearer token.
@@ -52,11 +87,20 @@ impl Authenticator {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Comparing digests keeps the comparison's time independent of the secret.
-        let same = digest.iter().zip(self.admin_digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        same.then(|| User {
-            name: "admin".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        })
+        let same = |known: &[u8; 32]| digest.iter().zip(known.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same(&self.admin_digest) {
+            return Some(User {
+                name: "admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            });
+        }
+        if self.node_digest.as_ref().is_some_and(same) {
+            return Some(User {
+                name: "system:node".into(),
+                groups: vec!["system:nodes".into(), "system:authenticated".into()],
+            });
+        }
+        None
     }
 }
 
@@ -71,6 +115,17 @@ mod tests {
         assert!(auth.authenticate(Some("Bearer other")).is_none());
         assert!(auth.authenticate(Some("Basic secret")).is_none());
         assert!(auth.authenticate(None).is_none());
+    }
+
+    #[test]
+    fn node_tokens_pin_the_ca_and_authenticate() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = load_or_create_node_token(&dir.path().join("node-token"), "CA PEM").unwrap();
+        assert_eq!(node_token_ca_hash(&token).unwrap(), hex(&Sha256::digest(b"CA PEM")));
+        assert_eq!(load_or_create_node_token(&dir.path().join("node-token"), "CA PEM").unwrap(), token);
+        let auth = Authenticator::new("admin").with_node_token(&token);
+        assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))).unwrap().name, "system:node");
+        assert!(node_token_ca_hash("not-a-token").is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and acts, in the manner of kube-runtime: `reconcile(Arc<Obj>, Arc<Ctx>) -> Result<Action>`.
 
 pub mod namespace;
+pub mod node_lifecycle;
 
 use std::path::Path;
 
@@ -19,5 +20,7 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
 
 /// Starts every controller; they run until the process ends.
 pub fn spawn_all(client: kube::Client) {
-    tokio::spawn(namespace::run(client));
+    tokio::spawn(namespace::run(client.clone()));
+    tokio::spawn(node_lifecycle::run(client.clone()));
+    tokio::spawn(crate::scheduler::run(client));
 }

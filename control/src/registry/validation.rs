@@ -649,6 +649,25 @@ impl Quantity {
         }
     }
 
+    /// The value in thousandths, rounded up (cpu `500m` → 500, memory `1Ki` → 1_024_000),
+    /// saturating at the bounds of i128.
+    pub fn milli_value(&self) -> i128 {
+        let mut value: i128 = 0;
+        for d in &self.digits {
+            value = value.saturating_mul(10).saturating_add(*d as i128);
+        }
+        let shift = self.exp + 3;
+        if shift >= 0 {
+            for _ in 0..shift.min(40) {
+                value = value.saturating_mul(10);
+            }
+        } else {
+            let divisor = 10i128.saturating_pow((-shift).min(38) as u32);
+            value = (value + divisor - 1) / divisor;
+        }
+        if self.neg { -value } else { value }
+    }
+
     pub fn is_negative(&self) -> bool {
         self.neg
     }
@@ -3687,6 +3706,22 @@ fn base64_error(e: &base64::DecodeError) -> String {
         base64::DecodeError::InvalidPadding => 0,
     };
     format!("illegal base64 data at input byte {offset}")
+}
+
+#[cfg(test)]
+mod milli_tests {
+    use super::Quantity;
+
+    #[test]
+    fn milli_values() {
+        let m = |s: &str| Quantity::parse(s).unwrap().milli_value();
+        assert_eq!(m("500m"), 500);
+        assert_eq!(m("2"), 2000);
+        assert_eq!(m("1Ki"), 1_024_000);
+        assert_eq!(m("1.5"), 1500);
+        assert_eq!(m("1m"), 1);
+        assert_eq!(m("128Mi"), 128 * 1024 * 1024 * 1000);
+    }
 }
 
 #[cfg(test)]

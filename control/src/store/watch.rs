@@ -52,6 +52,32 @@ impl WatchSource {
         self.last
     }
 
+    /// An event that is already available, without waiting (lets a watcher send a burst in
+    /// one write).
+    pub fn try_next(&mut self) -> Option<Result<Event>> {
+        loop {
+            if let Some(event) = self.backlog.pop_front() {
+                self.last = event.rev();
+                return Some(Ok(event));
+            }
+            match self.live.try_recv() {
+                Ok(event) if event.rev() <= self.last => continue,
+                Ok(event) => {
+                    self.last = event.rev();
+                    return Some(Ok(event));
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    let state = self.store.inner.state.read().expect("store lock");
+                    if self.last < state.compacted {
+                        return Some(Err(too_old(self.last)));
+                    }
+                    self.backlog = state.window.iter().filter(|e| e.rev() > self.last).cloned().collect();
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// The next event; `Err(Gone)` if this watcher fell behind the window; `None` when the store
     /// shuts down.
     pub async fn next(&mut self) -> Option<Result<Event>> {

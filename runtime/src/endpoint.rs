@@ -1,0 +1,170 @@
+//! The agent's own HTTPS endpoint, which the API server calls for `kubectl logs`:
+//! `GET /containerLogs/{namespace}/{pod}/{container}` with kubectl's log options. Only callers
+//! bearing the node token are served.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
+use tokio_rustls::TlsAcceptor;
+
+use crate::AgentError;
+use crate::logs::{self, LogQuery};
+use crate::worker::LogIndex;
+
+struct EndpointState {
+    logs: Arc<LogIndex>,
+    token: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogParams {
+    follow: Option<bool>,
+    previous: Option<bool>,
+    timestamps: Option<bool>,
+    tail_lines: Option<usize>,
+    since_seconds: Option<i64>,
+    since_time: Option<String>,
+    limit_bytes: Option<usize>,
+}
+
+fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) => p.len() == token.len() && p.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0,
+        None => false,
+    }
+}
+
+async fn container_logs(
+    State(state): State<Arc<EndpointState>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(params): Query<LogParams>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&headers, &state.token) {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    }
+    let container = Some(container.as_str()).filter(|c| !c.is_empty());
+    let (path, running) = match state.logs.locate(&namespace, &pod, container, params.previous.unwrap_or(false)) {
+        Ok(found) => found,
+        Err(message) => return (StatusCode::NOT_FOUND, message).into_response(),
+    };
+    let since = match (&params.since_time, params.since_seconds) {
+        (Some(t), _) => t.parse::<jiff::Timestamp>().ok(),
+        (None, Some(s)) => jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(s)).ok(),
+        _ => None,
+    };
+    let query = LogQuery {
+        tail_lines: params.tail_lines,
+        since,
+        timestamps: params.timestamps.unwrap_or(false),
+        limit_bytes: params.limit_bytes,
+    };
+    let (text, offset) = match logs::read(&path, &query) {
+        Ok(read) => read,
+        Err(e) => return (StatusCode::NOT_FOUND, format!("cannot read logs: {e}")).into_response(),
+    };
+    if !params.follow.unwrap_or(false) || !running {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response();
+    }
+    // Follow: send what is there, then poll for new lines until the container stops.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let logs = state.logs.clone();
+    tokio::spawn(async move {
+        if tx.send(Ok(Bytes::from(text))).await.is_err() {
+            return;
+        }
+        let mut offset = offset;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let still_running = logs
+                .locate(&namespace, &pod, container_name(&path).as_deref(), false)
+                .map(|(p, r)| p == path && r)
+                .unwrap_or(false);
+            match logs::read_from(&path, offset, &query) {
+                Ok((more, reached)) => {
+                    offset = reached;
+                    if !more.is_empty() && tx.send(Ok(Bytes::from(more))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+            if !still_running || tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// The container name in a log path (`.../{container}/{attempt}.log`).
+fn container_name(path: &std::path::Path) -> Option<String> {
+    path.parent()?.file_name()?.to_str().map(str::to_string)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// A self-signed serving configuration for the endpoint.
+fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string(), "localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| AgentError::Setup(format!("endpoint certificate: {e}")))?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+        .map_err(|e| AgentError::Setup(format!("endpoint key: {e}")))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AgentError::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .map_err(|e| AgentError::Setup(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Binds the endpoint; returns the bound address and the serving future.
+pub async fn bind(
+    listen: SocketAddr,
+    node: &str,
+    logs: Arc<LogIndex>,
+    token: String,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + use<>), AgentError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| AgentError::Setup(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| AgentError::Setup(e.to_string()))?;
+    let acceptor = TlsAcceptor::from(tls_config(node)?);
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .with_state(Arc::new(EndpointState { logs, token }));
+    let serve = async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                    .await;
+            });
+        }
+    };
+    Ok((addr, serve))
+}

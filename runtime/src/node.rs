@@ -1,0 +1,215 @@
+//! The agent's Node: registering it with capacity, labels, addresses and conditions, renewing
+//! its Lease in kube-node-lease every 10 s, and refreshing its status conditions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::AgentError;
+
+/// How often the Lease is renewed; the node lifecycle controller marks a node NotReady after 40 s.
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Label listing the runtime handlers a node offers, e.g. `wasmtime,youki`.
+pub const RUNTIMES_LABEL: &str = "wharf.dev/runtimes";
+
+/// What the agent says about its node.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub runtimes: Vec<String>,
+    pub max_pods: u32,
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Total memory in bytes, from /proc/meminfo.
+fn memory_bytes() -> u64 {
+    read_trim("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn os_image() -> String {
+    read_trim("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn conditions(ready: bool) -> Vec<NodeCondition> {
+    let t = now();
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(t.clone()),
+        last_transition_time: Some(t.clone()),
+    };
+    vec![
+        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "agent has sufficient memory available"),
+        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "agent has no disk pressure"),
+        condition("PIDPressure", "False", "KubeletHasSufficientPID", "agent has sufficient PID available"),
+        if ready {
+            condition("Ready", "True", "KubeletReady", "wharf agent is posting ready status")
+        } else {
+            condition("Ready", "False", "KubeletNotReady", "wharf agent is starting")
+        },
+    ]
+}
+
+/// The Node object this agent registers.
+pub fn node_object(info: &NodeInfo) -> Node {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let capacity = BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpus.to_string())),
+        ("memory".to_string(), Quantity(format!("{}Ki", memory_bytes() / 1024))),
+        ("pods".to_string(), Quantity(info.max_pods.to_string())),
+        ("ephemeral-storage".to_string(), Quantity("100Gi".into())),
+    ]);
+    let labels = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), info.name.clone()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+        (
+            "kubernetes.io/arch".to_string(),
+            if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }.into(),
+        ),
+        (RUNTIMES_LABEL.to_string(), info.runtimes.join(",")),
+    ]);
+    Node {
+        metadata: ObjectMeta { name: Some(info.name.clone()), labels: Some(labels), ..Default::default() },
+        spec: Some(NodeSpec::default()),
+        status: Some(NodeStatus {
+            capacity: Some(capacity.clone()),
+            allocatable: Some(capacity),
+            addresses: Some(vec![
+                NodeAddress { type_: "InternalIP".into(), address: info.address.clone() },
+                NodeAddress { type_: "Hostname".into(), address: info.name.clone() },
+            ]),
+            conditions: Some(conditions(true)),
+            daemon_endpoints: Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
+                kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint { port: info.port as i32 }),
+            }),
+            node_info: Some(NodeSystemInfo {
+                architecture: if cfg!(target_arch = "x86_64") { "amd64".into() } else { std::env::consts::ARCH.into() },
+                boot_id: read_trim("/proc/sys/kernel/random/boot_id"),
+                container_runtime_version: info
+                    .runtimes
+                    .iter()
+                    .map(|r| format!("{r}://"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                kernel_version: read_trim("/proc/sys/kernel/osrelease"),
+                kube_proxy_version: String::new(),
+                kubelet_version: format!("v1.33.0-wharf.{}", env!("CARGO_PKG_VERSION")),
+                machine_id: read_trim("/etc/machine-id"),
+                operating_system: "linux".into(),
+                os_image: os_image(),
+                system_uuid: read_trim("/sys/class/dmi/id/product_uuid"),
+                swap: None,
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Creates the Node, or takes over an existing one of the same name (an agent restart).
+pub async fn register(client: &kube::Client, info: &NodeInfo) -> Result<(), AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = node_object(info);
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let labels = node.metadata.labels.clone();
+            nodes
+                .patch(&info.name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}})))
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let status = json!({"status": node.status});
+    nodes.patch_status(&info.name, &PatchParams::default(), &Patch::Merge(status)).await?;
+    Ok(())
+}
+
+/// Renews the Lease and refreshes the node's conditions until the task is dropped.
+pub async fn heartbeat(client: kube::Client, info: NodeInfo) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(client);
+    let mut tick = tokio::time::interval(LEASE_RENEW);
+    loop {
+        tick.tick().await;
+        let renew = MicroTime(Timestamp::now());
+        let lease = Lease {
+            metadata: ObjectMeta { name: Some(info.name.clone()), ..Default::default() },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(info.name.clone()),
+                lease_duration_seconds: Some(40),
+                renew_time: Some(renew.clone()),
+                ..Default::default()
+            }),
+        };
+        let renewed = match leases.get_opt(&info.name).await {
+            Ok(Some(_)) => leases
+                .patch(
+                    &info.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"renewTime": renew, "holderIdentity": info.name}})),
+                )
+                .await
+                .map(|_| ()),
+            Ok(None) => leases.create(&PostParams::default(), &lease).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = renewed {
+            tracing::warn!(error = %e, "lease renewal failed");
+        }
+        let status = json!({"status": {"conditions": conditions(true)}});
+        if let Err(e) = nodes.patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(status)).await {
+            tracing::warn!(error = %e, "node status update failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_lists_runtimes_capacity_and_the_agent_port() {
+        let info = NodeInfo {
+            name: "n1".into(),
+            address: "127.0.0.1".into(),
+            port: 10250,
+            runtimes: vec!["wasmtime".into()],
+            max_pods: 2500,
+        };
+        let node = node_object(&info);
+        assert_eq!(node.metadata.labels.as_ref().unwrap()[RUNTIMES_LABEL], "wasmtime");
+        let status = node.status.unwrap();
+        assert_eq!(status.capacity.as_ref().unwrap()["pods"].0, "2500");
+        assert!(status.capacity.unwrap()["memory"].0.ends_with("Ki"));
+        assert_eq!(status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
+        let ready = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status, "True");
+    }
+}

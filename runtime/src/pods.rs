@@ -1,0 +1,78 @@
+//! Follows the pods bound to this node (a watch with `spec.nodeName=NODE`) and keeps one pod
+//! worker per pod: starts it for a new pod, tells it to stop when the pod is being deleted or
+//! is gone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::watch;
+
+use crate::worker::{self, Context};
+
+struct Worker {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+/// Deletes a pod object that has nothing running here (for example after an agent restart).
+async fn release(ctx: &Context, pod: &Pod) {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+        ..Default::default()
+    };
+    let _ = api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await;
+}
+
+pub async fn run(ctx: Arc<Context>) {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node.name));
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let deleting = pod.metadata.deletion_timestamp.is_some();
+                workers.retain(|_, w| !w.task.is_finished());
+                match workers.get(&uid) {
+                    Some(worker) => {
+                        if deleting {
+                            let _ = worker.stop.send(true);
+                        }
+                    }
+                    None if deleting => release(&ctx, &pod).await,
+                    // Finished before this agent started: nothing to run again.
+                    None if terminal(&pod) => {}
+                    None => {
+                        let (stop, stop_rx) = watch::channel(false);
+                        let task = tokio::spawn(worker::run_pod(ctx.clone(), Arc::new(pod), stop_rx));
+                        workers.insert(uid, Worker { stop, task });
+                    }
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                if let Some(worker) = workers.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
+                    let _ = worker.stop.send(true);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Pod volumes on the node: emptyDir, configMap, secret, hostPath and projected, laid out under
+//! the pod's directory, and the mounts each container gets from its volumeMounts.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use wharf_shim::Mount;
+
+use crate::env::{ConfigError, Sources};
+
+/// Writes `data` as files under `dir`, honouring `items` (key → path) when given.
+fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyToPath>>) -> Result<(), ConfigError> {
+    let io = |e: std::io::Error| ConfigError(format!("writing volume files in {}: {e}", dir.display()));
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    for (key, value) in data {
+        let relative = match items {
+            Some(items) => match items.iter().find(|i| i.key == key) {
+                Some(item) => item.path.clone(),
+                None => continue,
+            },
+            None => key,
+        };
+        if relative.split('/').any(|part| part == "..") {
+            return Err(ConfigError(format!("volume path {relative:?} must not contain '..'")));
+        }
+        let path = dir.join(&relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, value).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Prepares one volume under `root` and returns its host directory.
+async fn prepare(volume: &Volume, root: &Path, sources: &Sources) -> Result<PathBuf, ConfigError> {
+    let dir = root.join(&volume.name);
+    let io = |e: std::io::Error| ConfigError(format!("preparing volume {:?}: {e}", volume.name));
+    if volume.empty_dir.is_some() {
+        std::fs::create_dir_all(&dir).map_err(io)?;
+    } else if let Some(host) = &volume.host_path {
+        let path = PathBuf::from(&host.path);
+        match host.type_.as_deref() {
+            Some("DirectoryOrCreate") => std::fs::create_dir_all(&path).map_err(io)?,
+            Some("Directory") | Some("File") | Some("Socket") if !path.exists() => {
+                return Err(ConfigError(format!("hostPath {} does not exist", host.path)));
+            }
+            _ => {}
+        }
+        return Ok(path);
+    } else if let Some(cm) = &volume.config_map {
+        let name = &cm.name;
+        match sources.configmap(name).await? {
+            Some(data) => {
+                write_files(&dir, data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(), cm.items.as_ref())?
+            }
+            None if cm.optional == Some(true) => std::fs::create_dir_all(&dir).map_err(io)?,
+            None => return Err(ConfigError(format!("configmap {name:?} not found"))),
+        }
+    } else if let Some(secret) = &volume.secret {
+        let name = secret.secret_name.clone().unwrap_or_default();
+        match sources.secret(&name).await? {
+            Some(data) => write_files(&dir, data.into_iter().collect(), secret.items.as_ref())?,
+            None if secret.optional == Some(true) => std::fs::create_dir_all(&dir).map_err(io)?,
+            None => return Err(ConfigError(format!("secret {name:?} not found"))),
+        }
+    } else if let Some(projected) = &volume.projected {
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for source in projected.sources.iter().flatten() {
+            if let Some(cm) = &source.config_map {
+                let data = sources.configmap(&cm.name).await?.unwrap_or_default();
+                let picked = pick(data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(), cm.items.as_ref());
+                files.extend(picked);
+            }
+            if let Some(secret) = &source.secret {
+                let data = sources.secret(&secret.name).await?.unwrap_or_default();
+                files.extend(pick(data.into_iter().collect(), secret.items.as_ref()));
+            }
+        }
+        write_files(&dir, files, None)?;
+    } else {
+        return Err(ConfigError(format!("volume {:?} has a type this node does not support", volume.name)));
+    }
+    Ok(dir)
+}
+
+/// Applies `items` (key → path) to projected data, keeping everything when absent.
+fn pick(data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyToPath>>) -> Vec<(String, Vec<u8>)> {
+    match items {
+        None => data,
+        Some(items) => data
+            .into_iter()
+            .filter_map(|(k, v)| items.iter().find(|i| i.key == k).map(|i| (i.path.clone(), v)))
+            .collect(),
+    }
+}
+
+/// Prepares every volume of the pod; returns (volume name, host directory).
+pub async fn prepare_all(pod: &Pod, root: &Path, sources: &Sources) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+    let mut out = Vec::new();
+    for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        out.push((volume.name.clone(), prepare(volume, root, sources).await?));
+    }
+    Ok(out)
+}
+
+/// A container's mounts from its volumeMounts. configMap and secret volumes are always read-only.
+pub fn mounts(pod: &Pod, container: &Container, volumes: &[(String, PathBuf)]) -> Result<Vec<Mount>, ConfigError> {
+    let specs = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    let mut out = Vec::new();
+    for vm in container.volume_mounts.iter().flatten() {
+        let (_, host) = volumes
+            .iter()
+            .find(|(name, _)| *name == vm.name)
+            .ok_or_else(|| ConfigError(format!("volumeMount {:?} refers to no volume", vm.name)))?;
+        let always_read_only = specs
+            .and_then(|v| v.iter().find(|v| v.name == vm.name))
+            .is_some_and(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some());
+        let mut host_path = host.clone();
+        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
+                return Err(ConfigError(format!("subPath {sub:?} must be a relative path without '..'")));
+            }
+            host_path = host_path.join(sub);
+        }
+        out.push(Mount {
+            host_path,
+            guest_path: vm.mount_path.clone(),
+            read_only: vm.read_only == Some(true) || always_read_only,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,621 @@
+//! The pod worker: one task per pod bound to this node. It prepares volumes, runs init
+//! containers in order and then the app containers through the shims, restarts them per the
+//! restart policy with back-off, stops them when the pod is deleted, and writes the pod's status
+//! and events as it goes:
+//!
+//! pending → pulling → starting → running → (back-off → starting …) → terminating → terminated
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+use wharf_shim::{ContainerSpec, Exit, Shim};
+
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::env::{self, Sources};
+use crate::events::{Kind, Recorder};
+use crate::logs::LogWriter;
+use crate::node::NodeInfo;
+use crate::pull::{ImagePuller, PullSecrets};
+use crate::status::{self, ContainerView, PodView, State};
+use crate::volumes;
+
+/// Largest size of one container log file before it rotates.
+const LOG_MAX: u64 = 10 * 1024 * 1024;
+
+/// Shared by every pod worker of the agent.
+pub struct Context {
+    pub client: kube::Client,
+    pub node: NodeInfo,
+    pub data_dir: PathBuf,
+    pub shims: Vec<Arc<dyn Shim>>,
+    pub images: Arc<dyn ImagePuller>,
+    pub backoff: BackoffPolicy,
+    pub events: Recorder,
+    pub logs: Arc<LogIndex>,
+}
+
+/// Where each pod's container logs are, for the agent's log endpoint.
+#[derive(Default)]
+pub struct LogIndex {
+    /// (namespace, pod) → (uid, container → (attempt, running))
+    pods: Mutex<BTreeMap<(String, String), (String, BTreeMap<String, (u32, bool)>)>>,
+    pub root: PathBuf,
+}
+
+impl LogIndex {
+    pub fn new(root: PathBuf) -> Self {
+        Self { pods: Mutex::default(), root }
+    }
+
+    fn dir(&self, namespace: &str, pod: &str, uid: &str) -> PathBuf {
+        self.root.join(format!("{namespace}_{pod}_{uid}"))
+    }
+
+    fn set(&self, namespace: &str, pod: &str, uid: &str, container: &str, attempt: u32, running: bool) {
+        let mut pods = self.pods.lock().expect("log index lock");
+        let entry = pods.entry((namespace.into(), pod.into())).or_insert_with(|| (uid.into(), BTreeMap::new()));
+        if entry.0 != uid {
+            *entry = (uid.into(), BTreeMap::new());
+        }
+        entry.1.insert(container.into(), (attempt, running));
+    }
+
+    /// The log file of a container's current (or previous) attempt, and whether it still runs.
+    pub fn locate(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+    ) -> Result<(PathBuf, bool), String> {
+        let pods = self.pods.lock().expect("log index lock");
+        let (uid, containers) = pods
+            .get(&(namespace.into(), pod.into()))
+            .ok_or_else(|| format!("pod {namespace}/{pod} has no logs on this node"))?;
+        let name = match container {
+            Some(c) => c.to_string(),
+            None if containers.len() == 1 => containers.keys().next().expect("one container").clone(),
+            None => {
+                let names: Vec<&str> = containers.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "a container name must be specified for pod {pod}, choose one of: [{}]",
+                    names.join(" ")
+                ));
+            }
+        };
+        let (attempt, running) =
+            containers.get(&name).ok_or_else(|| format!("container {name} is not valid for pod {pod}"))?;
+        if previous {
+            if *attempt == 0 {
+                return Err(format!("previous terminated container \"{name}\" in pod \"{pod}\" not found"));
+            }
+            return Ok((self.dir(namespace, pod, uid).join(&name).join(format!("{}.log", attempt - 1)), false));
+        }
+        Ok((self.dir(namespace, pod, uid).join(&name).join(format!("{attempt}.log")), *running))
+    }
+
+    pub fn forget(&self, namespace: &str, pod: &str) {
+        self.pods.lock().expect("log index lock").remove(&(namespace.into(), pod.into()));
+    }
+}
+
+/// The state one pod worker shares with its container supervisors.
+struct PodRun {
+    ctx: Arc<Context>,
+    pod: Arc<Pod>,
+    view: Mutex<PodView>,
+    dirty: Notify,
+    stop: watch::Receiver<bool>,
+    volumes: Mutex<Vec<(String, PathBuf)>>,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Init(usize),
+    App(usize),
+}
+
+fn name_of(pod: &Pod) -> (String, String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    )
+}
+
+impl PodRun {
+    fn update(&self, slot: Slot, change: impl FnOnce(&mut ContainerView)) {
+        {
+            let mut view = self.view.lock().expect("pod view lock");
+            let c = match slot {
+                Slot::Init(i) => &mut view.init[i],
+                Slot::App(i) => &mut view.app[i],
+            };
+            change(c);
+        }
+        self.dirty.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps for `delay`, returning early (false) if the pod is being stopped.
+    async fn pause(&self, delay: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        let slept = tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        slept && !self.stopping()
+    }
+
+    async fn event(&self, container: Option<&str>, kind: Kind, reason: &str, message: &str) {
+        self.ctx.events.record(&self.pod, container, kind, reason, message).await;
+    }
+
+    /// The pull secrets of the pod, as `.dockerconfigjson` documents.
+    async fn pull_secrets(&self) -> PullSecrets {
+        let (namespace, _, _) = name_of(&self.pod);
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let mut out = Vec::new();
+        for reference in self.pod.spec.as_ref().and_then(|s| s.image_pull_secrets.as_ref()).into_iter().flatten() {
+            if let Ok(Some(secret)) = api.get_opt(&reference.name).await
+                && let Some(doc) = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson"))
+                && let Ok(value) = serde_json::from_slice(&doc.0)
+            {
+                out.push(value);
+            }
+        }
+        out
+    }
+
+    /// The shim for a container: the RuntimeClass handler if the pod names one, else the image's.
+    async fn shim_for(&self, image_runtime: &str) -> Result<Arc<dyn Shim>, String> {
+        let wanted = match self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone()) {
+            Some(class) => {
+                let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
+                match api.get_opt(&class).await {
+                    Ok(Some(rc)) => rc.handler,
+                    Ok(None) => return Err(format!("RuntimeClass {class:?} not found")),
+                    Err(e) => return Err(format!("reading RuntimeClass {class:?}: {e}")),
+                }
+            }
+            None => image_runtime.to_string(),
+        };
+        self.ctx
+            .shims
+            .iter()
+            .find(|s| s.name() == wanted)
+            .cloned()
+            .ok_or_else(|| format!("runtime handler {wanted:?} is not available on node {}", self.ctx.node.name))
+    }
+
+    /// Runs one container until it is done for good; true if it ended successfully.
+    async fn supervise(&self, slot: Slot, spec: &Container) -> bool {
+        let (namespace, pod_name, uid) = name_of(&self.pod);
+        let name = spec.name.as_str();
+        let policy = match slot {
+            Slot::Init(_) if self.view.lock().expect("pod view lock").restart_policy == "Never" => "Never".to_string(),
+            Slot::Init(_) => "OnFailure".to_string(),
+            Slot::App(_) => self.view.lock().expect("pod view lock").restart_policy.clone(),
+        };
+        let image = spec.image.clone().unwrap_or_default();
+        let pull_policy = spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        let mut backoff = Backoff::default();
+        let pod_ref = format!("{pod_name}_{namespace}({uid})");
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            // Pull.
+            self.update(slot, |c| c.state = State::waiting("ContainerCreating", None));
+            self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
+            let started_pull = Instant::now();
+            let secrets = self.pull_secrets().await;
+            let artifact = match self.ctx.images.pull(&image, &pull_policy, &secrets).await {
+                Ok(artifact) => artifact,
+                Err(e) => {
+                    let message = format!("Failed to pull image \"{image}\": {e}");
+                    self.update(slot, |c| c.state = State::waiting("ErrImagePull", Some(message.clone())));
+                    self.event(Some(name), Kind::Warning, "Failed", &message).await;
+                    let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
+                    let back_off = format!("Back-off pulling image \"{image}\"");
+                    self.update(slot, |c| c.state = State::waiting("ImagePullBackOff", Some(back_off.clone())));
+                    self.event(Some(name), Kind::Normal, "BackOff", &back_off).await;
+                    if !self.pause(delay).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            self.event(
+                Some(name),
+                Kind::Normal,
+                "Pulled",
+                &format!("Successfully pulled image \"{image}\" in {}ms", started_pull.elapsed().as_millis()),
+            )
+            .await;
+
+            // Prepare.
+            let prepared = self.prepare(spec, &artifact).await;
+            let (shim, container_spec, log) = match prepared {
+                Ok(p) => p,
+                Err((reason, message)) => {
+                    self.update(slot, |c| c.state = State::waiting(reason, Some(message.clone())));
+                    self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
+                    let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
+                    if !self.pause(delay).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let attempt = self.attempt(slot);
+            self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, true);
+
+            // Start.
+            let id = container_spec.id.clone();
+            let container = match shim.start(container_spec).await {
+                Ok(container) => container,
+                Err(e) => {
+                    let message = e.to_string();
+                    self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
+                    self.update(slot, |c| c.state = State::waiting("CreateContainerError", Some(message.clone())));
+                    self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
+                    let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
+                    if !self.pause(delay).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let started_at = Timestamp::now();
+            let started = Instant::now();
+            let container_id = format!("{}://{id}", shim.name());
+            self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}")).await;
+            self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}")).await;
+            let probes = [&spec.readiness_probe, &spec.liveness_probe, &spec.startup_probe];
+            if shim.name() == "wasmtime" && probes.iter().any(|p| p.as_ref().is_some_and(|p| p.exec.is_some())) {
+                self.event(
+                    Some(name),
+                    Kind::Warning,
+                    "ProbeNotSupported",
+                    "exec probes do not apply to Wasm containers; readiness follows the container running",
+                )
+                .await;
+            }
+            let is_app = matches!(slot, Slot::App(_));
+            self.update(slot, |c| {
+                c.image_id = artifact.image_id.clone();
+                c.container_id = container_id.clone();
+                c.state = State::Running { started_at };
+                c.ready = is_app;
+            });
+
+            // Run until it ends or the pod stops.
+            let mut stop = self.stop.clone();
+            let ended = tokio::select! {
+                exit = container.wait() => Some(exit),
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let (exit, stopped) = match ended {
+                Some(exit) => (exit, false),
+                None => {
+                    self.event(Some(name), Kind::Normal, "Killing", &format!("Stopping container {name}")).await;
+                    (container.stop(self.grace()).await, true)
+                }
+            };
+            log.flush();
+            self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
+            let (exit_code, reason, message) = match exit {
+                Exit::Code(0) => (0, "Completed", None),
+                Exit::Code(code) => (code, "Error", None),
+                Exit::Killed { signal } => (128 + signal, "Error", None),
+                Exit::OutOfMemory => {
+                    (137, "OOMKilled", Some("the container used more memory than its limit".to_string()))
+                }
+                Exit::Failed { code, message } => (code, "Error", Some(message)),
+            };
+            let terminated = State::Terminated {
+                exit_code,
+                reason: reason.into(),
+                message: message.clone(),
+                started_at,
+                finished_at: Timestamp::now(),
+            };
+            self.update(slot, |c| {
+                c.state = terminated.clone();
+                c.ready = false;
+            });
+            if stopped {
+                return false;
+            }
+            if exit_code != 0 {
+                let detail = message.unwrap_or_else(|| format!("exit code {exit_code}"));
+                self.event(
+                    Some(name),
+                    Kind::Warning,
+                    "Failed",
+                    &format!("Container {name} failed ({reason}): {detail}"),
+                )
+                .await;
+            }
+            if !status::restarts(&policy, exit_code, matches!(slot, Slot::Init(_))) {
+                return exit_code == 0;
+            }
+            let delay = backoff.next_delay(&self.ctx.backoff, started.elapsed());
+            let wait = format!("back-off {}s restarting failed container={name} pod={pod_ref}", delay.as_secs());
+            self.update(slot, |c| {
+                c.last_state = Some(terminated.clone());
+                c.restart_count += 1;
+                c.state = State::waiting("CrashLoopBackOff", Some(wait.clone()));
+            });
+            self.event(
+                Some(name),
+                Kind::Warning,
+                "BackOff",
+                &format!("Back-off restarting failed container {name} in pod {pod_ref}"),
+            )
+            .await;
+            if !self.pause(delay).await {
+                return false;
+            }
+        }
+    }
+
+    fn attempt(&self, slot: Slot) -> u32 {
+        let view = self.view.lock().expect("pod view lock");
+        let c = match slot {
+            Slot::Init(i) => &view.init[i],
+            Slot::App(i) => &view.app[i],
+        };
+        c.restart_count as u32
+    }
+
+    fn grace(&self) -> Duration {
+        let seconds = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        Duration::from_secs(seconds.max(0) as u64)
+    }
+
+    /// Builds what the shim needs: environment, mounts, argv and the log sink.
+    async fn prepare(
+        &self,
+        spec: &Container,
+        artifact: &crate::pull::Artifact,
+    ) -> Result<(Arc<dyn Shim>, ContainerSpec, Arc<LogWriter>), (&'static str, String)> {
+        let (namespace, pod_name, uid) = name_of(&self.pod);
+        let shim = self.shim_for(artifact.runtime).await.map_err(|m| ("CreateContainerError", m))?;
+        let sources = Sources::new(&self.ctx.client, &namespace);
+        let mut env = env::resolve(&self.pod, spec, &sources).await.map_err(|e| ("CreateContainerConfigError", e.0))?;
+        env.sort_by(|a, b| a.0.cmp(&b.0));
+        let volumes = self.volumes.lock().expect("volumes lock").clone();
+        let mounts = volumes::mounts(&self.pod, spec, &volumes).map_err(|e| ("CreateContainerConfigError", e.0))?;
+        let mut args: Vec<String> = spec.command.clone().unwrap_or_default();
+        if args.is_empty() {
+            args =
+                if artifact.default_args.is_empty() { vec![spec.name.clone()] } else { artifact.default_args.clone() };
+            if spec.args.is_some() && !artifact.default_args.is_empty() {
+                args.truncate(1);
+            }
+        }
+        args.extend(spec.args.clone().unwrap_or_default());
+        let attempt = self.attempt_for(spec);
+        let log_path = self.ctx.logs.dir(&namespace, &pod_name, &uid).join(&spec.name).join(format!("{attempt}.log"));
+        let log = Arc::new(
+            LogWriter::create(log_path, LOG_MAX).map_err(|e| ("CreateContainerError", format!("log file: {e}")))?,
+        );
+        let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let memory_limit = limits.and_then(|l| l.get("memory")).and_then(|q| quantity_bytes(&q.0));
+        let cpu_limit_millis = limits.and_then(|l| l.get("cpu")).and_then(|q| quantity_millis(&q.0));
+        let container_spec = ContainerSpec {
+            id: format!("{uid}-{}-{attempt}", spec.name),
+            artifact: artifact.path.clone(),
+            digest: artifact.digest.clone(),
+            args,
+            env,
+            working_dir: spec.working_dir.clone(),
+            mounts,
+            memory_limit,
+            cpu_limit_millis,
+            log: log.clone(),
+        };
+        Ok((shim, container_spec, log))
+    }
+
+    fn attempt_for(&self, spec: &Container) -> u32 {
+        let view = self.view.lock().expect("pod view lock");
+        view.init
+            .iter()
+            .chain(view.app.iter())
+            .find(|c| c.name == spec.name)
+            .map(|c| c.restart_count as u32)
+            .unwrap_or(0)
+    }
+
+    async fn write_status(&self) {
+        let (namespace, name, _) = name_of(&self.pod);
+        let status = status::pod_status(&self.view.lock().expect("pod view lock"));
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await
+        {
+            tracing::debug!(pod = %name, error = %e, "pod status update failed");
+        }
+    }
+}
+
+/// A Kubernetes memory quantity in bytes (`128Mi`, `1G`, `1048576`).
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        "m" => 1e-3,
+        _ => return None,
+    };
+    Some((number * factor).ceil() as u64)
+}
+
+/// A Kubernetes CPU quantity in millicores (`500m`, `2`).
+pub fn quantity_millis(q: &str) -> Option<u64> {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().map(|c| (c * 1000.0).ceil() as u64),
+    }
+}
+
+/// Runs one pod to completion or until `stop` turns true, then (if stopped) deletes the pod
+/// object so the API server can let it go.
+pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<bool>) {
+    let (namespace, pod_name, uid) = name_of(&pod);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let previous: BTreeMap<String, i32> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c.restart_count))
+        .collect();
+    let view = PodView {
+        restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+        init: spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default()))
+            .collect(),
+        app: spec
+            .containers
+            .iter()
+            .map(|c| {
+                let mut view = ContainerView::new(&c.name, c.image.as_deref().unwrap_or_default());
+                view.restart_count = previous.get(&c.name).copied().unwrap_or(0);
+                if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
+                    view.state = State::waiting("PodInitializing", None);
+                }
+                view
+            })
+            .collect(),
+        start_time: Timestamp::now(),
+        host_ip: ctx.node.address.clone(),
+        pod_ip: ctx.node.address.clone(),
+        failure: None,
+    };
+    let run = Arc::new(PodRun {
+        ctx: ctx.clone(),
+        pod: pod.clone(),
+        view: Mutex::new(view),
+        dirty: Notify::new(),
+        stop: stop.clone(),
+        volumes: Mutex::new(Vec::new()),
+    });
+
+    // Status writer: coalesces changes into one write at a time.
+    let writer = {
+        let run = run.clone();
+        tokio::spawn(async move {
+            loop {
+                run.dirty.notified().await;
+                run.write_status().await;
+            }
+        })
+    };
+    run.dirty.notify_one();
+
+    let volume_root = ctx.data_dir.join("pods").join(&uid).join("volumes");
+    let mut backoff = Backoff::default();
+    let prepared = loop {
+        let sources = Sources::new(&ctx.client, &namespace);
+        match volumes::prepare_all(&pod, &volume_root, &sources).await {
+            Ok(v) => break Some(v),
+            Err(e) => {
+                for i in 0..spec.containers.len() {
+                    run.update(Slot::App(i), |c| {
+                        c.state = State::waiting("CreateContainerConfigError", Some(e.0.clone()))
+                    });
+                }
+                run.event(None, Kind::Warning, "FailedMount", &e.0).await;
+                if !run.pause(backoff.next_delay(&ctx.backoff, Duration::ZERO)).await {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(volumes) = prepared {
+        *run.volumes.lock().expect("volumes lock") = volumes;
+        let mut initialized = true;
+        for (i, container) in spec.init_containers.iter().flatten().enumerate() {
+            if !run.supervise(Slot::Init(i), container).await {
+                initialized = false;
+                if !run.stopping() {
+                    run.view.lock().expect("pod view lock").failure =
+                        Some(("Failed".into(), format!("init container {} failed", container.name)));
+                    run.dirty.notify_one();
+                }
+                break;
+            }
+        }
+        if initialized && !run.stopping() {
+            let supervisors = spec.containers.iter().enumerate().map(|(i, c)| run.supervise(Slot::App(i), c));
+            futures::future::join_all(supervisors).await;
+        }
+    }
+    run.write_status().await;
+    // A finished pod waits for its deletion; a deleted one is released now.
+    let mut stop = stop;
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+    writer.abort();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+        ..Default::default()
+    };
+    match api.delete(&pod_name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %pod_name, error = %e, "cannot release the deleted pod"),
+    }
+    ctx.events.forget(&uid);
+    ctx.logs.forget(&namespace, &pod_name);
+    let _ = std::fs::remove_dir_all(ctx.data_dir.join("pods").join(&uid));
+    let _ = std::fs::remove_dir_all(ctx.logs.dir(&namespace, &pod_name, &uid));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_convert() {
+        assert_eq!(quantity_bytes("128Mi"), Some(128 * 1024 * 1024));
+        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("2048"), Some(2048));
+        assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
+        assert_eq!(quantity_millis("500m"), Some(500));
+        assert_eq!(quantity_millis("2"), Some(2000));
+    }
+}
