@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod bench;
+mod image;
 
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "A Kubernetes-compatible orchestrator for Wasm and Linux containers")]
@@ -31,12 +34,59 @@ enum Command {
         /// Revisions kept for watches to resume from.
         #[arg(long, default_value_t = 10_000)]
         watch_window: usize,
+        /// Run only the control plane, without the local node agent.
+        #[arg(long)]
+        no_agent: bool,
+        /// Name of the local node (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Address of the local agent's HTTPS endpoint (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        agent_listen: SocketAddr,
+        #[command(flatten)]
+        tuning: AgentTuning,
+    },
+    /// Run a node agent that joins a cluster.
+    Agent {
+        /// The API server, e.g. https://10.0.0.1:6443.
+        #[arg(long)]
+        server: String,
+        /// File holding the node join token (the server writes DIR/node-token).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Node name (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where pod volumes, logs, images and compiled Wasm live.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The agent's HTTPS endpoint, which the API server calls for logs.
+        #[arg(long, default_value = "127.0.0.1:10250")]
+        listen: SocketAddr,
+        /// Address reported as the node's InternalIP (default: the listen address, or 127.0.0.1).
+        #[arg(long)]
+        node_ip: Option<String>,
+        #[command(flatten)]
+        tuning: AgentTuning,
     },
     /// Measure Wharf on this machine against a peer measured in the same run.
     Bench {
         #[command(subcommand)]
         target: bench::Target,
     },
+    /// Load images into the cluster's embedded registry and list them.
+    Image(image::ImageArgs),
+}
+
+/// Knobs of the node agent.
+#[derive(clap::Args, Clone)]
+struct AgentTuning {
+    /// First restart back-off of a failing container, in milliseconds (doubles up to 30×).
+    #[arg(long, default_value_t = 10_000)]
+    backoff_base_ms: u64,
+    /// Most pods the node runs.
+    #[arg(long, default_value_t = 2500)]
+    max_pods: u32,
 }
 
 /// `$XDG_DATA_HOME/wharf`, else `~/.local/share/wharf`.
@@ -97,26 +147,67 @@ fn main() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Server { data_dir, listen, watch_window } => {
+        Command::Server { data_dir, listen, watch_window, no_agent, node_name, agent_listen, tuning } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let config = wharf_control::server::ServerConfig {
                 data_dir: data_dir.clone(),
                 listen,
                 store: wharf_control::store::StoreOptions { window: watch_window, ..Default::default() },
             };
-            wharf_control::server::run(
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let agent_dir = data_dir.join("agent");
+            let server = wharf_control::server::run(
                 config,
-                |started| {
+                move |started| {
                     println!("Wharf API server listening on {}", started.url);
                     println!("Data dir: {}", data_dir.display());
                     println!("Use it with: export KUBECONFIG={}", started.kubeconfig.display());
+                    let _ = ready_tx.send((started.url.clone(), started.node_token.clone()));
                 },
                 shutdown_signal(),
-            )
-            .await
-            .with_context(|| "the server stopped")?;
+            );
+            let agent = async move {
+                if no_agent {
+                    return std::future::pending::<anyhow::Result<()>>().await;
+                }
+                let Ok((url, token)) = ready_rx.await else { return std::future::pending().await };
+                let options = agent::JoinOptions {
+                    server: url,
+                    token,
+                    name: node_name.unwrap_or_else(agent::hostname),
+                    data_dir: agent_dir,
+                    listen: agent_listen,
+                    node_ip: None,
+                    backoff_base: Duration::from_millis(tuning.backoff_base_ms),
+                    max_pods: tuning.max_pods,
+                };
+                agent::run(options).await.context("the local node agent stopped")
+            };
+            tokio::select! {
+                result = server => result.with_context(|| "the server stopped")?,
+                result = agent => result?,
+            }
             Ok(())
         }
+        Command::Agent { server, token_file, name, data_dir, listen, node_ip, tuning } => {
+            let token = std::fs::read_to_string(&token_file)
+                .with_context(|| format!("cannot read the node token {}", token_file.display()))?;
+            let options = agent::JoinOptions {
+                server,
+                token: token.trim().to_string(),
+                name: name.unwrap_or_else(agent::hostname),
+                data_dir: data_dir.unwrap_or_else(|| default_data_dir().join("agent")),
+                listen,
+                node_ip,
+                backoff_base: Duration::from_millis(tuning.backoff_base_ms),
+                max_pods: tuning.max_pods,
+            };
+            tokio::select! {
+                result = agent::run(options) => result,
+                _ = shutdown_signal() => Ok(()),
+            }
+        }
         Command::Bench { target } => bench::run(target).await,
+        Command::Image(args) => image::run(args).await,
     }
 }

@@ -116,7 +116,8 @@ pub async fn run(
     write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, &token)?;
 
     let auth = tokens::Authenticator::new(&token).with_node_token(&node_token);
-    let state = Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone()));
+    let registry = crate::oci::Registry::open(dir.join("registry"))?;
+    let state = Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry));
     let app = api::router(state);
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
     crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?);

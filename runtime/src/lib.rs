@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod endpoint;
 pub mod env;
 pub mod events;
+pub mod images;
 pub mod logs;
 pub mod node;
 pub mod pods;
@@ -48,6 +49,16 @@ pub struct AgentConfig {
     pub node_token: String,
     pub backoff: BackoffPolicy,
     pub max_pods: u32,
+}
+
+/// The image puller agents use: the node's image store behind the cluster's registry.
+pub fn images_puller(
+    root: &std::path::Path,
+    server: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Result<Arc<dyn ImagePuller>, AgentError> {
+    Ok(Arc::new(pull::RegistryPuller::open(root, server, ca_pem, token)?))
 }
 
 /// Registers the node and runs its pods until the task is dropped.

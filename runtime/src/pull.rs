@@ -36,3 +36,66 @@ pub trait ImagePuller: Send + Sync {
         secrets: &'a PullSecrets,
     ) -> BoxFuture<'a, Result<Artifact, PullError>>;
 }
+
+/// Pulls through the node's image store: references without a registry host go to the
+/// cluster's embedded registry (the API server's address) with the node token; others use the
+/// pod's imagePullSecrets, else anonymous access.
+pub struct RegistryPuller {
+    store: crate::images::ImageStore,
+    default_registry: String,
+    token: String,
+}
+
+impl RegistryPuller {
+    /// Opens the store under `root`, trusting `ca_pem` for the embedded registry at `server`.
+    pub fn open(root: &std::path::Path, server: &str, ca_pem: &str, token: &str) -> Result<Self, crate::AgentError> {
+        let default_registry =
+            server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string();
+        let options = crate::images::ClientOptions { ca_pem: Some(ca_pem.to_string()), ..Default::default() };
+        let store = crate::images::ImageStore::open(root, options)
+            .map_err(|e| crate::AgentError::Setup(format!("image store: {e}")))?;
+        Ok(Self { store, default_registry, token: token.to_string() })
+    }
+
+    fn credentials(&self, registry: &str, secrets: &PullSecrets) -> crate::images::Credentials {
+        if registry == self.default_registry {
+            return crate::images::Credentials::Bearer(self.token.clone());
+        }
+        secrets
+            .iter()
+            .filter_map(|doc| serde_json::to_vec(doc).ok())
+            .find_map(|json| crate::images::docker_config_credentials(&json, registry).ok().flatten())
+            .unwrap_or_default()
+    }
+}
+
+impl ImagePuller for RegistryPuller {
+    fn pull<'a>(
+        &'a self,
+        image: &'a str,
+        policy: &'a str,
+        secrets: &'a PullSecrets,
+    ) -> BoxFuture<'a, Result<Artifact, PullError>> {
+        Box::pin(async move {
+            let reference =
+                crate::images::Reference::parse(image, &self.default_registry).map_err(|e| PullError(e.to_string()))?;
+            let credentials = self.credentials(&reference.registry, secrets);
+            let policy = crate::images::PullPolicy::from_spec(Some(policy).filter(|p| !p.is_empty()), &reference);
+            let pulled =
+                self.store.pull(&reference, &credentials, policy).await.map_err(|e| PullError(e.to_string()))?;
+            let image_id = format!("{}/{}@{}", reference.registry, reference.repository, pulled.digest);
+            Ok(match pulled.runtime {
+                crate::images::Runtime::Wasm { module, digest } => {
+                    Artifact { runtime: "wasmtime", path: module, digest, image_id, default_args: Vec::new() }
+                }
+                crate::images::Runtime::Linux { layers } => Artifact {
+                    runtime: "youki",
+                    path: layers.first().map(|l| l.path.clone()).unwrap_or_default(),
+                    digest: pulled.manifest_digest,
+                    image_id,
+                    default_args: Vec::new(),
+                },
+            })
+        })
+    }
+}

@@ -117,6 +117,17 @@ impl Cluster {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
+    /// Runs the `wharf` binary itself against this cluster (e.g. `image ls`), returning stdout.
+    pub fn ok_with_bin(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .expect("wharf runs");
+        assert!(out.status.success(), "wharf {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
     /// `kubectl apply -f -` of `manifest`, returning stdout.
     pub fn apply(&self, manifest: &str) -> String {
         let out = self.kubectl_with(&["apply", "-f", "-"], Some(manifest), &[]);

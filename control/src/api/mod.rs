@@ -3,6 +3,7 @@
 
 pub mod discovery;
 mod logs;
+pub use logs::agent_client;
 pub mod openapi;
 mod output;
 pub mod patch;
@@ -41,11 +42,19 @@ pub struct ApiState {
     pub agents: reqwest::Client,
     /// The cluster CA, served unauthenticated at `/cacerts` for joining agents.
     pub ca_pem: String,
+    /// The embedded OCI registry under `/v2/`.
+    pub registry: crate::oci::Registry,
 }
 
 impl ApiState {
-    pub fn new(store: Store, auth: Authenticator, node_token: String, ca_pem: String) -> Self {
-        Self { store, auth, max_body: MAX_BODY, node_token, agents: logs::agent_client(), ca_pem }
+    pub fn new(
+        store: Store,
+        auth: Authenticator,
+        node_token: String,
+        ca_pem: String,
+        registry: crate::oci::Registry,
+    ) -> Self {
+        Self { store, auth, max_body: MAX_BODY, node_token, agents: logs::agent_client(), ca_pem, registry }
     }
 }
 
@@ -96,8 +105,13 @@ async fn collect(body: Body, limit: usize) -> Result<Bytes> {
 
 async fn route(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let registry = uri.path() == "/v2" || uri.path().starts_with("/v2/");
     if state.auth.authenticate(authorization).is_none() {
-        return Err(Error::Unauthorized);
+        return if registry { Ok(crate::oci::unauthorized()) } else { Err(Error::Unauthorized) };
+    }
+    if registry {
+        // Blob uploads stream to disk, without the API's body limit.
+        return Ok(state.registry.handle(method, uri, headers, body).await);
     }
     let path = uri.path().trim_end_matches('/');
     let query = request::Query::parse(uri.query())?;

@@ -8,10 +8,6 @@ use serde_json::{Value, json};
 
 use crate::registry::kinds::ResourceInfo;
 
-/// Pod annotation the agent sets to the runtimes that ran the pod's containers, comma-separated
-/// (`wasmtime`, `wasmtime,youki`).
-pub const RUNTIMES_ANNOTATION: &str = "wharf.dev/runtimes";
-
 /// Column definitions for the kind: `{"name","type","format","description","priority"}` objects.
 pub fn columns(resource: &ResourceInfo) -> Vec<Value> {
     printer(resource)
@@ -969,8 +965,20 @@ impl Row<'_> {
 }
 
 /// The RUNTIME cell of a pod: the runtimes the agent recorded for its containers, or `<none>`.
+/// The runtimes that ran the pod's containers, from the scheme of each container ID the agent
+/// reports (`wasmtime://…`, `youki://…`), in order and without repeats.
 fn pod_runtimes(pod: &Value) -> String {
-    or(text(&pod["metadata"]["annotations"][RUNTIMES_ANNOTATION]).trim(), "<none>")
+    let mut runtimes: Vec<&str> = Vec::new();
+    for field in ["initContainerStatuses", "containerStatuses"] {
+        for status in pod["status"][field].as_array().into_iter().flatten() {
+            if let Some((scheme, _)) = status["containerID"].as_str().and_then(|id| id.split_once("://"))
+                && !runtimes.contains(&scheme)
+            {
+                runtimes.push(scheme);
+            }
+        }
+    }
+    if runtimes.is_empty() { "<none>".to_string() } else { runtimes.join(",") }
 }
 
 #[cfg(test)]
@@ -1172,9 +1180,10 @@ mod tests {
         let mut restarted = running(false);
         restarted["restartCount"] = json!(2);
         restarted["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": ago(180)}});
-        let mut obj =
-            pod(json!({"phase": "Running", "podIP": "10.1.0.7", "containerStatuses": [running(true), restarted]}));
-        obj["metadata"]["annotations"] = json!({RUNTIMES_ANNOTATION: "wasmtime,youki"});
+        let mut first = running(true);
+        first["containerID"] = json!("wasmtime://a");
+        restarted["containerID"] = json!("youki://b");
+        let obj = pod(json!({"phase": "Running", "podIP": "10.1.0.7", "containerStatuses": [first, restarted]}));
         let c = row("", "pods", &obj);
         assert_eq!(c[..5], [json!("web"), json!("1/2"), json!("Running"), json!("2 (3m ago)"), json!("26h")]);
         assert_eq!(c[5..], [json!("10.1.0.7"), json!("n1"), json!("<none>"), json!("<none>"), json!("wasmtime,youki")]);
@@ -1285,7 +1294,9 @@ mod tests {
         let c = row("", "pods", &obj);
         assert_eq!(c[2], "SchedulingGated");
         assert_eq!(c[5..], [json!("<none>"), json!("n1"), json!("n2"), json!("1/2"), json!("<none>")]);
-        assert_eq!(pod_runtimes(&json!({"metadata": {"annotations": {RUNTIMES_ANNOTATION: "wasmtime"}}})), "wasmtime");
+        let statuses = json!({"status": {"initContainerStatuses": [{"containerID": "youki://i"}],
+            "containerStatuses": [{"containerID": "wasmtime://a"}, {"containerID": "youki://b"}]}});
+        assert_eq!(pod_runtimes(&statuses), "youki,wasmtime");
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! The node's image store: blobs kept content-addressed under one root and shared by every
+//! image, the digest each tag resolved to, and pulls that download only what is missing.
+//!
+//! ```text
+//! blobs/sha256/<hex>                        manifests, configs and layers, each verified
+//! refs/<registry>/<repository>/_tags/<tag>  the digest the tag named at its last pull
+//! tmp/                                      downloads in progress
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
+
+use super::auth::Credentials;
+use super::client::{ClientOptions, RegistryClient};
+use super::manifest::{self, Descriptor, ImageManifest, Parsed, RuntimeKind, WASM_LAYER_TYPES};
+use super::reference::{Reference, valid_digest};
+use super::{ImageError, Result};
+
+/// Blobs downloaded at once by one pull.
+const PARALLEL_DOWNLOADS: usize = 3;
+
+/// Kubernetes' `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// The container's `imagePullPolicy`; when unset (or unknown), kubelet's default: `Always`
+    /// for `:latest` or an untagged reference without a digest, else `IfNotPresent`.
+    pub fn from_spec(policy: Option<&str>, reference: &Reference) -> Self {
+        match policy {
+            Some("Always") => PullPolicy::Always,
+            Some("IfNotPresent") => PullPolicy::IfNotPresent,
+            Some("Never") => PullPolicy::Never,
+            _ if reference.digest.is_none() && reference.tag.as_deref().is_none_or(|t| t == "latest") => {
+                PullPolicy::Always
+            }
+            _ => PullPolicy::IfNotPresent,
+        }
+    }
+}
+
+/// One layer of a Linux image, in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub digest: String,
+    /// e.g. `application/vnd.oci.image.layer.v1.tar+gzip`: tells the unpacker the compression.
+    pub media_type: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// What runs the image, with the files it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    /// A Wasm module or component: the `.wasm` blob and its digest.
+    Wasm { module: PathBuf, digest: String },
+    /// A Linux container image: its layers, bottom first.
+    Linux { layers: Vec<Layer> },
+}
+
+impl Runtime {
+    pub fn kind(&self) -> RuntimeKind {
+        match self {
+            Runtime::Wasm { .. } => RuntimeKind::Wasm,
+            Runtime::Linux { .. } => RuntimeKind::Linux,
+        }
+    }
+}
+
+/// An image whose blobs are all in the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulledImage {
+    pub reference: Reference,
+    /// The digest the reference resolved to (an index's, for a multi-platform image): the
+    /// container status's `imageID`.
+    pub digest: String,
+    /// The image manifest chosen for this node.
+    pub manifest_digest: String,
+    /// The image config (`config.Entrypoint`, `config.Env`, ... for Linux images); `null` when
+    /// the config blob is not JSON.
+    pub config: serde_json::Value,
+    pub runtime: Runtime,
+}
+
+/// The node's images: a content-addressed blob store and the client that fills it.
+pub struct ImageStore {
+    root: PathBuf,
+    client: RegistryClient,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store under `root`; `options` say how registries are reached.
+    pub fn open(root: impl Into<PathBuf>, options: ClientOptions) -> Result<Self> {
+        let root = root.into();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| ImageError::Io { path, source: e }
+        };
+        for dir in ["blobs/sha256", "refs"] {
+            std::fs::create_dir_all(root.join(dir)).map_err(io(&root.join(dir)))?;
+        }
+        // Whatever is in tmp/ was being downloaded when the process stopped.
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        Ok(Self { root, client: RegistryClient::new(options)? })
+    }
+
+    /// The client this store pulls with.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    fn blob_path(&self, digest: &str, what: &str) -> Result<PathBuf> {
+        match digest.strip_prefix("sha256:") {
+            Some(hex) if valid_digest(digest) => Ok(self.root.join("blobs/sha256").join(hex)),
+            _ => Err(ImageError::Invalid {
+                reference: what.to_string(),
+                message: format!("unsupported digest {digest:?} (only sha256 is)"),
+            }),
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Where the digest a tag named is remembered; `None` for references by digest.
+    fn tag_path(&self, reference: &Reference) -> Option<PathBuf> {
+        if reference.digest.is_some() {
+            return None;
+        }
+        let tag = reference.tag.as_deref().unwrap_or("latest");
+        Some(self.root.join("refs").join(&reference.registry).join(&reference.repository).join("_tags").join(tag))
+    }
+
+    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let io = |e| ImageError::Io { path: path.to_path_buf(), source: e };
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        }
+        let temp = self.temp_path();
+        tokio::fs::write(&temp, bytes).await.map_err(io)?;
+        tokio::fs::rename(&temp, path).await.map_err(io)
+    }
+
+    /// The image if everything it needs is already in the store.
+    pub async fn local(&self, reference: &Reference) -> Result<Option<PulledImage>> {
+        let digest = match (&reference.digest, self.tag_path(reference)) {
+            (Some(digest), _) => digest.clone(),
+            (None, Some(path)) => match tokio::fs::read_to_string(&path).await {
+                Ok(digest) => digest.trim().to_string(),
+                Err(_) => return Ok(None),
+            },
+            (None, None) => return Ok(None),
+        };
+        self.load(reference, &digest).await
+    }
+
+    /// Makes `reference` present under `policy` and describes it. Only missing blobs are
+    /// downloaded; each is verified against its digest and size before it enters the store.
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        credentials: &Credentials,
+        policy: PullPolicy,
+    ) -> Result<PulledImage> {
+        if policy != PullPolicy::Always {
+            if let Some(image) = self.local(reference).await? {
+                return Ok(image);
+            }
+            if policy == PullPolicy::Never {
+                return Err(ImageError::NotPresent { reference: reference.to_string() });
+            }
+        }
+        let what = reference.to_string();
+        let repository = &reference.repository;
+        let scope = format!("repository:{repository}:pull");
+        let session = self.client.session(&reference.registry, &scope, credentials).await?;
+        let resolved = self.client.resolve(&session, reference).await?;
+        for fetched in &resolved.manifests {
+            let path = self.blob_path(&fetched.digest, &what)?;
+            if !path.exists() {
+                self.write_atomic(&path, &fetched.bytes).await?;
+            }
+        }
+        let mut needed: Vec<Descriptor> = vec![resolved.manifest.config.clone()];
+        for layer in &resolved.manifest.layers {
+            if !needed.iter().any(|n| n.digest == layer.digest) {
+                needed.push(layer.clone());
+            }
+        }
+        // Owned descriptors keep the future `Send` (callers box it as a `BoxFuture`).
+        let (session, what) = (&session, &what);
+        futures::stream::iter(needed)
+            .map(|blob| async move {
+                let dest = self.blob_path(&blob.digest, what)?;
+                if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+                    return Ok(());
+                }
+                self.client.download(session, repository, &blob, &dest, &self.temp_path()).await
+            })
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let top = &resolved.manifests[0].digest;
+        if let Some(path) = self.tag_path(reference) {
+            self.write_atomic(&path, top.as_bytes()).await?;
+        }
+        self.load(reference, top).await?.ok_or_else(|| ImageError::Invalid {
+            reference: what.clone(),
+            message: "the image's files disappeared from the store while it was pulled".into(),
+        })
+    }
+
+    async fn read_blob(&self, digest: &str, what: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(digest, what)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::Io { path, source: e }),
+        }
+    }
+
+    /// The image `digest` names, if the store holds all of it.
+    async fn load(&self, reference: &Reference, digest: &str) -> Result<Option<PulledImage>> {
+        let what = reference.to_string();
+        let invalid = |message: String| ImageError::Invalid { reference: what.clone(), message };
+        let Some(top) = self.read_blob(digest, &what).await? else { return Ok(None) };
+        let (manifest_digest, manifest) = match manifest::parse(&top).map_err(invalid)? {
+            Parsed::Image(manifest) => (digest.to_string(), manifest),
+            Parsed::Index(index) => {
+                let entry = manifest::choose(&index).map_err(invalid)?;
+                let Some(child) = self.read_blob(&entry.digest, &what).await? else { return Ok(None) };
+                match manifest::parse(&child).map_err(invalid)? {
+                    Parsed::Image(manifest) => (entry.digest.clone(), manifest),
+                    Parsed::Index(_) => return Err(invalid("an index inside an index is not supported".into())),
+                }
+            }
+        };
+        let Some(config) = self.read_blob(&manifest.config.digest, &what).await? else { return Ok(None) };
+        let config = serde_json::from_slice(&config).unwrap_or(serde_json::Value::Null);
+        let mut layers = Vec::new();
+        for layer in &manifest.layers {
+            let path = self.blob_path(&layer.digest, &what)?;
+            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+                return Ok(None);
+            }
+            layers.push(Layer {
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+                size: layer.size,
+                path,
+            });
+        }
+        let runtime = match manifest::runtime_kind(&manifest, &config) {
+            RuntimeKind::Wasm => {
+                let (module, digest) = wasm_module(&manifest, &layers).await.map_err(invalid)?;
+                Runtime::Wasm { module, digest }
+            }
+            RuntimeKind::Linux => Runtime::Linux { layers },
+        };
+        Ok(Some(PulledImage {
+            reference: reference.clone(),
+            digest: digest.to_string(),
+            manifest_digest,
+            config,
+            runtime,
+        }))
+    }
+}
+
+/// The Wasm module of a Wasm image: its first layer of a Wasm media type, else a single layer
+/// that starts with the Wasm magic number.
+async fn wasm_module(manifest: &ImageManifest, layers: &[Layer]) -> std::result::Result<(PathBuf, String), String> {
+    if let Some(layer) = layers.iter().find(|l| WASM_LAYER_TYPES.contains(&l.media_type.as_str())) {
+        return Ok((layer.path.clone(), layer.digest.clone()));
+    }
+    if let [layer] = layers {
+        let mut magic = [0u8; 4];
+        let read = match tokio::fs::File::open(&layer.path).await {
+            Ok(mut file) => file.read_exact(&mut magic).await.is_ok(),
+            Err(_) => false,
+        };
+        if read && &magic == b"\0asm" {
+            return Ok((layer.path.clone(), layer.digest.clone()));
+        }
+    }
+    Err(format!(
+        "a Wasm image needs a layer of type {} (or one layer holding the module); {} layer(s) packed otherwise \
+         are not supported",
+        WASM_LAYER_TYPES[0],
+        manifest.layers.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agent boxes pulls as `Send` futures.
+    #[test]
+    fn pulls_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path(), ClientOptions::default()).unwrap();
+        let reference = Reference::parse("app:v1", "h:1").unwrap();
+        send(&store.pull(&reference, &Credentials::Anonymous, PullPolicy::Always));
+        send(&store.client().push(&reference, &Credentials::Anonymous, &[], &[]));
+        send(&store.client().inspect(&reference, &Credentials::Anonymous));
+    }
+
+    #[test]
+    fn default_pull_policy_follows_kubelet() {
+        let parse = |text: &str| Reference::parse(text, "h:1").unwrap();
+        assert_eq!(PullPolicy::from_spec(None, &parse("app")), PullPolicy::Always);
+        assert_eq!(PullPolicy::from_spec(None, &parse("app:latest")), PullPolicy::Always);
+        assert_eq!(PullPolicy::from_spec(None, &parse("app:v1")), PullPolicy::IfNotPresent);
+        let pinned = format!("app@sha256:{}", "a".repeat(64));
+        assert_eq!(PullPolicy::from_spec(None, &parse(&pinned)), PullPolicy::IfNotPresent);
+        assert_eq!(PullPolicy::from_spec(Some("Never"), &parse("app")), PullPolicy::Never);
+        assert_eq!(PullPolicy::from_spec(Some("Always"), &parse("app:v1")), PullPolicy::Always);
+    }
+}

@@ -1,0 +1,102 @@
+//! `wharf agent` and the agent `wharf server` runs in-process: both join the cluster the same way
+//! (URL + node join token, the cluster CA fetched from `/cacerts` and checked against the hash
+//! the token pins), then run the node agent with the shims this binary has.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use wharf_runtime::backoff::BackoffPolicy;
+use wharf_runtime::{AgentConfig, images_puller};
+use wharf_shim::Shim;
+
+/// How an agent joins and runs.
+pub struct JoinOptions {
+    pub server: String,
+    pub token: String,
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub node_ip: Option<String>,
+    pub backoff_base: Duration,
+    pub max_pods: u32,
+}
+
+/// The machine's host name, the default node name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "wharf-node".into())
+}
+
+/// Fetches the cluster CA and checks it against the hash pinned in the join token.
+async fn fetch_ca(server: &str, token: &str) -> anyhow::Result<String> {
+    let pinned = wharf_control::auth::tokens::node_token_ca_hash(token)
+        .context("the node token is not a Wharf join token (expected wharf1.<ca hash>.<secret>)")?;
+    let client = wharf_control::api::agent_client();
+    let url = format!("{}/cacerts", server.trim_end_matches('/'));
+    let pem = client.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?.text().await?;
+    let actual = wharf_control::auth::tokens::hex(&Sha256::digest(pem.as_bytes()));
+    if actual != pinned {
+        bail!("the CA served by {server} does not match the join token; refusing to trust it");
+    }
+    Ok(pem)
+}
+
+/// Writes the agent's kubeconfig (server, CA, node token) and builds a client from it.
+async fn client(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "wharf", "cluster": {
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        }}],
+        "users": [{"name": "node", "user": {"token": token}}],
+        "contexts": [{"name": "wharf", "context": {"cluster": "wharf", "user": "node"}}],
+        "current-context": "wharf",
+    });
+    let path = dir.join("kubeconfig.yaml");
+    wharf_control::auth::pki::write_private(&path, &serde_yaml::to_string(&config)?)?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The shims this binary runs containers with.
+fn shims(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn Shim>>> {
+    let config = wharf_shim_wasmtime::WasmtimeConfig {
+        max_instances: max_pods.max(16),
+        ..wharf_shim_wasmtime::WasmtimeConfig::new(data_dir.join("wasm-cache"))
+    };
+    let wasmtime = wharf_shim_wasmtime::WasmtimeShim::new(config).context("cannot start the wasmtime shim")?;
+    Ok(vec![Arc::new(wasmtime)])
+}
+
+/// Joins the cluster at `options.server` and runs the agent until the task ends.
+pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
+    let ca_pem = fetch_ca(&options.server, &options.token).await?;
+    let client = client(&options.data_dir, &options.server, &ca_pem, &options.token).await?;
+    let address = options.node_ip.clone().unwrap_or_else(|| {
+        if options.listen.ip().is_unspecified() { "127.0.0.1".into() } else { options.listen.ip().to_string() }
+    });
+    let images = images_puller(&options.data_dir.join("images"), &options.server, &ca_pem, &options.token)?;
+    let config = AgentConfig {
+        name: options.name.clone(),
+        data_dir: options.data_dir.clone(),
+        listen: options.listen,
+        address,
+        node_token: options.token.clone(),
+        backoff: BackoffPolicy::with_base(options.backoff_base),
+        max_pods: options.max_pods,
+    };
+    let shims = shims(&options.data_dir, options.max_pods)?;
+    wharf_runtime::run(config, client, shims, images).await?;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The node agent and the wasmtime shim end to end: `wharf server` with its local node, Wasm
+//! images imported with `wharf image import`, pods run, logged, restarted, stopped and reported,
+//! as a user would see them through kubectl. Guests are written in WAT (tests/fixtures), so no
+//! Wasm toolchain is needed.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use serde_json::Value;
+
+/// A cluster whose agent retries quickly, so back-off is observable in seconds.
+fn cluster() -> Cluster {
+    Cluster::start_with(&["--backoff-base-ms", "300"])
+}
+
+/// Assembles `tests/fixtures/NAME.wat` into a `.wasm` file in the cluster's temp dir.
+fn wasm(cluster: &Cluster, name: &str) -> PathBuf {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.wat"));
+    let bytes = wat::parse_file(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    let path = cluster.data_dir().join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `wharf image import FILE --name NAME`, returning the printed reference.
+fn import(cluster: &Cluster, file: &std::path::Path, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["image", "import"])
+        .arg(file)
+        .args(["--name", name])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().to_string()
+}
+
+fn pod_json(cluster: &Cluster, name: &str) -> Value {
+    let out = cluster.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn wait_for(cluster: &Cluster, what: &str, timeout: Duration, check: impl Fn(&Value) -> bool, pod: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let current = pod_json(cluster, pod);
+        if check(&current) {
+            return current;
+        }
+        assert!(start.elapsed() < timeout, "pod {pod} never {what}; last seen:\n{current:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or_default()
+}
+
+fn simple_pod(name: &str, image: &str, policy: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: main\n    image: {image}\n{extra}"
+    )
+}
+
+#[test]
+fn the_local_node_is_ready_with_its_runtimes() {
+    let cluster = cluster();
+    assert!(cluster.eventually(Duration::from_secs(20), || cluster.ok(&["get", "nodes"]).contains(" Ready ")));
+    let wide = cluster.ok(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.contains("Ready") && wide.contains("wasmtime://"), "{wide}");
+    let labels = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.labels.wharf\\.dev/runtimes}"]);
+    assert_eq!(labels, "wasmtime");
+    let lease = cluster.ok(&["get", "lease", "-n", "kube-node-lease", "-o", "name"]);
+    assert!(lease.contains("lease.coordination.k8s.io/"), "{lease}");
+}
+
+#[test]
+fn a_wasm_pod_runs_to_completion_with_its_args_env_config_and_events() {
+    let cluster = cluster();
+    let reference = import(&cluster, &wasm(&cluster, "hello"), "hello:v1");
+    assert!(reference.contains("hello:v1"), "{reference}");
+    assert!(cluster.ok_with_bin(&["image", "ls"]).contains("hello"));
+    cluster.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello-config\ndata:\n  GREETING: hi\n  greeting: hello from a configmap\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\nspec:\n  restartPolicy: Never\n  containers:\n  - name: hello\n    image: hello:v1\n    args: [one, two]\n    env:\n    - name: GREETING\n      valueFrom:\n        configMapKeyRef: {name: hello-config, key: GREETING}\n    volumeMounts:\n    - {name: config, mountPath: /config, readOnly: true}\n  volumes:\n  - name: config\n    configMap: {name: hello-config}\n",
+    );
+    let pod = wait_for(&cluster, "succeeded", Duration::from_secs(60), |p| phase(p) == "Succeeded", "hello");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["state"]["terminated"]["exitCode"], 0);
+    assert!(status["containerID"].as_str().unwrap().starts_with("wasmtime://"), "{status}");
+    assert!(status["imageID"].as_str().unwrap().contains("sha256:"), "{status}");
+
+    let logs = cluster.ok(&["logs", "hello"]);
+    for line in ["arg: one", "arg: two", "env: GREETING=hi", "file: hello from a configmap"] {
+        assert!(logs.contains(line), "logs lack {line:?}:\n{logs}");
+    }
+    let wide = cluster.ok(&["get", "pod", "hello", "-o", "wide"]);
+    assert!(wide.contains("Completed") && wide.contains("wasmtime"), "{wide}");
+
+    let described = cluster.ok(&["describe", "pod", "hello"]);
+    let order: Vec<usize> = ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
+        .iter()
+        .map(|reason| {
+            described.find(&format!("  {reason}  ")).unwrap_or_else(|| panic!("no {reason} event:\n{described}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "events out of order:\n{described}");
+}
+
+#[test]
+fn crashes_back_off_deleted_pods_stop_and_logs_follow() {
+    let cluster = cluster();
+    import(&cluster, &wasm(&cluster, "crasher"), "crasher:v1");
+    import(&cluster, &wasm(&cluster, "ticker"), "ticker:v1");
+    cluster.apply(&simple_pod("crasher", "crasher:v1", "Always", ""));
+    cluster.apply(&simple_pod("ticker", "ticker:v1", "Always", ""));
+
+    // CrashLoopBackOff with a growing restart count (base 300 ms here, 10 s by default).
+    let pod = wait_for(
+        &cluster,
+        "crash-looped",
+        Duration::from_secs(60),
+        |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 3,
+        "crasher",
+    );
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 1, "{status}");
+    let waits = cluster.ok(&["get", "pod", "crasher"]);
+    assert!(waits.contains("CrashLoopBackOff") || waits.contains("Error") || waits.contains("Running"), "{waits}");
+    let events =
+        cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=crasher,reason=BackOff", "-o", "json"]);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    assert!(events["items"][0]["count"].as_i64().unwrap_or(0) >= 2, "{events:#}");
+    assert!(cluster.ok(&["logs", "crasher", "--previous"]).contains("crashing now"));
+
+    // Follow the ticker live.
+    wait_for(&cluster, "ran", Duration::from_secs(30), |p| phase(p) == "Running", "ticker");
+    let mut follow = Command::new(common::kubectl_path())
+        .args(["logs", "-f", "ticker"])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    follow.kill().unwrap();
+    let followed = String::from_utf8(follow.wait_with_output().unwrap().stdout).unwrap();
+    assert!(followed.matches("tick").count() >= 3, "{followed}");
+
+    // Deleting stops it promptly (Wasm guests are interrupted, well within the 5 s grace).
+    let started = Instant::now();
+    cluster.ok(&["delete", "pod", "ticker", "--wait=true", "--timeout=20s"]);
+    assert!(started.elapsed() < Duration::from_secs(6), "delete took {:?}", started.elapsed());
+    assert_eq!(cluster.kubectl(&["get", "pod", "ticker"]).status.code(), Some(1));
+}
+
+#[test]
+fn runaway_guests_and_bad_images_are_contained_and_reported() {
+    let cluster = cluster();
+    import(&cluster, &wasm(&cluster, "spinner"), "spinner:v1");
+    import(&cluster, &wasm(&cluster, "hog"), "hog:v1");
+    let garbage = cluster.data_dir().join("broken.wasm");
+    std::fs::write(&garbage, b"\0asm\x01\0\0\0\xff\xff").unwrap();
+    import(&cluster, &garbage, "broken:v1");
+
+    cluster.apply(&simple_pod("spinner", "spinner:v1", "Never", ""));
+    cluster.apply(&simple_pod("hog", "hog:v1", "Never", "    resources:\n      limits:\n        memory: 4Mi\n"));
+    cluster.apply(&simple_pod("broken", "broken:v1", "Never", ""));
+    cluster.apply(&simple_pod("missing", "nothing-here:v1", "Never", ""));
+    cluster.apply(&simple_pod("unreachable", "127.0.0.1:1/nothing:v1", "Never", ""));
+
+    let hog = wait_for(&cluster, "was OOM killed", Duration::from_secs(60), |p| phase(p) == "Failed", "hog");
+    assert_eq!(hog["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled", "{hog:#}");
+
+    let waiting = |pod: &str, reasons: &[&str]| {
+        let p = wait_for(
+            &cluster,
+            "reported its waiting reason",
+            Duration::from_secs(60),
+            |p| {
+                let reason =
+                    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str().unwrap_or_default();
+                reasons.contains(&reason)
+            },
+            pod,
+        );
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(!waiting("broken", &["CreateContainerError"]).is_empty());
+    assert!(waiting("missing", &["ErrImagePull", "ImagePullBackOff"]).contains("nothing-here"));
+    assert!(!waiting("unreachable", &["ErrImagePull", "ImagePullBackOff"]).is_empty());
+
+    wait_for(&cluster, "ran", Duration::from_secs(30), |p| phase(p) == "Running", "spinner");
+    let started = Instant::now();
+    cluster.ok(&["delete", "pod", "spinner", "--timeout=20s"]);
+    assert!(started.elapsed() < Duration::from_secs(6), "a spinning guest took {:?} to stop", started.elapsed());
+
+    // The node stayed healthy through all of it.
+    assert!(cluster.ok(&["get", "nodes"]).contains(" Ready "));
+}
+
+#[test]
+fn a_second_agent_joins_shares_the_pods_and_goes_not_ready_when_stopped() {
+    let cluster = cluster();
+    import(&cluster, &wasm(&cluster, "ticker"), "ticker:v1");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["agent", "--server", &cluster.url, "--token-file"])
+        .arg(cluster.data_dir().join("node-token"))
+        .args(["--name", "second", "--data-dir"])
+        .arg(agent_dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    assert!(
+        cluster.eventually(Duration::from_secs(30), || {
+            let nodes = cluster.ok(&["get", "nodes"]);
+            nodes.lines().filter(|l| l.contains(" Ready ")).count() == 2
+        }),
+        "the second node never became Ready"
+    );
+    for i in 0..4 {
+        cluster.apply(&simple_pod(&format!("tick-{i}"), "ticker:v1", "Always", ""));
+    }
+    assert!(cluster.eventually(Duration::from_secs(30), || {
+        let nodes = cluster.ok(&["get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+        nodes.split_whitespace().count() == 4
+            && nodes.contains("second")
+            && nodes.split_whitespace().any(|n| n != "second")
+    }));
+
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let stopped = Instant::now();
+    assert!(
+        cluster.eventually(Duration::from_secs(60), || { cluster.ok(&["get", "node", "second"]).contains("NotReady") }),
+        "the stopped node never went NotReady"
+    );
+    println!("node NotReady {:?} after its agent stopped", stopped.elapsed());
+    assert!(stopped.elapsed() <= Duration::from_secs(50));
+}
