@@ -16,11 +16,14 @@ pub enum Kind {
     Warning,
 }
 
+/// What makes two events the same one: (pod uid, reason, message).
+type EventKey = (String, String, String);
+
 pub struct Recorder {
     client: kube::Client,
     node: String,
-    /// (pod uid, reason, message) → (event name, count)
-    seen: Mutex<HashMap<(String, String, String), (String, i32)>>,
+    /// Events recorded so far → (event name, count), so repeats bump the count.
+    seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {

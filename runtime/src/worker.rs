@@ -42,11 +42,14 @@ pub struct Context {
     pub logs: Arc<LogIndex>,
 }
 
+/// A pod's containers on this node: container → (current attempt, still running).
+type PodLogs = (String, BTreeMap<String, (u32, bool)>);
+
 /// Where each pod's container logs are, for the agent's log endpoint.
 #[derive(Default)]
 pub struct LogIndex {
-    /// (namespace, pod) → (uid, container → (attempt, running))
-    pods: Mutex<BTreeMap<(String, String), (String, BTreeMap<String, (u32, bool)>)>>,
+    /// (namespace, pod) → (uid, its containers)
+    pods: Mutex<BTreeMap<(String, String), PodLogs>>,
     pub root: PathBuf,
 }
 
