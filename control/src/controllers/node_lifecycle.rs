@@ -24,11 +24,16 @@ async fn pass(client: &kube::Client, grace: Duration) -> Result<(), kube::Error>
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let now = jiff::Timestamp::now();
+    let renewals: std::collections::HashMap<String, jiff::Timestamp> = leases
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter_map(|l| Some((l.metadata.name?, l.spec?.renew_time?.0)))
+        .collect();
     for node in nodes.list(&ListParams::default()).await? {
         let name = node.metadata.name.clone().unwrap_or_default();
         let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        let renewed =
-            leases.get_opt(&name).await?.and_then(|l| l.spec).and_then(|s| s.renew_time).map(|t| t.0).or(created);
+        let renewed = renewals.get(&name).copied().or(created);
         let ready = node
             .status
             .as_ref()
@@ -57,9 +62,12 @@ async fn pass(client: &kube::Client, grace: Duration) -> Result<(), kube::Error>
     Ok(())
 }
 
+/// How often leases are checked.
+const PERIOD: Duration = Duration::from_secs(1);
+
 pub async fn run(client: kube::Client) {
     loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(PERIOD).await;
         if let Err(e) = pass(&client, GRACE).await {
             tracing::warn!(error = %e, "node lifecycle pass failed");
         }
