@@ -5,8 +5,11 @@
 //! run, on the same disk, it measures a peer: bare SQLite (WAL, `synchronous=FULL`) inserting the
 //! same number of 1 KiB rows, and reports Wharf's throughput as a ratio of the peer's.
 //!
+//! `wharf bench pods` and `wharf bench density` (in [`pods`] and [`density`]) measure the node
+//! agent running Wasm pods the same way: a server of their own, then pods created through the API.
+//!
 //! Every phase has a fixed count and a time limit; all traffic stays on 127.0.0.1; the only
-//! process stopped is the server this command started, by its PID.
+//! processes stopped are the ones this command started, by their PIDs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +26,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use tokio::task::JoinSet;
+
+mod density;
+mod pods;
+mod wasm;
 
 /// Bytes of data in every ConfigMap (and every peer row).
 const PAYLOAD: usize = 1024;
@@ -50,6 +57,11 @@ pub enum Target {
     /// The API server: cold start, idle memory, create throughput and latency, watch fan-out,
     /// with a bare durable SQLite peer measured in the same run.
     Api(ApiArgs),
+    /// Wasm pod start latency (create → Succeeded, seen through a watch), cold and warm, one and
+    /// several in flight, with the wasmtime CLI running the same module as a process as the peer.
+    Pods(pods::PodsArgs),
+    /// Many idle Wasm pods on the local node: time until all are Running, and the memory they cost.
+    Density(density::DensityArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +96,8 @@ pub struct ApiArgs {
 pub async fn run(target: Target) -> Result<()> {
     match target {
         Target::Api(args) => api(args).await,
+        Target::Pods(args) => pods::run(args).await,
+        Target::Density(args) => density::run(args).await,
     }
 }
 
@@ -170,6 +184,7 @@ fn progress(message: &str) {
 struct Server {
     child: tokio::process::Child,
     pid: u32,
+    data_dir: PathBuf,
     log: PathBuf,
     /// Client configuration from the kubeconfig the server wrote (URL, CA, admin token).
     config: kube::Config,
@@ -200,6 +215,11 @@ impl Server {
     /// Spawns `wharf server` on `data_dir` and a free loopback port, and polls `/readyz` until
     /// it answers 200; the time from spawn to that answer is the cold start.
     async fn start(exe: &Path, data_dir: &Path) -> Result<Self> {
+        Self::start_with(exe, data_dir, &[]).await
+    }
+
+    /// [`Server::start`] with more `wharf server` flags.
+    async fn start_with(exe: &Path, data_dir: &Path, extra: &[&str]) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .context("cannot find a free loopback port")?
@@ -217,6 +237,7 @@ impl Server {
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -236,7 +257,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        Ok(Self { child, pid, log, config, ready_after: spawned.elapsed() })
+        Ok(Self { child, pid, data_dir: data_dir.to_path_buf(), log, config, ready_after: spawned.elapsed() })
     }
 
     /// An API client of its own (its own connection pool), as the kubeconfig describes.
@@ -249,35 +270,58 @@ impl Server {
     }
 
     fn memory(&self) -> Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let field = |name: &str| -> Result<u64> {
-            let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name}"))?;
-            Ok(line[name.len()..].trim().trim_end_matches("kB").trim().parse()?)
-        };
-        Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+        memory_of(self.pid)
     }
 
     /// Sends SIGTERM to this server's PID and waits for it to exit.
-    async fn stop(mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("the server had already exited ({status}); its log:\n{}", tail(&self.log));
-        }
-        let sent = tokio::process::Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status().await?;
-        if !sent.success() {
-            bail!("kill -TERM {} failed", self.pid);
-        }
-        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
-            Ok(status) => {
-                let status = status?;
-                if !status.success() {
-                    bail!("the server exited with {status} after SIGTERM; its log:\n{}", tail(&self.log));
-                }
-                Ok(())
+    async fn stop(self) -> Result<()> {
+        self.stop_within(Duration::from_secs(10)).await.map(|_| ())
+    }
+
+    /// Sends SIGTERM to this server's PID and waits up to `limit` for it to exit; how long that took.
+    async fn stop_within(mut self, limit: Duration) -> Result<Duration> {
+        terminate(&mut self.child, self.pid, &self.log, "server", limit).await
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process.
+fn memory_of(pid: u32) -> Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name}"))?;
+        Ok(line[name.len()..].trim().trim_end_matches("kB").trim().parse()?)
+    };
+    Ok(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+}
+
+/// Sends SIGTERM to `pid` (a child this benchmark started) and waits up to `limit` for it to
+/// exit, killing it after that; how long it took to exit.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    log: &Path,
+    what: &str,
+    limit: Duration,
+) -> Result<Duration> {
+    if let Some(status) = child.try_wait()? {
+        bail!("the {what} had already exited ({status}); its log:\n{}", tail(log));
+    }
+    let asked = Instant::now();
+    let sent = tokio::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await?;
+    if !sent.success() {
+        bail!("kill -TERM {pid} failed");
+    }
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => {
+            let status = status?;
+            if !status.success() {
+                bail!("the {what} exited with {status} after SIGTERM; its log:\n{}", tail(log));
             }
-            Err(_) => {
-                self.child.kill().await?;
-                bail!("the server ignored SIGTERM for 10 s and was killed")
-            }
+            Ok(asked.elapsed())
+        }
+        Err(_) => {
+            child.kill().await?;
+            bail!("the {what} ignored SIGTERM for {limit:?} and was killed")
         }
     }
 }

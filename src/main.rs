@@ -138,6 +138,12 @@ fn main() {
         }
     };
     init_logging(&cli.log_format);
+    // Each running container keeps its log file open, and watchers hold sockets: the usual soft
+    // limit of 1,024 open files would stop a node short of its pod capacity.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     if let Err(e) = runtime.block_on(run(cli.command)) {
         eprintln!("error: {e:#}");
