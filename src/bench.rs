@@ -107,11 +107,7 @@ async fn api(args: ApiArgs) -> Result<()> {
     {
         bail!("every count must be at least 1");
     }
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let base = tempfile::Builder::new()
-        .prefix("wharf-bench-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a temporary dir in {}", parent.display()))?;
+    let base = bench_dir(args.dir.clone())?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let data_dir = base.path().join("server");
     let mut problems = Vec::new();
@@ -864,12 +860,7 @@ impl Report<'_> {
         let Load { throughput, watched, fanout } = &self.load;
         let mut rows: Vec<[String; 4]> = Vec::new();
         let mut row = |measure: String, result: String, target: &str, met: Option<bool>| {
-            let met = match met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "",
-            };
-            rows.push([measure, result, target.to_string(), met.to_string()]);
+            rows.push(result_row(measure, result, target, met));
         };
         let (median, slowest) = (percentile(&self.cold_starts, 50.0), percentile(&self.cold_starts, 100.0));
         row(
@@ -1014,17 +1005,9 @@ impl Report<'_> {
             ("throughput", &throughput.cpu),
             ("with watchers", &watched.cpu),
             ("fan-out", &fanout.cpu),
-        ];
-        let cpu_rows: Vec<[String; 5]> = phases
-            .iter()
-            .map(|(name, c)| {
-                let share = |d: Duration| {
-                    format!("{} ({:.0}% of one CPU)", secs(d), 100.0 * d.as_secs_f64() / c.wall.as_secs_f64())
-                };
-                [name.to_string(), secs(c.wall), share(c.server), share(c.bench), share(c.others)]
-            })
-            .collect();
-        table(&mut out, ["Phase", "wall", "server CPU", "benchmark CPU", "other processes CPU"], &cpu_rows);
+        ]
+        .map(|(name, cpu)| (name.to_string(), cpu));
+        cpu_table(&mut out, &phases);
         if !problems.is_empty() {
             let _ = writeln!(out, "\nProblems under load:\n");
             for problem in problems {
@@ -1033,6 +1016,39 @@ impl Report<'_> {
         }
         out
     }
+}
+
+/// A fresh temporary directory for one benchmark run, under `dir` or the system's temp dir.
+fn bench_dir(dir: Option<PathBuf>) -> Result<tempfile::TempDir> {
+    let parent = dir.unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new()
+        .prefix("wharf-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a temporary dir in {}", parent.display()))
+}
+
+/// A results row: measure, result, target and whether it is met (blank when there is no target).
+fn result_row(measure: String, result: String, target: &str, met: Option<bool>) -> [String; 4] {
+    let met = match met {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "",
+    };
+    [measure, result, target.to_string(), met.to_string()]
+}
+
+/// The table of where each phase's CPU went: the server, the benchmark, everything else.
+fn cpu_table(out: &mut String, phases: &[(String, &Cpu)]) {
+    let rows: Vec<[String; 5]> = phases
+        .iter()
+        .map(|(name, c)| {
+            let share = |d: Duration| {
+                format!("{} ({:.0}% of one CPU)", secs(d), 100.0 * d.as_secs_f64() / c.wall.as_secs_f64())
+            };
+            [name.clone(), secs(c.wall), share(c.server), share(c.bench), share(c.others)]
+        })
+        .collect();
+    table(out, ["Phase", "wall", "server CPU", "benchmark CPU", "other processes CPU"], &rows);
 }
 
 fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {

@@ -126,11 +126,7 @@ pub async fn run(args: DensityArgs) -> Result<()> {
     if args.pods == 0 || args.in_flight == 0 || args.waves == 0 {
         bail!("--pods, --in-flight and --waves must be at least 1");
     }
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let base = tempfile::Builder::new()
-        .prefix("wharf-bench-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a temporary dir in {}", parent.display()))?;
+    let base = super::bench_dir(args.dir.clone())?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let ticker = base.path().join("ticker.wasm");
     std::fs::write(&ticker, wasm::fixture("ticker")?)?;
@@ -381,12 +377,7 @@ impl Run {
         let requested = args.pods;
         let mut rows: Vec<[String; 4]> = Vec::new();
         let mut row = |measure: String, result: String, target: &str, met: Option<bool>| {
-            let met = match met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "",
-            };
-            rows.push([measure, result, target.to_string(), met.to_string()]);
+            rows.push(super::result_row(measure, result, target, met));
         };
         row(
             "Pods Running (of requested)".into(),

@@ -82,11 +82,7 @@ pub async fn run(args: PodsArgs) -> Result<()> {
         bail!("--pods and --in-flight must be at least 1");
     }
     let cli = WasmtimeCli::find(args.wasmtime.clone()).await?;
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let base = tempfile::Builder::new()
-        .prefix("wharf-bench-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a temporary dir in {}", parent.display()))?;
+    let base = super::bench_dir(args.dir.clone())?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let hello = wasm::fixture("hello")?;
     let hello_path = base.path().join("hello.wasm");
@@ -585,12 +581,7 @@ impl Report<'_> {
         let a = self.args;
         let mut rows: Vec<[String; 4]> = Vec::new();
         let mut row = |measure: String, result: String, target: &str, met: Option<bool>| {
-            let met = match met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "",
-            };
-            rows.push([measure, result, target.to_string(), met.to_string()]);
+            rows.push(super::result_row(measure, result, target, met));
         };
         let ok = |s: &Series| s.failures.is_empty() && s.latencies.len() == s.count;
         for s in &self.series {
@@ -737,16 +728,7 @@ impl Report<'_> {
         let mut phases: Vec<(String, &Cpu)> =
             self.peer.iter().map(|p| (format!("peer: {}", p.variant.title(p.in_flight)), &p.cpu)).collect();
         phases.extend(self.series.iter().map(|s| (s.kind.title(s.in_flight), &s.cpu)));
-        let cpu_rows: Vec<[String; 5]> = phases
-            .iter()
-            .map(|(name, c)| {
-                let share = |d: Duration| {
-                    format!("{} ({:.0}% of one CPU)", secs(d), 100.0 * d.as_secs_f64() / c.wall.as_secs_f64())
-                };
-                [name.clone(), secs(c.wall), share(c.server), share(c.bench), share(c.others)]
-            })
-            .collect();
-        table(&mut out, ["Phase", "wall", "server CPU", "benchmark CPU", "other processes CPU"], &cpu_rows);
+        super::cpu_table(&mut out, &phases);
         let _ = writeln!(out);
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
