@@ -119,18 +119,32 @@ fn crashes_back_off_deleted_pods_stop_and_logs_follow() {
     cluster.apply(&simple_pod("crasher", "crasher:v1", "Always", ""));
     cluster.apply(&simple_pod("ticker", "ticker:v1", "Always", ""));
 
-    // CrashLoopBackOff with a growing restart count (base 300 ms here, 10 s by default).
-    let pod = wait_for(
-        &cluster,
-        "crash-looped",
-        Duration::from_secs(60),
-        |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 3,
-        "crasher",
-    );
+    // CrashLoopBackOff, with a back-off that grows (base 300 ms here, 10 s by default).
+    let mut delays: Vec<u64> = Vec::new();
+    let start = Instant::now();
+    let pod = loop {
+        let pod = pod_json(&cluster, "crasher");
+        let status = &pod["status"]["containerStatuses"][0];
+        if status["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
+            let message = status["state"]["waiting"]["message"].as_str().unwrap_or_default();
+            let delay = message.split_whitespace().nth(1).unwrap_or_default();
+            let ms = match delay.strip_suffix("ms") {
+                Some(ms) => ms.parse().unwrap_or(0),
+                None => delay.trim_end_matches('s').parse::<u64>().unwrap_or(0) * 1000,
+            };
+            if delays.last() != Some(&ms) {
+                delays.push(ms);
+            }
+        }
+        if status["restartCount"].as_i64().unwrap_or(0) >= 4 && delays.len() >= 3 {
+            break pod;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no growing back-off seen: {delays:?}\n{pod:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(delays.windows(2).all(|w| w[0] < w[1]), "back-off must grow: {delays:?}");
     let status = &pod["status"]["containerStatuses"][0];
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 1, "{status}");
-    let waits = cluster.ok(&["get", "pod", "crasher"]);
-    assert!(waits.contains("CrashLoopBackOff") || waits.contains("Error") || waits.contains("Running"), "{waits}");
     let events =
         cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=crasher,reason=BackOff", "-o", "json"]);
     let events: Value = serde_json::from_str(&events).unwrap();

@@ -356,7 +356,7 @@ impl PodRun {
                 return exit_code == 0;
             }
             let delay = backoff.next_delay(&self.ctx.backoff, started.elapsed());
-            let wait = format!("back-off {}s restarting failed container={name} pod={pod_ref}", delay.as_secs());
+            let wait = format!("back-off {} restarting failed container={name} pod={pod_ref}", human(delay));
             self.update(slot, |c| {
                 c.last_state = Some(terminated.clone());
                 c.restart_count += 1;
@@ -457,6 +457,15 @@ impl PodRun {
         {
             tracing::debug!(pod = %name, error = %e, "pod status update failed");
         }
+    }
+}
+
+/// A back-off delay as the kubelet prints it (`10s`, `5m0s`), in milliseconds below a second.
+fn human(delay: Duration) -> String {
+    match delay.as_secs() {
+        0 => format!("{}ms", delay.as_millis()),
+        s if s < 60 => format!("{s}s"),
+        s => format!("{}m{}s", s / 60, s % 60),
     }
 }
 
@@ -620,5 +629,12 @@ mod tests {
         assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
         assert_eq!(quantity_millis("500m"), Some(500));
         assert_eq!(quantity_millis("2"), Some(2000));
+    }
+
+    #[test]
+    fn back_off_delays_print_like_the_kubelet() {
+        assert_eq!(human(Duration::from_secs(10)), "10s");
+        assert_eq!(human(Duration::from_secs(300)), "5m0s");
+        assert_eq!(human(Duration::from_millis(600)), "600ms");
     }
 }
