@@ -176,21 +176,18 @@ async fn record(client: &kube::Client, pod: &Pod, type_: &str, reason: &str, mes
     }
 }
 
-/// Schedules one pod; returns the failure message if it stays pending.
-async fn schedule(client: &kube::Client, pod: &Pod, nodes: &[Arc<Node>], pods: &[Arc<Pod>]) -> Option<String> {
+/// Schedules one pod: the node it was bound to, or why it stays pending.
+async fn schedule(client: &kube::Client, pod: &Pod, nodes: &[Arc<Node>], pods: &[Arc<Pod>]) -> Result<String, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let runtime = match pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone()) {
         Some(class) => match Api::<RuntimeClass>::all(client.clone()).get_opt(&class).await {
             Ok(Some(rc)) => Some(rc.handler),
-            _ => return Some(format!("RuntimeClass {class:?} not found")),
+            _ => return Err(format!("RuntimeClass {class:?} not found")),
         },
         None => None,
     };
-    let node = match choose(pod, nodes, pods, runtime.as_deref()) {
-        Ok(node) => node,
-        Err(message) => return Some(message),
-    };
+    let node = choose(pod, nodes, pods, runtime.as_deref())?;
     let binding = Binding {
         metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
         target: ObjectReference {
@@ -206,9 +203,9 @@ async fn schedule(client: &kube::Client, pod: &Pod, nodes: &[Arc<Node>], pods: &
         Ok(_) => {
             record(client, pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"))
                 .await;
-            None
+            Ok(node)
         }
-        Err(e) => Some(format!("binding failed: {e}")),
+        Err(e) => Err(format!("binding failed: {e}")),
     }
 }
 
@@ -267,18 +264,16 @@ async fn scheduling_pass(
     for pod in pending {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         match schedule(client, &pod, &node_list, &pod_list).await {
-            None => {
+            Ok(node) => {
                 reported.remove(&uid);
                 // Count the new placement in this pass, before the watch catches up.
                 let mut placed = (*pod).clone();
-                if let Some(spec) = placed.spec.as_mut()
-                    && let Ok(chosen) = choose(&pod, &node_list, &pod_list, None)
-                {
-                    spec.node_name = Some(chosen);
+                if let Some(spec) = placed.spec.as_mut() {
+                    spec.node_name = Some(node);
                 }
                 pod_list.push(Arc::new(placed));
             }
-            Some(message) if reported.get(&uid) != Some(&message) => {
+            Err(message) if reported.get(&uid) != Some(&message) => {
                 let api: Api<Pod> =
                     Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
                 let status = json!({"status": {"conditions": [{
@@ -291,7 +286,7 @@ async fn scheduling_pass(
                 record(client, &pod, "Warning", "FailedScheduling", &message).await;
                 reported.insert(uid, message);
             }
-            Some(_) => {}
+            Err(_) => {}
         }
     }
     reported.retain(|uid, _| pod_list.iter().any(|p| p.metadata.uid.as_deref() == Some(uid)));
