@@ -15,8 +15,22 @@ pub struct Artifact {
     pub digest: String,
     /// `imageID` for the container status: `REPOSITORY@sha256:...`.
     pub image_id: String,
-    /// The image's default argv (entrypoint + cmd), if it has one.
-    pub default_args: Vec<String>,
+    /// What the image's config says to run and how (empty for Wasm artifacts).
+    pub config: ImageConfig,
+    /// Linux images: the unpacked layer directories, bottom first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// The runtime part of an image's config (`config.Entrypoint`, `config.Cmd`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=value` entries split at the first `=`, in the image's order.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// `config.User` as written (`1000`, `1000:1000`, `nobody`, `app:app`).
+    pub user: Option<String>,
 }
 
 /// Why an image could not be pulled; the message is shown with ErrImagePull.
@@ -85,15 +99,21 @@ impl ImagePuller for RegistryPuller {
                 self.store.pull(&reference, &credentials, policy).await.map_err(|e| PullError(e.to_string()))?;
             let image_id = format!("{}/{}@{}", reference.registry, reference.repository, pulled.digest);
             Ok(match pulled.runtime {
-                crate::images::Runtime::Wasm { module, digest } => {
-                    Artifact { runtime: "wasmtime", path: module, digest, image_id, default_args: Vec::new() }
-                }
+                crate::images::Runtime::Wasm { module, digest } => Artifact {
+                    runtime: "wasmtime",
+                    path: module,
+                    digest,
+                    image_id,
+                    config: ImageConfig::default(),
+                    layers: Vec::new(),
+                },
                 crate::images::Runtime::Linux { layers } => Artifact {
                     runtime: "youki",
                     path: layers.first().map(|l| l.path.clone()).unwrap_or_default(),
                     digest: pulled.manifest_digest,
                     image_id,
-                    default_args: Vec::new(),
+                    config: ImageConfig::default(),
+                    layers: Vec::new(),
                 },
             })
         })

@@ -407,15 +407,7 @@ impl PodRun {
         env.sort_by(|a, b| a.0.cmp(&b.0));
         let volumes = self.volumes.lock().expect("volumes lock").clone();
         let mounts = volumes::mounts(&self.pod, spec, &volumes).map_err(|e| ("CreateContainerConfigError", e.0))?;
-        let mut args: Vec<String> = spec.command.clone().unwrap_or_default();
-        if args.is_empty() {
-            args =
-                if artifact.default_args.is_empty() { vec![spec.name.clone()] } else { artifact.default_args.clone() };
-            if spec.args.is_some() && !artifact.default_args.is_empty() {
-                args.truncate(1);
-            }
-        }
-        args.extend(spec.args.clone().unwrap_or_default());
+        let args = argv(spec, &artifact.config);
         let attempt = self.attempt_for(spec);
         let log_path = self.ctx.logs.dir(&namespace, &pod_name, &uid).join(&spec.name).join(format!("{attempt}.log"));
         let log = Arc::new(
@@ -435,6 +427,7 @@ impl PodRun {
             memory_limit,
             cpu_limit_millis,
             log: log.clone(),
+            linux: Default::default(),
         };
         Ok((shim, container_spec, log))
     }
@@ -458,6 +451,22 @@ impl PodRun {
             tracing::debug!(pod = %name, error = %e, "pod status update failed");
         }
     }
+}
+
+/// The container's argv with Kubernetes' semantics: `command` replaces the image's ENTRYPOINT and
+/// `args` its CMD; a `command` alone drops CMD. Wasm artifacts have no config: their argv[0] is
+/// the container's name.
+fn argv(spec: &Container, image: &crate::pull::ImageConfig) -> Vec<String> {
+    let command = spec.command.as_deref().filter(|c| !c.is_empty());
+    let (head, tail) = match command {
+        Some(command) => (command, spec.args.as_deref().unwrap_or_default()),
+        None => (image.entrypoint.as_slice(), spec.args.as_deref().unwrap_or(&image.cmd)),
+    };
+    let mut argv: Vec<String> = head.iter().chain(tail).cloned().collect();
+    if command.is_none() && image.entrypoint.is_empty() && image.cmd.is_empty() {
+        argv.insert(0, spec.name.clone());
+    }
+    argv
 }
 
 /// A back-off delay as the kubelet prints it (`10s`, `5m0s`), in milliseconds below a second.
@@ -629,6 +638,32 @@ mod tests {
         assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
         assert_eq!(quantity_millis("500m"), Some(500));
         assert_eq!(quantity_millis("2"), Some(2000));
+    }
+
+    #[test]
+    fn argv_follows_kubernetes_command_and_args() {
+        let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let container = |command: Option<&str>, args: Option<&str>| Container {
+            name: "app".into(),
+            command: command.map(words),
+            args: args.map(words),
+            ..Default::default()
+        };
+        let image = crate::pull::ImageConfig {
+            entrypoint: words("/bin/entry -v"),
+            cmd: words("serve --port 80"),
+            ..Default::default()
+        };
+        assert_eq!(argv(&container(None, None), &image), words("/bin/entry -v serve --port 80"));
+        assert_eq!(argv(&container(None, Some("run")), &image), words("/bin/entry -v run"));
+        assert_eq!(argv(&container(Some("sh -c"), None), &image), words("sh -c"));
+        assert_eq!(argv(&container(Some("sh -c"), Some("date")), &image), words("sh -c date"));
+        let cmd_only = crate::pull::ImageConfig { cmd: words("sh"), ..Default::default() };
+        assert_eq!(argv(&container(None, None), &cmd_only), words("sh"));
+        assert_eq!(argv(&container(None, Some("echo hi")), &cmd_only), words("echo hi"));
+        let wasm = crate::pull::ImageConfig::default();
+        assert_eq!(argv(&container(None, Some("a b")), &wasm), words("app a b"));
+        assert_eq!(argv(&container(Some("hello.wasm"), Some("x")), &wasm), words("hello.wasm x"));
     }
 
     #[test]

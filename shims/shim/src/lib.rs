@@ -2,6 +2,7 @@
 //! small, engine-neutral description of a container it receives. Engine code lives in the shim
 //! crates, never here; the agent never sees an engine's types.
 
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,110 @@ pub struct ContainerSpec {
     /// `resources.limits.cpu` in millicores.
     pub cpu_limit_millis: Option<u64>,
     pub log: Arc<dyn LogSink>,
+    /// What only Linux containers use; the wasmtime shim ignores it.
+    pub linux: LinuxSpec,
+}
+
+/// A namespace kind a container can join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceKind {
+    Network,
+    Ipc,
+    Uts,
+}
+
+/// A namespace of the pod sandbox, kept alive by a bind mount at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxNamespace {
+    pub kind: NamespaceKind,
+    pub path: PathBuf,
+}
+
+/// `seccompProfile.type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// The container runtime's default filter (Kubernetes' `RuntimeDefault`).
+    #[default]
+    RuntimeDefault,
+    Unconfined,
+}
+
+/// The Linux part of a container: its root filesystem, the pod sandbox it joins, identity,
+/// privileges and the cgroup limits beyond `ContainerSpec`'s memory and cpu limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinuxSpec {
+    /// Unpacked image layers, bottom first; the shim overlays them under a writable upper dir
+    /// of its own and removes that with the container.
+    pub layers: Vec<PathBuf>,
+    /// The pod's namespaces (network, IPC, UTS) the container joins; the sandbox already has
+    /// its hostname set. Empty: the container gets namespaces of its own.
+    pub namespaces: Vec<SandboxNamespace>,
+    /// The pod's name, the hostname when the container has a UTS namespace of its own.
+    pub hostname: String,
+    /// cgroup path under each hierarchy's root the container's cgroup goes below, e.g.
+    /// `wharf/pod<uid>`.
+    pub cgroup_parent: String,
+    /// The image's `config.User` (`uid`, `uid:gid`, `name`, `name:group`), resolved against
+    /// the rootfs's /etc/passwd and /etc/group when not numeric.
+    pub image_user: Option<String>,
+    /// `securityContext.runAsUser` / `runAsGroup` (container's, else the pod's): override the image.
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    /// `runAsNonRoot`: refuse to start (InvalidArtifact with a clear message) as uid 0.
+    pub run_as_non_root: bool,
+    /// Pod `securityContext.supplementalGroups` (and fsGroup).
+    pub supplemental_groups: Vec<i64>,
+    pub read_only_root_filesystem: bool,
+    /// All capabilities, devices, no seccomp, no masked paths.
+    pub privileged: bool,
+    /// `allowPrivilegeEscalation: false` → no_new_privs.
+    pub no_new_privileges: bool,
+    /// Capability names as Kubernetes writes them (`NET_ADMIN`, or `CAP_NET_ADMIN`; `ALL` in drop).
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    pub seccomp: Seccomp,
+    /// `resources.requests.cpu` in millicores → cpu shares (v1) or weight (v2).
+    pub cpu_request_millis: Option<u64>,
+    /// Most processes the container's cgroup may hold.
+    pub pids_limit: Option<i64>,
+}
+
+/// A command to run inside a running container (`kubectl exec`, exec probes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// argv, program first, looked up in the container's PATH.
+    pub args: Vec<String>,
+    /// Give the command a terminal: stdin and stdout are then the terminal, stderr is not separate.
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// A command started inside a container. The files are blocking pipes (or the terminal's
+/// master side with a TTY); readers see end-of-file once the command and everything holding
+/// its output have ended.
+pub struct ExecProcess {
+    /// Writes to the command's stdin; `None` unless asked for. Drop it to close stdin.
+    pub stdin: Option<File>,
+    /// The command's stdout (with a TTY: the terminal, stdout and stderr together).
+    pub stdout: Option<File>,
+    /// The command's stderr; `None` with a TTY or when not asked for.
+    pub stderr: Option<File>,
+    /// Sets the terminal's size (columns, rows); does nothing without a TTY.
+    pub resize: Box<dyn Fn(u16, u16) + Send + Sync>,
+    /// Resolves to the command's exit code (128 + signal when a signal ended it).
+    pub exit: BoxFuture<'static, i32>,
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess")
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ContainerSpec {
@@ -103,6 +208,9 @@ pub enum ShimError {
     NotFound(String),
     #[error("{0}")]
     Runtime(String),
+    /// The runtime cannot do this at all (exec into a Wasm container).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -115,6 +223,11 @@ pub trait Container: Send + Sync {
     /// Asks the container to stop, and forces it after `grace`. Returns once it has ended.
     fn stop(&self, grace: Duration) -> BoxFuture<'_, Exit>;
     fn stats(&self) -> Stats;
+    /// Runs a command inside the container, beside its main process.
+    fn exec(&self, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, ShimError>> {
+        let _ = spec;
+        Box::pin(async { Err(ShimError::Unsupported("exec is not supported by this runtime".into())) })
+    }
 }
 
 /// A container runtime the agent can run containers with.
@@ -124,4 +237,23 @@ pub trait Shim: Send + Sync {
     /// Prepares and starts a container. Preparation errors (bad artifact) come back here, not
     /// as an exit.
     fn start(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, ShimError>>;
+    /// Ids of the containers this runtime still holds from before the agent (re)started:
+    /// running or stopped, not yet removed. In-process runtimes hold none.
+    fn existing(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Takes over a container [`Shim::existing`] listed, if it is still running. Its exit code
+    /// cannot be known once it ends (the agent that started it was its parent): `wait` then
+    /// reports `Exit::Failed` saying so.
+    fn adopt(&self, id: &str) -> BoxFuture<'_, Option<Arc<dyn Container>>> {
+        let _ = id;
+        Box::pin(async { None })
+    }
+    /// Removes a container: kills what is left of it and deletes its state, cgroup, mounts and
+    /// root filesystem. The agent calls it once a container has ended and its status is
+    /// recorded, and for containers it finds that no pod claims.
+    fn remove(&self, id: &str) -> BoxFuture<'_, Result<(), ShimError>> {
+        let _ = id;
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -83,6 +83,7 @@ impl Fixture {
             memory_limit: None,
             cpu_limit_millis: None,
             log: sink.clone(),
+            linux: Default::default(),
         };
         (spec, sink)
     }
