@@ -242,11 +242,16 @@ pub trait Shim: Send + Sync {
     fn existing(&self) -> Vec<String> {
         Vec::new()
     }
-    /// Takes over a container [`Shim::existing`] listed, if it is still running. Its exit code
-    /// cannot be known once it ends (the agent that started it was its parent): `wait` then
-    /// reports `Exit::Failed` saying so.
-    fn adopt(&self, id: &str) -> BoxFuture<'_, Option<Arc<dyn Container>>> {
-        let _ = id;
+    /// Takes over a container [`Shim::existing`] listed, if it is still running, sending its
+    /// further output to `log`. Its exit code cannot be known once it ends (the agent that
+    /// started it was its parent): `wait` then reports `Exit::Failed` saying so.
+    ///
+    /// A container must outlive the agent that started it: its stdout and stderr must not be
+    /// pipes whose only reader is the agent (the container would die of SIGPIPE when the agent
+    /// does), but e.g. FIFOs in its bundle that the container side also holds open for reading,
+    /// so output waits for the next agent instead.
+    fn adopt(&self, id: &str, log: Arc<dyn LogSink>) -> BoxFuture<'_, Option<Arc<dyn Container>>> {
+        let _ = (id, log);
         Box::pin(async { None })
     }
     /// Removes a container: kills what is left of it and deletes its state, cgroup, mounts and
