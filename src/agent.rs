@@ -24,6 +24,7 @@ pub struct JoinOptions {
     pub node_ip: Option<String>,
     pub backoff_base: Duration,
     pub max_pods: u32,
+    pub pids_limit: i64,
 }
 
 /// The machine's host name, the default node name.
@@ -95,6 +96,7 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         node_token: options.token.clone(),
         backoff: BackoffPolicy::with_base(options.backoff_base),
         max_pods: options.max_pods,
+        pids_limit: options.pids_limit,
     };
     let shims = shims(&options.data_dir, options.max_pods)?;
     wharf_runtime::run(config, client, shims, images).await?;

@@ -87,6 +87,9 @@ struct AgentTuning {
     /// Most pods the node runs.
     #[arg(long, default_value_t = 2500)]
     max_pods: u32,
+    /// Most processes one Linux container may hold, so a fork bomb stays inside it (0: no limit).
+    #[arg(long, default_value_t = 1024)]
+    pids_limit: i64,
 }
 
 /// `$XDG_DATA_HOME/wharf`, else `~/.local/share/wharf`.
@@ -186,6 +189,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     node_ip: None,
                     backoff_base: Duration::from_millis(tuning.backoff_base_ms),
                     max_pods: tuning.max_pods,
+                    pids_limit: tuning.pids_limit,
                 };
                 agent::run(options).await.context("the local node agent stopped")
             };
@@ -207,6 +211,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 node_ip,
                 backoff_base: Duration::from_millis(tuning.backoff_base_ms),
                 max_pods: tuning.max_pods,
+                pids_limit: tuning.pids_limit,
             };
             tokio::select! {
                 result = agent::run(options) => result,

@@ -7,10 +7,12 @@ pub mod endpoint;
 pub mod env;
 pub mod events;
 pub mod images;
+pub mod linux;
 pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod pull;
+pub mod sandbox;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -49,6 +51,8 @@ pub struct AgentConfig {
     pub node_token: String,
     pub backoff: BackoffPolicy,
     pub max_pods: u32,
+    /// Most processes one Linux container may hold (0: no limit).
+    pub pids_limit: i64,
 }
 
 /// The image puller agents use: the node's image store behind the cluster's registry.
@@ -90,6 +94,7 @@ pub async fn run(
         backoff: config.backoff,
         events: events::Recorder::new(client.clone(), info.name.clone()),
         logs,
+        pids_limit: config.pids_limit,
     });
     let serving = tokio::spawn(serve);
     let heartbeat = tokio::spawn(node::heartbeat(client, info));

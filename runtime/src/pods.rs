@@ -33,6 +33,35 @@ async fn release(ctx: &Context, pod: &Pod) {
     let _ = api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await;
 }
 
+/// Removes the containers the runtimes hold (from before this agent started), and the pod
+/// directories, whose pod has no worker here: it was deleted, finished or moved while no agent
+/// ran. Container ids start with their pod's uid.
+async fn remove_unclaimed(ctx: &Context, workers: &HashMap<String, Worker>) {
+    for shim in &ctx.shims {
+        for id in shim.existing() {
+            if workers.keys().any(|uid| id.starts_with(uid.as_str())) {
+                continue;
+            }
+            tracing::info!(container = %id, runtime = shim.name(), "removing a container no pod claims");
+            if let Err(e) = shim.remove(&id).await {
+                tracing::warn!(container = %id, error = %e, "cannot remove a container no pod claims");
+            }
+        }
+    }
+    let pods_dir = ctx.data_dir.join("pods");
+    let claimed: Vec<String> = workers.keys().cloned().collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
+            let uid = entry.file_name().to_string_lossy().to_string();
+            if !claimed.contains(&uid) {
+                crate::sandbox::remove(&entry.path().join("sandbox"), &crate::linux::cgroup_parent(&uid));
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    })
+    .await;
+}
+
 pub async fn run(ctx: Arc<Context>) {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node.name));
@@ -72,7 +101,8 @@ pub async fn run(ctx: Arc<Context>) {
                     let _ = worker.stop.send(true);
                 }
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::InitDone => remove_unclaimed(&ctx, &workers).await,
+            watcher::Event::Init => {}
         }
     }
 }

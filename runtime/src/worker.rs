@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Secret};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
@@ -24,8 +24,9 @@ use crate::events::{Kind, Recorder};
 use crate::logs::LogWriter;
 use crate::node::NodeInfo;
 use crate::pull::{ImagePuller, PullSecrets};
+use crate::sandbox::{Sandbox, SandboxSpec};
 use crate::status::{self, ContainerView, PodView, State};
-use crate::volumes;
+use crate::{linux, volumes};
 
 /// Largest size of one container log file before it rotates.
 const LOG_MAX: u64 = 10 * 1024 * 1024;
@@ -40,6 +41,8 @@ pub struct Context {
     pub backoff: BackoffPolicy,
     pub events: Recorder,
     pub logs: Arc<LogIndex>,
+    /// Most processes one Linux container may hold (0: no limit).
+    pub pids_limit: i64,
 }
 
 /// A pod's containers on this node: container → (current attempt, still running).
@@ -118,6 +121,22 @@ struct PodRun {
     dirty: Notify,
     stop: watch::Receiver<bool>,
     volumes: Mutex<Vec<(String, PathBuf)>>,
+    /// Made for the pod's first Linux container.
+    sandbox: tokio::sync::OnceCell<Sandbox>,
+    /// Statuses of containers a previous agent started and reported running, by name: the
+    /// ones still running are adopted instead of started again.
+    adoptable: Mutex<BTreeMap<String, ContainerStatus>>,
+}
+
+/// A started (or adopted) container attempt.
+struct Launched {
+    shim: Arc<dyn Shim>,
+    container: Arc<dyn wharf_shim::Container>,
+    log: Arc<LogWriter>,
+    id: String,
+    started_at: Timestamp,
+    image_id: String,
+    attempt: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -181,25 +200,40 @@ impl PodRun {
         out
     }
 
-    /// The shim for a container: the RuntimeClass handler if the pod names one, else the image's.
+    /// The shim for a container, as [`choose_runtime`] decides.
     async fn shim_for(&self, image_runtime: &str) -> Result<Arc<dyn Shim>, String> {
-        let wanted = match self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone()) {
+        let handler = match self.pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone()) {
             Some(class) => {
                 let api: Api<RuntimeClass> = Api::all(self.ctx.client.clone());
                 match api.get_opt(&class).await {
-                    Ok(Some(rc)) => rc.handler,
+                    Ok(Some(rc)) => Some(rc.handler),
                     Ok(None) => return Err(format!("RuntimeClass {class:?} not found")),
                     Err(e) => return Err(format!("reading RuntimeClass {class:?}: {e}")),
                 }
             }
-            None => image_runtime.to_string(),
+            None => None,
         };
+        let wanted = choose_runtime(handler.as_deref(), image_runtime);
         self.ctx
             .shims
             .iter()
             .find(|s| s.name() == wanted)
             .cloned()
             .ok_or_else(|| format!("runtime handler {wanted:?} is not available on node {}", self.ctx.node.name))
+    }
+
+    /// The pod's sandbox, made on first use.
+    async fn sandbox(&self) -> Result<&Sandbox, String> {
+        self.sandbox
+            .get_or_try_init(|| async {
+                let spec = sandbox_spec(&self.pod, &self.ctx.node.address);
+                let dir = self.ctx.data_dir.join("pods").join(name_of(&self.pod).2).join("sandbox");
+                tokio::task::spawn_blocking(move || Sandbox::ensure(&dir, &spec))
+                    .await
+                    .map_err(|e| format!("pod sandbox: {e}"))?
+                    .map_err(|e| e.to_string())
+            })
+            .await
     }
 
     /// Runs one container until it is done for good; true if it ended successfully.
@@ -211,94 +245,26 @@ impl PodRun {
             Slot::Init(_) => "OnFailure".to_string(),
             Slot::App(_) => self.view.lock().expect("pod view lock").restart_policy.clone(),
         };
-        let image = spec.image.clone().unwrap_or_default();
-        let pull_policy = spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
         let mut backoff = Backoff::default();
         let pod_ref = format!("{pod_name}_{namespace}({uid})");
         loop {
             if self.stopping() {
                 return false;
             }
-            // Pull.
-            self.update(slot, |c| c.state = State::waiting("ContainerCreating", None));
-            self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
-            let started_pull = Instant::now();
-            let secrets = self.pull_secrets().await;
-            let artifact = match self.ctx.images.pull(&image, &pull_policy, &secrets).await {
-                Ok(artifact) => artifact,
-                Err(e) => {
-                    let message = format!("Failed to pull image \"{image}\": {e}");
-                    self.update(slot, |c| c.state = State::waiting("ErrImagePull", Some(message.clone())));
-                    self.event(Some(name), Kind::Warning, "Failed", &message).await;
-                    let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
-                    let back_off = format!("Back-off pulling image \"{image}\"");
-                    self.update(slot, |c| c.state = State::waiting("ImagePullBackOff", Some(back_off.clone())));
-                    self.event(Some(name), Kind::Normal, "BackOff", &back_off).await;
-                    if !self.pause(delay).await {
-                        return false;
-                    }
-                    continue;
-                }
+            let launched = match self.adopt(slot, spec).await {
+                Some(adopted) => adopted,
+                None => match self.launch(slot, spec, &mut backoff).await {
+                    Some(launched) => launched,
+                    None if self.stopping() => return false,
+                    None => continue,
+                },
             };
-            self.event(
-                Some(name),
-                Kind::Normal,
-                "Pulled",
-                &format!("Successfully pulled image \"{image}\" in {}ms", started_pull.elapsed().as_millis()),
-            )
-            .await;
-
-            // Prepare.
-            let prepared = self.prepare(spec, &artifact).await;
-            let (shim, container_spec, log) = match prepared {
-                Ok(p) => p,
-                Err((reason, message)) => {
-                    self.update(slot, |c| c.state = State::waiting(reason, Some(message.clone())));
-                    self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
-                    let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
-                    if !self.pause(delay).await {
-                        return false;
-                    }
-                    continue;
-                }
-            };
-            let attempt = self.attempt(slot);
-            self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, true);
-
-            // Start.
-            let id = container_spec.id.clone();
-            let container = match shim.start(container_spec).await {
-                Ok(container) => container,
-                Err(e) => {
-                    let message = e.to_string();
-                    self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
-                    self.update(slot, |c| c.state = State::waiting("CreateContainerError", Some(message.clone())));
-                    self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
-                    let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
-                    if !self.pause(delay).await {
-                        return false;
-                    }
-                    continue;
-                }
-            };
-            let started_at = Timestamp::now();
+            let Launched { shim, container, log, id, started_at, image_id, attempt } = launched;
             let started = Instant::now();
             let container_id = format!("{}://{id}", shim.name());
-            self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}")).await;
-            self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}")).await;
-            let probes = [&spec.readiness_probe, &spec.liveness_probe, &spec.startup_probe];
-            if shim.name() == "wasmtime" && probes.iter().any(|p| p.as_ref().is_some_and(|p| p.exec.is_some())) {
-                self.event(
-                    Some(name),
-                    Kind::Warning,
-                    "ProbeNotSupported",
-                    "exec probes do not apply to Wasm containers; readiness follows the container running",
-                )
-                .await;
-            }
             let is_app = matches!(slot, Slot::App(_));
             self.update(slot, |c| {
-                c.image_id = artifact.image_id.clone();
+                c.image_id = image_id.clone();
                 c.container_id = container_id.clone();
                 c.state = State::Running { started_at };
                 c.ready = is_app;
@@ -319,6 +285,9 @@ impl PodRun {
             };
             log.flush();
             self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
+            if let Err(e) = shim.remove(&id).await {
+                tracing::warn!(container = %id, error = %e, "cannot remove the container");
+            }
             let (exit_code, reason, message) = match exit {
                 Exit::Code(0) => (0, "Completed", None),
                 Exit::Code(code) => (code, "Error", None),
@@ -375,6 +344,114 @@ impl PodRun {
         }
     }
 
+    /// Pulls, prepares and starts a new attempt of the container. `None` after a failure (its
+    /// back-off already waited) or when the pod is stopping.
+    async fn launch(&self, slot: Slot, spec: &Container, backoff: &mut Backoff) -> Option<Launched> {
+        let (namespace, pod_name, uid) = name_of(&self.pod);
+        let name = spec.name.as_str();
+        let image = spec.image.clone().unwrap_or_default();
+        let pull_policy = spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+        // Pull.
+        self.update(slot, |c| c.state = State::waiting("ContainerCreating", None));
+        self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
+        let started_pull = Instant::now();
+        let secrets = self.pull_secrets().await;
+        let artifact = match self.ctx.images.pull(&image, &pull_policy, &secrets).await {
+            Ok(artifact) => artifact,
+            Err(e) => {
+                let message = format!("Failed to pull image \"{image}\": {e}");
+                self.update(slot, |c| c.state = State::waiting("ErrImagePull", Some(message.clone())));
+                self.event(Some(name), Kind::Warning, "Failed", &message).await;
+                let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
+                let back_off = format!("Back-off pulling image \"{image}\"");
+                self.update(slot, |c| c.state = State::waiting("ImagePullBackOff", Some(back_off.clone())));
+                self.event(Some(name), Kind::Normal, "BackOff", &back_off).await;
+                self.pause(delay).await;
+                return None;
+            }
+        };
+        self.event(
+            Some(name),
+            Kind::Normal,
+            "Pulled",
+            &format!("Successfully pulled image \"{image}\" in {}ms", started_pull.elapsed().as_millis()),
+        )
+        .await;
+
+        // Prepare.
+        let prepared = self.prepare(spec, &artifact).await;
+        let (shim, container_spec, log) = match prepared {
+            Ok(p) => p,
+            Err((reason, message)) => {
+                self.update(slot, |c| c.state = State::waiting(reason, Some(message.clone())));
+                self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
+                let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
+                self.pause(delay).await;
+                return None;
+            }
+        };
+        let attempt = self.attempt(slot);
+        self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, true);
+
+        // Start.
+        let id = container_spec.id.clone();
+        let container = match shim.start(container_spec).await {
+            Ok(container) => container,
+            Err(e) => {
+                let message = e.to_string();
+                self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
+                self.update(slot, |c| c.state = State::waiting("CreateContainerError", Some(message.clone())));
+                self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
+                let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
+                self.pause(delay).await;
+                return None;
+            }
+        };
+        self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}")).await;
+        self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}")).await;
+        let probes = [&spec.readiness_probe, &spec.liveness_probe, &spec.startup_probe];
+        if shim.name() == "wasmtime" && probes.iter().any(|p| p.as_ref().is_some_and(|p| p.exec.is_some())) {
+            self.event(
+                Some(name),
+                Kind::Warning,
+                "ProbeNotSupported",
+                "exec probes do not apply to Wasm containers; readiness follows the container running",
+            )
+            .await;
+        }
+        Some(Launched {
+            shim,
+            container,
+            log,
+            id,
+            started_at: Timestamp::now(),
+            image_id: artifact.image_id.clone(),
+            attempt,
+        })
+    }
+
+    /// Takes over the container a previous agent started for this slot, if it still runs.
+    async fn adopt(&self, slot: Slot, spec: &Container) -> Option<Launched> {
+        let status = self.adoptable.lock().expect("adoptable lock").remove(&spec.name)?;
+        let (namespace, pod_name, uid) = name_of(&self.pod);
+        let (runtime, id) = status.container_id.as_deref()?.split_once("://")?;
+        let shim = self.ctx.shims.iter().find(|s| s.name() == runtime)?.clone();
+        let attempt = self.attempt(slot);
+        let log_path = self.ctx.logs.dir(&namespace, &pod_name, &uid).join(&spec.name).join(format!("{attempt}.log"));
+        let log = Arc::new(LogWriter::create(log_path, LOG_MAX).ok()?);
+        let container = shim.adopt(id, log.clone()).await?;
+        self.ctx.logs.set(&namespace, &pod_name, &uid, &spec.name, attempt, true);
+        let started_at = status
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .and_then(|r| r.started_at.as_ref())
+            .and_then(|t| t.0.to_string().parse().ok())
+            .unwrap_or_else(Timestamp::now);
+        tracing::info!(pod = %pod_name, container = %spec.name, id, "adopted a running container");
+        Some(Launched { shim, container, log, id: id.to_string(), started_at, image_id: status.image_id, attempt })
+    }
+
     fn attempt(&self, slot: Slot) -> u32 {
         let view = self.view.lock().expect("pod view lock");
         let c = match slot {
@@ -406,7 +483,26 @@ impl PodRun {
         let mut env = env::resolve(&self.pod, spec, &sources).await.map_err(|e| ("CreateContainerConfigError", e.0))?;
         env.sort_by(|a, b| a.0.cmp(&b.0));
         let volumes = self.volumes.lock().expect("volumes lock").clone();
-        let mounts = volumes::mounts(&self.pod, spec, &volumes).map_err(|e| ("CreateContainerConfigError", e.0))?;
+        let mut mounts = volumes::mounts(&self.pod, spec, &volumes).map_err(|e| ("CreateContainerConfigError", e.0))?;
+        let mut linux = wharf_shim::LinuxSpec::default();
+        if shim.name() == "youki" {
+            let sandbox = self.sandbox().await.map_err(|m| ("CreateContainerError", m))?;
+            for file in &sandbox.files {
+                if !mounts.iter().any(|m| m.guest_path == file.guest_path) {
+                    mounts.push(file.clone());
+                }
+            }
+            linux = linux::linux_spec(&self.pod, spec, artifact.config.user.clone(), self.ctx.pids_limit);
+            linux.layers = artifact.layers.clone();
+            linux.namespaces = sandbox.namespaces.clone();
+            linux.hostname = pod_name.clone();
+            for (key, value) in artifact.config.env.iter().rev() {
+                if !env.iter().any(|(k, _)| k == key) {
+                    env.insert(0, (key.clone(), value.clone()));
+                }
+            }
+        }
+        let working_dir = spec.working_dir.clone().or_else(|| artifact.config.working_dir.clone());
         let args = argv(spec, &artifact.config);
         let attempt = self.attempt_for(spec);
         let log_path = self.ctx.logs.dir(&namespace, &pod_name, &uid).join(&spec.name).join(format!("{attempt}.log"));
@@ -422,12 +518,12 @@ impl PodRun {
             digest: artifact.digest.clone(),
             args,
             env,
-            working_dir: spec.working_dir.clone(),
+            working_dir,
             mounts,
             memory_limit,
             cpu_limit_millis,
             log: log.clone(),
-            linux: Default::default(),
+            linux,
         };
         Ok((shim, container_spec, log))
     }
@@ -450,6 +546,29 @@ impl PodRun {
         {
             tracing::debug!(pod = %name, error = %e, "pod status update failed");
         }
+    }
+}
+
+/// The runtime a container runs on (DESIGN.md, "Runtime selection"): the pod's RuntimeClass
+/// handler when it names one, else what the image's content calls for.
+pub fn choose_runtime<'a>(runtime_class_handler: Option<&'a str>, image_runtime: &'a str) -> &'a str {
+    runtime_class_handler.unwrap_or(image_runtime)
+}
+
+/// How the pod's sandbox is made, from its spec.
+fn sandbox_spec(pod: &Pod, pod_ip: &str) -> SandboxSpec {
+    let spec = pod.spec.clone().unwrap_or_default();
+    SandboxSpec {
+        hostname: spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
+        pod_ip: pod_ip.to_string(),
+        dns_policy: spec.dns_policy.clone(),
+        dns_config: spec.dns_config.clone(),
+        host_aliases: spec
+            .host_aliases
+            .iter()
+            .flatten()
+            .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
+            .collect(),
     }
 }
 
@@ -507,6 +626,33 @@ pub fn quantity_millis(q: &str) -> Option<u64> {
     }
 }
 
+/// The app containers a previous agent reported running whose runtime still holds them; every
+/// other container of this pod the runtimes hold is removed (it ended, or was replaced).
+async fn adoptable_containers(ctx: &Context, pod: &Pod) -> BTreeMap<String, ContainerStatus> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let mut adoptable = BTreeMap::new();
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    for shim in &ctx.shims {
+        for id in shim.existing().into_iter().filter(|id| id.starts_with(&uid)) {
+            let claimed = statuses.iter().find(|s| {
+                s.state.as_ref().is_some_and(|st| st.running.is_some())
+                    && s.container_id.as_deref() == Some(&format!("{}://{id}", shim.name()))
+            });
+            match claimed {
+                Some(status) => {
+                    adoptable.insert(status.name.clone(), status.clone());
+                }
+                None => {
+                    if let Err(e) = shim.remove(&id).await {
+                        tracing::warn!(container = %id, error = %e, "cannot remove a container left behind");
+                    }
+                }
+            }
+        }
+    }
+    adoptable
+}
+
 /// Runs one pod to completion or until `stop` turns true, then (if stopped) deletes the pod
 /// object so the API server can let it go.
 pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<bool>) {
@@ -545,6 +691,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         pod_ip: ctx.node.address.clone(),
         failure: None,
     };
+    let adoptable = adoptable_containers(&ctx, &pod).await;
     let run = Arc::new(PodRun {
         ctx: ctx.clone(),
         pod: pod.clone(),
@@ -552,6 +699,8 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         dirty: Notify::new(),
         stop: stop.clone(),
         volumes: Mutex::new(Vec::new()),
+        sandbox: tokio::sync::OnceCell::new(),
+        adoptable: Mutex::new(adoptable),
     });
 
     // Status writer: coalesces changes into one write at a time.
@@ -588,7 +737,25 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     if let Some(volumes) = prepared {
         *run.volumes.lock().expect("volumes lock") = volumes;
         let mut initialized = true;
-        for (i, container) in spec.init_containers.iter().flatten().enumerate() {
+        // Running containers to adopt mean the pod was initialized before the agent restarted.
+        let init_containers = if run.adoptable.lock().expect("adoptable lock").is_empty() {
+            spec.init_containers.clone().unwrap_or_default()
+        } else {
+            for i in 0..spec.init_containers.as_ref().map_or(0, Vec::len) {
+                let now = Timestamp::now();
+                run.update(Slot::Init(i), |c| {
+                    c.state = State::Terminated {
+                        exit_code: 0,
+                        reason: "Completed".into(),
+                        message: None,
+                        started_at: now,
+                        finished_at: now,
+                    }
+                });
+            }
+            Vec::new()
+        };
+        for (i, container) in init_containers.iter().enumerate() {
             if !run.supervise(Slot::Init(i), container).await {
                 initialized = false;
                 if !run.stopping() {
@@ -622,7 +789,13 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     }
     ctx.events.forget(&uid);
     ctx.logs.forget(&namespace, &pod_name);
-    let _ = std::fs::remove_dir_all(ctx.data_dir.join("pods").join(&uid));
+    let pod_dir = ctx.data_dir.join("pods").join(&uid);
+    let cgroup_parent = linux::cgroup_parent(&uid);
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::sandbox::remove(&pod_dir.join("sandbox"), &cgroup_parent);
+        let _ = std::fs::remove_dir_all(&pod_dir);
+    })
+    .await;
     let _ = std::fs::remove_dir_all(ctx.logs.dir(&namespace, &pod_name, &uid));
 }
 
