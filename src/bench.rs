@@ -28,6 +28,7 @@ use kube::api::{ListParams, PostParams};
 use tokio::task::JoinSet;
 
 mod density;
+mod linux;
 mod pods;
 mod wasm;
 
@@ -62,6 +63,9 @@ pub enum Target {
     Pods(pods::PodsArgs),
     /// Many idle Wasm pods on the local node: time until all are Running, and the memory they cost.
     Density(density::DensityArgs),
+    /// Linux pod start latency (create → Running, seen through a watch) beside Wasm pod start,
+    /// with `runc run` and the youki CLI on the same rootfs as peers.
+    Linux(linux::LinuxArgs),
 }
 
 #[derive(clap::Args)]
@@ -98,6 +102,7 @@ pub async fn run(target: Target) -> Result<()> {
         Target::Api(args) => api(args).await,
         Target::Pods(args) => pods::run(args).await,
         Target::Density(args) => density::run(args).await,
+        Target::Linux(args) => linux::run(args).await,
     }
 }
 

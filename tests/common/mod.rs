@@ -167,11 +167,68 @@ impl Cluster {
     }
 }
 
+/// Pod uids whose directories this cluster's local agent holds.
+fn pod_uids(data_dir: &Path) -> Vec<String> {
+    let pods = data_dir.join("agent/pods");
+    std::fs::read_dir(pods).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into()).collect()
+}
+
+/// Every cgroup dir (in any hierarchy) at or below `wharf/pod<uid>` of this cluster's pods.
+pub fn pod_cgroups(data_dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        if dir.join("cgroup.procs").exists() {
+            out.push(dir.to_path_buf());
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), out);
+                }
+            }
+        }
+    }
+    let mut hierarchies = vec![PathBuf::from("/sys/fs/cgroup")];
+    hierarchies.extend(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()));
+    let mut out = Vec::new();
+    for uid in pod_uids(data_dir) {
+        for hierarchy in &hierarchies {
+            walk(&hierarchy.join("wharf").join(format!("pod{uid}")), &mut out);
+        }
+    }
+    out
+}
+
+/// Mount points at or below `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    mounts
+}
+
 impl Drop for Cluster {
+    /// Stops the server, then anything its node left running: Linux containers outlive a killed
+    /// agent by design, so a failed test would otherwise leak their processes and mounts.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        for cgroup in pod_cgroups(self.dir.path()) {
+            for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        for mount in mounts_under(self.dir.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
+        let mut cgroups = pod_cgroups(self.dir.path());
+        cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for cgroup in cgroups {
+            let _ = std::fs::remove_dir(&cgroup);
         }
     }
 }
