@@ -5,11 +5,14 @@ use std::path::PathBuf;
 
 use wharf_shim::BoxFuture;
 
+pub use crate::images::PullProgress;
+
 /// A pulled image, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
     /// `wasmtime` or `youki`, as the image's content decides.
     pub runtime: &'static str,
+    /// The Wasm blob; for Linux images the top unpacked layer (the rootfs is all of `layers`).
     pub path: PathBuf,
     /// Digest of the runnable content (the Wasm blob, or the manifest for Linux images).
     pub digest: String,
@@ -41,14 +44,48 @@ pub struct PullError(pub String);
 /// Credentials from the pod's imagePullSecrets (`.dockerconfigjson` documents).
 pub type PullSecrets = Vec<serde_json::Value>;
 
+/// Where a pull reports how far it has got: the latest [`PullProgress`] replaces the previous
+/// one (a `tokio::sync::watch` channel), so a slow reader sees fresh values and never blocks it.
+pub type ProgressSender = tokio::sync::watch::Sender<PullProgress>;
+
 pub trait ImagePuller: Send + Sync {
-    /// Pulls `image` per `policy` (`Always`, `IfNotPresent`, `Never`).
+    /// Pulls `image` per `policy` (`Always`, `IfNotPresent`, `Never`), reporting on `progress`
+    /// if given (nothing is sent when the image is already present).
     fn pull<'a>(
         &'a self,
         image: &'a str,
         policy: &'a str,
         secrets: &'a PullSecrets,
+        progress: Option<&'a ProgressSender>,
     ) -> BoxFuture<'a, Result<Artifact, PullError>>;
+}
+
+impl ImageConfig {
+    /// The `config` object of an image config document (`{"config": {"Entrypoint": ...}}`);
+    /// missing or `null` fields are empty.
+    pub fn from_image_config(document: &serde_json::Value) -> Self {
+        let config = &document["config"];
+        let strings = |key: &str| -> Vec<String> {
+            config[key]
+                .as_array()
+                .map(|items| items.iter().filter_map(|item| item.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        let text = |key: &str| config[key].as_str().filter(|value| !value.is_empty()).map(str::to_string);
+        ImageConfig {
+            entrypoint: strings("Entrypoint"),
+            cmd: strings("Cmd"),
+            env: strings("Env")
+                .into_iter()
+                .map(|entry| match entry.split_once('=') {
+                    Some((key, value)) => (key.to_string(), value.to_string()),
+                    None => (entry, String::new()),
+                })
+                .collect(),
+            working_dir: text("WorkingDir"),
+            user: text("User"),
+        }
+    }
 }
 
 /// Pulls through the node's image store: references without a registry host go to the
@@ -89,14 +126,18 @@ impl ImagePuller for RegistryPuller {
         image: &'a str,
         policy: &'a str,
         secrets: &'a PullSecrets,
+        progress: Option<&'a ProgressSender>,
     ) -> BoxFuture<'a, Result<Artifact, PullError>> {
         Box::pin(async move {
             let reference =
                 crate::images::Reference::parse(image, &self.default_registry).map_err(|e| PullError(e.to_string()))?;
             let credentials = self.credentials(&reference.registry, secrets);
             let policy = crate::images::PullPolicy::from_spec(Some(policy).filter(|p| !p.is_empty()), &reference);
-            let pulled =
-                self.store.pull(&reference, &credentials, policy).await.map_err(|e| PullError(e.to_string()))?;
+            let pulled = self
+                .store
+                .pull_with_progress(&reference, &credentials, policy, progress)
+                .await
+                .map_err(|e| PullError(e.to_string()))?;
             let image_id = format!("{}/{}@{}", reference.registry, reference.repository, pulled.digest);
             Ok(match pulled.runtime {
                 crate::images::Runtime::Wasm { module, digest } => Artifact {
@@ -109,13 +150,39 @@ impl ImagePuller for RegistryPuller {
                 },
                 crate::images::Runtime::Linux { layers } => Artifact {
                     runtime: "youki",
-                    path: layers.first().map(|l| l.path.clone()).unwrap_or_default(),
+                    path: layers.last().map(|l| l.dir.clone()).unwrap_or_default(),
                     digest: pulled.manifest_digest,
                     image_id,
-                    config: ImageConfig::default(),
-                    layers: Vec::new(),
+                    config: ImageConfig::from_image_config(&pulled.config),
+                    layers: layers.into_iter().map(|l| l.dir).collect(),
                 },
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn image_configs_give_entrypoint_cmd_env_dir_and_user() {
+        let document = json!({"architecture": "amd64", "config": {
+            "Entrypoint": ["/bin/app", "--serve"], "Cmd": null,
+            "Env": ["PATH=/usr/bin:/bin", "EQUALS=a=b", "EMPTY=", "BARE"],
+            "WorkingDir": "/srv", "User": "1000:1000"}});
+        let config = ImageConfig::from_image_config(&document);
+        assert_eq!(config.entrypoint, ["/bin/app", "--serve"]);
+        assert!(config.cmd.is_empty());
+        let env: Vec<(&str, &str)> = config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(env, [("PATH", "/usr/bin:/bin"), ("EQUALS", "a=b"), ("EMPTY", ""), ("BARE", "")]);
+        assert_eq!(config.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(config.user.as_deref(), Some("1000:1000"));
+
+        let bare = ImageConfig::from_image_config(&json!({"config": {"Cmd": ["sh"], "WorkingDir": ""}}));
+        assert_eq!(bare, ImageConfig { cmd: vec!["sh".into()], ..Default::default() });
+        assert_eq!(ImageConfig::from_image_config(&serde_json::Value::Null), ImageConfig::default());
     }
 }

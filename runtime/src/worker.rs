@@ -356,7 +356,7 @@ impl PodRun {
         self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
         let started_pull = Instant::now();
         let secrets = self.pull_secrets().await;
-        let artifact = match self.ctx.images.pull(&image, &pull_policy, &secrets).await {
+        let artifact = match self.ctx.images.pull(&image, &pull_policy, &secrets, None).await {
             Ok(artifact) => artifact,
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");

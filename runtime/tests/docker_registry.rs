@@ -1,6 +1,7 @@
 //! The image client against a real registry: Debian's `docker-registry` (CNCF distribution) on
 //! loopback over plain HTTP, with and without htpasswd Basic auth. Push, list, pull by tag and
-//! by digest, pull policies, and the errors kubelet reports.
+//! by digest, pull policies, and the errors kubelet reports; Linux images unpacked and mounted
+//! as the overlay a container's rootfs is (these tests run as root).
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -93,15 +94,62 @@ fn blob(bytes: &[u8]) -> PushBlob {
 }
 
 fn manifest(config: &PushBlob, config_type: &str, layers: &[(&PushBlob, &str)]) -> PushManifest {
+    typed_manifest(OCI_MANIFEST, config, config_type, layers)
+}
+
+fn typed_manifest(
+    media_type: &str,
+    config: &PushBlob,
+    config_type: &str,
+    layers: &[(&PushBlob, &str)],
+) -> PushManifest {
     let layers: Vec<_> =
         layers.iter().map(|(b, t)| json!({"mediaType": t, "digest": b.digest, "size": b.size})).collect();
     let value = json!({
         "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
+        "mediaType": media_type,
         "config": {"mediaType": config_type, "digest": config.digest, "size": config.size},
         "layers": layers,
     });
-    PushManifest { media_type: OCI_MANIFEST.into(), bytes: serde_json::to_vec(&value).unwrap().into() }
+    PushManifest { media_type: media_type.into(), bytes: serde_json::to_vec(&value).unwrap().into() }
+}
+
+/// A layer tar: names ending in `/` are directories, others files with their mode; owners are
+/// uid 1000 / gid 1001 for files, root for directories.
+fn layer_tar(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, mode, data) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_mode(*mode);
+        header.set_mtime(1_700_000_000);
+        let directory = name.ends_with('/');
+        header.set_entry_type(if directory { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        header.set_uid(if directory { 0 } else { 1000 });
+        header.set_gid(if directory { 0 } else { 1001 });
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn linux_config(diff_ids: &[&[u8]], architecture: &str) -> PushBlob {
+    let diff_ids: Vec<String> = diff_ids.iter().map(|tar| digest(tar)).collect();
+    blob(
+        json!({"architecture": architecture, "os": "linux",
+            "config": {"Entrypoint": ["/bin/app"], "Cmd": ["--port", "80"], "Env": ["PATH=/bin", "MODE=a=b"],
+                       "WorkingDir": "/srv", "User": "1000:1001"},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}})
+        .to_string()
+        .as_bytes(),
+    )
 }
 
 /// A Wasm artifact, a Linux image (its layer from a file) and an index of both.
@@ -119,10 +167,15 @@ fn test_images() -> TestImages {
     let wasm_manifest = manifest(&wasm_config, WASM_CONFIG, &[(&module, WASM_LAYER)]);
 
     let layer_path = dir.path().join("layer.tar");
-    let layer_bytes = vec![7u8; 300_000];
+    let layer_bytes = layer_tar(&[("data/", 0o755, b""), ("data/big", 0o644, &[7u8; 300_000])]);
     std::fs::File::create(&layer_path).unwrap().write_all(&layer_bytes).unwrap();
     let layer = PushBlob { source: BlobSource::File(layer_path), ..blob(&layer_bytes) };
-    let linux_config = blob(br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"]}}"#);
+    let linux_config = blob(
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+               "rootfs": {"type": "layers", "diff_ids": [digest(&layer_bytes)]}})
+        .to_string()
+        .as_bytes(),
+    );
     let tar = "application/vnd.oci.image.layer.v1.tar";
     let linux_manifest = manifest(&linux_config, "application/vnd.oci.image.config.v1+json", &[(&layer, tar)]);
 
@@ -183,12 +236,13 @@ async fn push_list_and_pull_over_plain_http() {
     assert_eq!(wasm.digest, digest(&images.wasm.1.bytes));
     assert_eq!(wasm.config["os"], "wasip1");
 
-    // Linux: layers in order, with their media types; the config as JSON.
+    // Linux: layers in order, with their media types, unpacked; the config as JSON.
     let linux = store.pull(&registry.reference("demo/app:linux"), &anonymous, PullPolicy::IfNotPresent).await.unwrap();
     let Runtime::Linux { layers } = &linux.runtime else { panic!("{linux:?}") };
     assert_eq!(layers.len(), 1);
     assert_eq!(layers[0].media_type, "application/vnd.oci.image.layer.v1.tar");
-    assert_eq!(std::fs::metadata(&layers[0].path).unwrap().len(), 300_000);
+    assert_eq!(std::fs::metadata(&layers[0].path).unwrap().len(), images.linux.0[1].size);
+    assert_eq!(std::fs::read(layers[0].dir.join("data/big")).unwrap(), [7u8; 300_000]);
     assert_eq!(linux.config["config"]["Cmd"][0], "/bin/sh");
 
     // An index: this node (amd64) takes the Linux entry; the index digest is the image's.
@@ -267,4 +321,214 @@ async fn an_unreachable_registry_is_reported_as_such() {
     let error = store.pull(&reference, &Credentials::Anonymous, PullPolicy::Always).await.unwrap_err();
     assert!(matches!(error, ImageError::Unreachable { .. }), "{error}");
     assert!(error.to_string().contains(&format!("127.0.0.1:{port}: unreachable")), "{error}");
+}
+
+/// An overlay of `lower` dirs (bottom first) mounted read-only, unmounted on drop.
+struct Overlay {
+    merged: tempfile::TempDir,
+}
+
+impl Overlay {
+    fn mount(lower: &[std::path::PathBuf]) -> Self {
+        let merged = tempfile::tempdir().unwrap();
+        let lowerdir: Vec<String> = lower.iter().rev().map(|dir| dir.display().to_string()).collect();
+        let output = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &format!("lowerdir={}", lowerdir.join(":"))])
+            .arg(merged.path())
+            .output()
+            .expect("mount runs");
+        assert!(output.status.success(), "mounting the overlay (as root): {}", String::from_utf8_lossy(&output.stderr));
+        Self { merged }
+    }
+
+    fn path(&self, relative: &str) -> std::path::PathBuf {
+        self.merged.path().join(relative)
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.merged.path()).status();
+    }
+}
+
+/// The names in `dir`, sorted (none if it does not exist).
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|items| items.map(|item| item.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn linux_images_with_whiteouts_are_pulled_with_a_pull_secret_and_unpacked_for_overlayfs() {
+    use wharf_runtime::pull::{ImagePuller, PullProgress, RegistryPuller};
+
+    let registry = DockerRegistry::start(true);
+    let credentials = Credentials::Basic { username: "wharf".into(), password: "wharf-secret".into() };
+
+    // Three layers: a base, then one that deletes /etc/old and replaces /data (opaque), then a
+    // last one; Docker v2 media types, gzip and plain.
+    let base = layer_tar(&[
+        ("bin/", 0o755, b""),
+        ("bin/app", 0o4755, b"#!/bin/sh\necho app\n"),
+        ("etc/", 0o755, b""),
+        ("etc/old", 0o644, b"old"),
+        ("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n"),
+        ("data/", 0o755, b""),
+        ("data/a", 0o644, b"a"),
+        ("data/b", 0o644, b"b"),
+    ]);
+    let changes = layer_tar(&[
+        ("etc/", 0o755, b""),
+        ("etc/.wh.old", 0o644, b""),
+        ("etc/new", 0o600, b"new"),
+        ("data/", 0o750, b""),
+        ("data/.wh..wh..opq", 0o644, b""),
+        ("data/c", 0o644, b"c"),
+    ]);
+    let top = layer_tar(&[("srv/", 0o755, b""), ("srv/index.html", 0o644, b"hello")]);
+    let base_gz = gzip(&base);
+    let top_gz = gzip(&top);
+    let (base_blob, changes_blob, top_blob) = (blob(&base_gz), blob(&changes), blob(&top_gz));
+    let docker_config = "application/vnd.docker.container.image.v1+json";
+    let (gz, plain) =
+        ("application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.docker.image.rootfs.diff.tar");
+    let amd64_config = linux_config(&[&base, &changes, &top], "amd64");
+    let amd64 = typed_manifest(
+        DOCKER_MANIFEST,
+        &amd64_config,
+        docker_config,
+        &[(&base_blob, gz), (&changes_blob, plain), (&top_blob, gz)],
+    );
+    // Another architecture's image, listed first in the index: this node must not take it.
+    let arm_layer = layer_tar(&[("arm", 0o644, b"arm64")]);
+    let arm_blob = blob(&arm_layer);
+    let arm64_config = linux_config(&[&arm_layer], "arm64");
+    let arm64 = typed_manifest(DOCKER_MANIFEST, &arm64_config, docker_config, &[(&arm_blob, plain)]);
+    let entry = |m: &PushManifest, architecture: &str| {
+        json!({"mediaType": DOCKER_MANIFEST, "digest": digest(&m.bytes), "size": m.bytes.len(),
+               "platform": {"architecture": architecture, "os": "linux"}})
+    };
+    let index = json!({"schemaVersion": 2, "mediaType": DOCKER_LIST,
+        "manifests": [entry(&arm64, "arm64"), entry(&amd64, "amd64")]});
+    let index = PushManifest { media_type: DOCKER_LIST.into(), bytes: serde_json::to_vec(&index).unwrap().into() };
+    let client = RegistryClient::new(ClientOptions::default()).unwrap();
+    let blobs = [amd64_config, base_blob, changes_blob, top_blob, arm64_config, arm_blob];
+    client
+        .push(&registry.reference("private/app:v1"), &credentials, &blobs[..4], std::slice::from_ref(&amd64))
+        .await
+        .unwrap_or_else(|e| panic!("push: {e}\n{}", registry.log()));
+    client
+        .push(&registry.reference("private/app:multi"), &credentials, &blobs, &[arm64, amd64.clone(), index])
+        .await
+        .unwrap();
+
+    // The agent's puller, with the credentials of an imagePullSecret (.dockerconfigjson).
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["embedded.invalid".into()]).unwrap().cert.pem();
+    let puller = RegistryPuller::open(&dir.path().join("images"), "https://embedded.invalid", &ca, "unused").unwrap();
+    let image = format!("{}/private/app:v1", registry.host);
+    let error = puller.pull(&image, "Always", &Vec::new(), None).await.unwrap_err();
+    assert!(error.to_string().contains("unauthorized"), "{error}");
+    let secret = json!({"auths": {(registry.host.clone()): {"auth": "d2hhcmY6d2hhcmYtc2VjcmV0"}}});
+    let (progress, watched) = tokio::sync::watch::channel(PullProgress::default());
+    let artifact = puller.pull(&image, "IfNotPresent", &vec![secret.clone()], Some(&progress)).await.unwrap();
+    let total = base_gz.len() + changes.len() + top_gz.len();
+    assert_eq!(
+        *watched.borrow(),
+        PullProgress { bytes_done: total as u64, bytes_total: total as u64, layers_done: 3, layers_total: 3 }
+    );
+
+    assert_eq!(artifact.runtime, "youki");
+    assert_eq!(artifact.digest, digest(&amd64.bytes));
+    assert_eq!(artifact.config.entrypoint, ["/bin/app"]);
+    assert_eq!(artifact.config.cmd, ["--port", "80"]);
+    assert_eq!(artifact.config.env, [("PATH".into(), "/bin".into()), ("MODE".into(), "a=b".into())]);
+    assert_eq!(
+        (artifact.config.working_dir.as_deref(), artifact.config.user.as_deref()),
+        (Some("/srv"), Some("1000:1001"))
+    );
+    // Each layer unpacked once, named by its uncompressed digest, bottom first.
+    let layers_root = dir.path().join("images/layers/sha256");
+    let wanted: Vec<_> = [&base, &changes, &top].iter().map(|tar| layers_root.join(&digest(tar)[7..])).collect();
+    assert_eq!(artifact.layers, wanted);
+    assert_eq!(artifact.path, wanted[2]);
+
+    // What a container's rootfs shows: the whiteout hides /etc/old, the opaque /data hides
+    // the base's files, owners and modes as in the tars.
+    {
+        let merged = Overlay::mount(&artifact.layers);
+        assert_eq!(entries(&merged.path("etc")), ["new", "passwd"]);
+        assert_eq!(entries(&merged.path("data")), ["c"]);
+        assert_eq!(std::fs::read(merged.path("srv/index.html")).unwrap(), b"hello");
+        use std::os::unix::fs::MetadataExt;
+        let app = std::fs::metadata(merged.path("bin/app")).unwrap();
+        assert_eq!((app.mode() & 0o7777, app.uid(), app.gid()), (0o4755, 1000, 1001));
+        assert_eq!(std::fs::metadata(merged.path("data")).unwrap().mode() & 0o777, 0o750);
+    }
+
+    // The multi-arch index: this node takes linux/amd64, and shares the layers already there.
+    let multi = format!("{}/private/app:multi", registry.host);
+    let (progress, watched) = tokio::sync::watch::channel(PullProgress::default());
+    let from_index = puller.pull(&multi, "Always", &vec![secret], Some(&progress)).await.unwrap();
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(from_index.digest, artifact.digest);
+        assert_eq!(from_index.layers, artifact.layers);
+        assert_eq!(watched.borrow().layers_done, 3);
+        assert_eq!(entries(&layers_root).len(), 3, "the layers are shared, not unpacked again");
+    }
+}
+
+#[tokio::test]
+async fn a_layer_that_does_not_match_its_diff_id_is_refused_and_leaves_nothing() {
+    let registry = DockerRegistry::start(false);
+    let (dir, store) = new_store();
+    let good = layer_tar(&[("file", 0o644, b"content")]);
+    let other = layer_tar(&[("file", 0o644, b"other content")]);
+    let good_gz = gzip(&good);
+    let layer = blob(&good_gz);
+    // The config claims the layer holds `other`.
+    let config = linux_config(&[&other], "amd64");
+    let tar_gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let bad = manifest(&config, "application/vnd.oci.image.config.v1+json", &[(&layer, tar_gzip)]);
+    let anonymous = Credentials::Anonymous;
+    client_push(&store, &registry, "bad/app:v1", &[config, layer], &bad).await;
+
+    let error = store.pull(&registry.reference("bad/app:v1"), &anonymous, PullPolicy::Always).await.unwrap_err();
+    assert!(matches!(error, ImageError::Invalid { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("its uncompressed content has digest {}", digest(&good)))
+            && message.contains(&digest(&other))
+            && message.contains(&format!("layer {}", digest(&good_gz))),
+        "{message}"
+    );
+    assert_eq!(error.reason(), "ErrImagePull");
+    assert!(entries(&dir.path().join("images/layers/sha256")).is_empty(), "a layer dir was left");
+    assert!(entries(&dir.path().join("images/tmp")).is_empty(), "a temporary dir was left");
+
+    // A config without diff_ids is refused before anything is unpacked.
+    let config = blob(br#"{"architecture":"amd64","os":"linux","config":{}}"#);
+    let layer = blob(&good_gz);
+    let no_ids = manifest(&config, "application/vnd.oci.image.config.v1+json", &[(&layer, tar_gzip)]);
+    client_push(&store, &registry, "bad/app:no-ids", &[config, layer], &no_ids).await;
+    let error = store.pull(&registry.reference("bad/app:no-ids"), &anonymous, PullPolicy::Always).await.unwrap_err();
+    assert!(error.to_string().contains("lists 0 rootfs.diff_ids for the manifest's 1 layers"), "{error}");
+    assert!(entries(&dir.path().join("images/layers/sha256")).is_empty());
+}
+
+async fn client_push(
+    store: &ImageStore,
+    registry: &DockerRegistry,
+    name: &str,
+    blobs: &[PushBlob],
+    manifest: &PushManifest,
+) {
+    store
+        .client()
+        .push(&registry.reference(name), &Credentials::Anonymous, blobs, std::slice::from_ref(manifest))
+        .await
+        .unwrap_or_else(|e| panic!("push {name}: {e}\n{}", registry.log()));
 }

@@ -430,7 +430,8 @@ impl RegistryClient {
         Ok(bytes)
     }
 
-    /// Downloads a blob into `temp`, checks its size and digest, then renames it to `dest`.
+    /// Downloads a blob into `temp`, checks its size and digest, then renames it to `dest`;
+    /// `received` is told the size of each chunk as it arrives.
     pub(super) async fn download(
         &self,
         session: &Session,
@@ -438,6 +439,7 @@ impl RegistryClient {
         blob: &Descriptor,
         dest: &Path,
         temp: &Path,
+        received: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<()> {
         let what = format!("{}/{repository}@{}", session.registry, blob.digest);
         let mut response = self.get_blob(session, repository, blob).await?;
@@ -457,6 +459,7 @@ impl RegistryClient {
                 }
                 hasher.update(&chunk);
                 file.write_all(&chunk).await.map_err(io)?;
+                received(chunk.len() as u64);
             }
             if size != blob.size {
                 return Err(invalid(&what, format!("the registry sent {size} of the {} bytes listed", blob.size)));

@@ -1,5 +1,6 @@
 //! Images: references, pulling from OCI distribution registries (Wharf's embedded one, or any
-//! other) into a content-addressed store, the Wasm-or-Linux decision, and pushing for the CLI.
+//! other) into a content-addressed store, unpacking Linux layers, the Wasm-or-Linux decision,
+//! and pushing for the CLI.
 //!
 //! HTTP is `reqwest` on rustls (ring, like the rest of Wharf) rather than `oci-client`: the
 //! distribution calls are few, and owning them keeps what matters here in one place — the
@@ -21,6 +22,7 @@ mod client;
 mod manifest;
 mod reference;
 mod store;
+mod unpack;
 
 use std::path::PathBuf;
 
@@ -31,7 +33,7 @@ pub use manifest::{
     RuntimeKind, WASM_CONFIG, WASM_LAYER, WASM_LAYER_TYPES, runtime_kind, select_platform,
 };
 pub use reference::Reference;
-pub use store::{ImageStore, Layer, PullPolicy, PulledImage, Runtime};
+pub use store::{ImageStore, Layer, PullPolicy, PullProgress, PulledImage, Runtime};
 
 /// Why an image could not be had.
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,21 @@
 //! The node's image store: blobs kept content-addressed under one root and shared by every
-//! image, the digest each tag resolved to, and pulls that download only what is missing.
+//! image, the digest each tag resolved to, pulls that download only what is missing, and the
+//! layers of Linux images unpacked once for every image that has them.
 //!
 //! ```text
 //! blobs/sha256/<hex>                        manifests, configs and layers, each verified
+//! layers/sha256/<diff_id hex>/              a Linux layer unpacked: an overlayfs lower dir
 //! refs/<registry>/<repository>/_tags/<tag>  the digest the tag named at its last pull
-//! tmp/                                      downloads in progress
+//! tmp/                                      downloads and unpacking in progress
 //! ```
+//!
+//! Unpacked layers are named by their `diff_id` (the digest of the uncompressed tar), which the
+//! unpacker verifies: a directory there holds exactly that content, whichever compressed blob it
+//! came from, so images that share a layer share its directory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
@@ -16,7 +24,7 @@ use super::auth::Credentials;
 use super::client::{ClientOptions, RegistryClient};
 use super::manifest::{self, Descriptor, ImageManifest, Parsed, RuntimeKind, WASM_LAYER_TYPES};
 use super::reference::{Reference, valid_digest};
-use super::{ImageError, Result};
+use super::{ImageError, Result, unpack};
 
 /// Blobs downloaded at once by one pull.
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -48,11 +56,32 @@ impl PullPolicy {
 /// One layer of a Linux image, in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
+    /// The blob's digest, as the manifest lists it.
     pub digest: String,
     /// e.g. `application/vnd.oci.image.layer.v1.tar+gzip`: tells the unpacker the compression.
     pub media_type: String,
     pub size: u64,
+    /// The blob as downloaded.
     pub path: PathBuf,
+    /// The config's `rootfs.diff_ids` entry: the digest of the uncompressed tar.
+    pub diff_id: String,
+    /// The layer unpacked (whiteouts as overlayfs reads them): use it as an overlay lower dir.
+    pub dir: PathBuf,
+}
+
+/// How far a pull has got, sent on the watch channel given to [`ImageStore::pull_with_progress`]
+/// each time a chunk arrives or a layer is done.
+///
+/// Totals cover the layers of the image this node runs (the config is not counted); layers the
+/// store already had count as done from the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    /// Layer bytes in the store: present before the pull or downloaded and verified so far.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Layers downloaded, verified and (for Linux images) unpacked.
+    pub layers_done: usize,
+    pub layers_total: usize,
 }
 
 /// What runs the image, with the files it needs.
@@ -60,7 +89,7 @@ pub struct Layer {
 pub enum Runtime {
     /// A Wasm module or component: the `.wasm` blob and its digest.
     Wasm { module: PathBuf, digest: String },
-    /// A Linux container image: its layers, bottom first.
+    /// A Linux container image: its layers, bottom first, each unpacked.
     Linux { layers: Vec<Layer> },
 }
 
@@ -92,6 +121,8 @@ pub struct PulledImage {
 pub struct ImageStore {
     root: PathBuf,
     client: RegistryClient,
+    /// One lock per layer being unpacked (by diff_id), so concurrent pulls unpack it once.
+    unpacking: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ImageStore {
@@ -102,16 +133,16 @@ impl ImageStore {
             let path = path.to_path_buf();
             move |e| ImageError::Io { path, source: e }
         };
-        for dir in ["blobs/sha256", "refs"] {
+        for dir in ["blobs/sha256", "layers/sha256", "refs"] {
             std::fs::create_dir_all(root.join(dir)).map_err(io(&root.join(dir)))?;
         }
-        // Whatever is in tmp/ was being downloaded when the process stopped.
+        // Whatever is in tmp/ was being downloaded or unpacked when the process stopped.
         let tmp = root.join("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        Ok(Self { root, client: RegistryClient::new(options)? })
+        Ok(Self { root, client: RegistryClient::new(options)?, unpacking: Mutex::default() })
     }
 
     /// The client this store pulls with.
@@ -125,6 +156,17 @@ impl ImageStore {
             _ => Err(ImageError::Invalid {
                 reference: what.to_string(),
                 message: format!("unsupported digest {digest:?} (only sha256 is)"),
+            }),
+        }
+    }
+
+    /// Where the layer whose uncompressed digest is `diff_id` is unpacked.
+    fn layer_dir(&self, diff_id: &str, what: &str) -> Result<PathBuf> {
+        match diff_id.strip_prefix("sha256:") {
+            Some(hex) if valid_digest(diff_id) => Ok(self.root.join("layers/sha256").join(hex)),
+            _ => Err(ImageError::Invalid {
+                reference: what.to_string(),
+                message: format!("unsupported diff_id {diff_id:?} in the image config (only sha256 is)"),
             }),
         }
     }
@@ -166,12 +208,24 @@ impl ImageStore {
     }
 
     /// Makes `reference` present under `policy` and describes it. Only missing blobs are
-    /// downloaded; each is verified against its digest and size before it enters the store.
+    /// downloaded; each is verified against its digest and size before it enters the store, and
+    /// the layers of a Linux image are unpacked.
     pub async fn pull(
         &self,
         reference: &Reference,
         credentials: &Credentials,
         policy: PullPolicy,
+    ) -> Result<PulledImage> {
+        self.pull_with_progress(reference, credentials, policy, None).await
+    }
+
+    /// [`ImageStore::pull`], reporting on `progress` as it goes.
+    pub async fn pull_with_progress(
+        &self,
+        reference: &Reference,
+        credentials: &Credentials,
+        policy: PullPolicy,
+        progress: Option<&tokio::sync::watch::Sender<PullProgress>>,
     ) -> Result<PulledImage> {
         if policy != PullPolicy::Always {
             if let Some(image) = self.local(reference).await? {
@@ -192,21 +246,56 @@ impl ImageStore {
                 self.write_atomic(&path, &fetched.bytes).await?;
             }
         }
-        let mut needed: Vec<Descriptor> = vec![resolved.manifest.config.clone()];
-        for layer in &resolved.manifest.layers {
-            if !needed.iter().any(|n| n.digest == layer.digest) {
-                needed.push(layer.clone());
-            }
+        let manifest = &resolved.manifest;
+        // The config first: it says whether layers are unpacked, and what they must unpack to.
+        let config_path = self.blob_path(&manifest.config.digest, &what)?;
+        if !tokio::fs::try_exists(&config_path).await.unwrap_or(false) {
+            let temp = self.temp_path();
+            self.client.download(&session, repository, &manifest.config, &config_path, &temp, &|_| {}).await?;
         }
-        // Owned descriptors keep the future `Send` (callers box it as a `BoxFuture`).
-        let (session, what) = (&session, &what);
-        futures::stream::iter(needed)
-            .map(|blob| async move {
-                let dest = self.blob_path(&blob.digest, what)?;
-                if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-                    return Ok(());
+        let config = self.read_blob(&manifest.config.digest, &what).await?.unwrap_or_default();
+        let config = serde_json::from_slice(&config).unwrap_or(serde_json::Value::Null);
+        let mut layers = self.layers(manifest, &config, &what)?;
+        let mut seen = std::collections::HashSet::new();
+        layers.retain(|layer| seen.insert(layer.digest.clone()));
+        let mut present = Vec::with_capacity(layers.len());
+        for layer in &layers {
+            present.push(tokio::fs::try_exists(&layer.path).await.unwrap_or(false));
+        }
+        if let Some(progress) = progress {
+            progress.send_replace(PullProgress {
+                bytes_done: layers.iter().zip(&present).filter(|(_, p)| **p).map(|(l, _)| l.size).sum(),
+                bytes_total: layers.iter().map(|l| l.size).sum(),
+                layers_done: 0,
+                layers_total: layers.len(),
+            });
+        }
+        let report = |change: &dyn Fn(&mut PullProgress)| {
+            if let Some(progress) = progress {
+                progress.send_modify(|p| change(p));
+            }
+        };
+        // Owned layers keep the future `Send` (callers box it as a `BoxFuture`).
+        let (session, what, report) = (&session, &what, &report);
+        let linux = matches!(manifest::runtime_kind(manifest, &config), RuntimeKind::Linux);
+        futures::stream::iter(layers.into_iter().zip(present))
+            .map(|(layer, present)| async move {
+                if !present {
+                    let blob = Descriptor {
+                        media_type: layer.media_type.clone(),
+                        digest: layer.digest.clone(),
+                        size: layer.size,
+                        platform: None,
+                        annotations: Default::default(),
+                    };
+                    let counted = |bytes: u64| report(&|p: &mut PullProgress| p.bytes_done += bytes);
+                    self.client.download(session, repository, &blob, &layer.path, &self.temp_path(), &counted).await?;
                 }
-                self.client.download(session, repository, &blob, &dest, &self.temp_path()).await
+                if linux {
+                    self.unpack(&layer, what).await?;
+                }
+                report(&|p: &mut PullProgress| p.layers_done += 1);
+                Ok::<(), ImageError>(())
             })
             .buffer_unordered(PARALLEL_DOWNLOADS)
             .try_collect::<Vec<()>>()
@@ -219,6 +308,65 @@ impl ImageStore {
             reference: what.clone(),
             message: "the image's files disappeared from the store while it was pulled".into(),
         })
+    }
+
+    /// The image's layers: blob paths and, for a Linux image, diff_ids and unpacked dirs.
+    fn layers(&self, manifest: &ImageManifest, config: &serde_json::Value, what: &str) -> Result<Vec<Layer>> {
+        let linux = matches!(manifest::runtime_kind(manifest, config), RuntimeKind::Linux);
+        let diff_ids: Vec<&str> = config
+            .pointer("/rootfs/diff_ids")
+            .and_then(|d| d.as_array())
+            .map(|ids| ids.iter().map(|id| id.as_str().unwrap_or_default()).collect())
+            .unwrap_or_default();
+        if linux && diff_ids.len() != manifest.layers.len() {
+            return Err(ImageError::Invalid {
+                reference: what.to_string(),
+                message: format!(
+                    "the image config lists {} rootfs.diff_ids for the manifest's {} layers",
+                    diff_ids.len(),
+                    manifest.layers.len()
+                ),
+            });
+        }
+        manifest
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let diff_id = if linux { diff_ids[i].to_string() } else { String::new() };
+                Ok(Layer {
+                    digest: layer.digest.clone(),
+                    media_type: layer.media_type.clone(),
+                    size: layer.size,
+                    path: self.blob_path(&layer.digest, what)?,
+                    dir: if linux { self.layer_dir(&diff_id, what)? } else { PathBuf::new() },
+                    diff_id,
+                })
+            })
+            .collect()
+    }
+
+    /// Unpacks `layer` unless it already is, on a blocking thread.
+    async fn unpack(&self, layer: &Layer, what: &str) -> Result<()> {
+        if tokio::fs::try_exists(&layer.dir).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let lock = self.unpacking.lock().expect("unpack locks").entry(layer.diff_id.clone()).or_default().clone();
+        let _unpacking = lock.lock().await;
+        if tokio::fs::try_exists(&layer.dir).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let (blob, media_type, diff_id, dir) =
+            (layer.path.clone(), layer.media_type.clone(), layer.diff_id.clone(), layer.dir.clone());
+        let temp = self.temp_path();
+        let unpacked =
+            tokio::task::spawn_blocking(move || unpack::unpack_layer(&blob, &media_type, &diff_id, &temp, &dir)).await;
+        let message = match unpacked {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(message)) => message,
+            Err(e) => format!("the unpacking thread failed: {e}"),
+        };
+        Err(ImageError::Invalid { reference: what.to_string(), message: format!("layer {}: {message}", layer.digest) })
     }
 
     async fn read_blob(&self, digest: &str, what: &str) -> Result<Option<Vec<u8>>> {
@@ -248,25 +396,23 @@ impl ImageStore {
         };
         let Some(config) = self.read_blob(&manifest.config.digest, &what).await? else { return Ok(None) };
         let config = serde_json::from_slice(&config).unwrap_or(serde_json::Value::Null);
-        let mut layers = Vec::new();
-        for layer in &manifest.layers {
-            let path = self.blob_path(&layer.digest, &what)?;
-            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        let layers = self.layers(&manifest, &config, &what)?;
+        for layer in &layers {
+            if !tokio::fs::try_exists(&layer.path).await.unwrap_or(false) {
                 return Ok(None);
             }
-            layers.push(Layer {
-                digest: layer.digest.clone(),
-                media_type: layer.media_type.clone(),
-                size: layer.size,
-                path,
-            });
         }
         let runtime = match manifest::runtime_kind(&manifest, &config) {
             RuntimeKind::Wasm => {
                 let (module, digest) = wasm_module(&manifest, &layers).await.map_err(invalid)?;
                 Runtime::Wasm { module, digest }
             }
-            RuntimeKind::Linux => Runtime::Linux { layers },
+            RuntimeKind::Linux => {
+                for layer in &layers {
+                    self.unpack(layer, &what).await?;
+                }
+                Runtime::Linux { layers }
+            }
         };
         Ok(Some(PulledImage {
             reference: reference.clone(),
