@@ -11,6 +11,7 @@ pub mod linux;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod pull;
 pub mod sandbox;
 pub mod status;
