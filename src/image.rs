@@ -1,5 +1,5 @@
-//! `wharf image`: loads a `.wasm` file, an OCI image layout directory or an OCI image tar into
-//! the cluster's embedded registry, and lists what that registry holds.
+//! `wharf image`: loads a `.wasm` file, an OCI image layout (directory or tar) or a `docker
+//! save` archive into the cluster's embedded registry, and lists what that registry holds.
 //!
 //! A `.wasm` file becomes a Wasm OCI artifact (the CNCF layout): a config of media type
 //! `application/vnd.wasm.config.v0+json` with architecture `wasm` and os `wasip1` (a module) or
@@ -7,6 +7,13 @@
 //! depends on time or file name, so the same file always gets the same digest. A layout or tar
 //! is pushed as it is, every blob: its one image, or the entry whose
 //! `org.opencontainers.image.ref.name` is the tag, or else its whole index.
+//!
+//! A `docker save` archive (directory or tar) is recognised by its `manifest.json`, which both
+//! the legacy layout (`<id>.json` configs, `<id>/layer.tar`) and Docker 25+ saves (OCI layouts
+//! too, whose index may name platforms the archive lacks) carry. Its image (the only one, or
+//! the one whose `RepoTags` has the tag) becomes an OCI manifest over the same config and layer
+//! files, each layer typed by its content (a plain tar, gzip or zstd); plain layers are checked
+//! against the config's `rootfs.diff_ids`.
 //!
 //! The cluster is found as kubectl finds it: `--kubeconfig`, then `$KUBECONFIG` (the first
 //! file of the list that exists), then the default data dir's `kubeconfig.yaml`.
@@ -35,11 +42,12 @@ pub struct ImageArgs {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Load a .wasm file, an OCI image layout directory or an OCI image tar into the registry.
+    /// Load a .wasm file, an OCI image layout (directory or tar) or a `docker save` archive into
+    /// the registry.
     ///
-    /// Prints the reference pods use (NAME:TAG) as its last line.
+    /// Prints each blob pushed to stderr and the reference pods use (NAME:TAG) as its last line.
     Import {
-        /// FILE.wasm, OCI-LAYOUT-DIR or OCI-TAR.
+        /// FILE.wasm, OCI-LAYOUT-DIR, OCI-TAR or DOCKER-SAVE-TAR.
         path: PathBuf,
         /// Repository and tag in the registry, e.g. hello:v1.
         #[arg(long)]
@@ -179,12 +187,13 @@ fn bytes_blob(bytes: Vec<u8>) -> PushBlob {
     PushBlob { digest: sha256_hex(&bytes), size: bytes.len() as u64, source: BlobSource::Bytes(bytes.into()) }
 }
 
-/// Reads what `path` holds: a Wasm binary, an OCI image layout directory or an OCI image tar.
+/// Reads what `path` holds: a Wasm binary, an OCI image layout or a `docker save` archive
+/// (each a directory or a tar).
 fn load(path: &Path, tag: &str) -> anyhow::Result<LocalImage> {
     let shown = path.display();
     let meta = std::fs::metadata(path).with_context(|| format!("{shown}: cannot read"))?;
     if meta.is_dir() {
-        return read_layout(path, path, tag);
+        return read_directory(path, path, tag);
     }
     let mut head = Vec::with_capacity(512);
     std::fs::File::open(path)
@@ -197,7 +206,7 @@ fn load(path: &Path, tag: &str) -> anyhow::Result<LocalImage> {
         let unpacked = tempfile::tempdir().context("cannot create a temporary directory")?;
         let file = std::fs::File::open(path).with_context(|| format!("{shown}: cannot read"))?;
         tar::Archive::new(file).unpack(unpacked.path()).with_context(|| format!("{shown}: cannot unpack the tar"))?;
-        let mut image = read_layout(unpacked.path(), path, tag)?;
+        let mut image = read_directory(unpacked.path(), path, tag)?;
         image._unpacked = Some(unpacked);
         return Ok(image);
     }
@@ -207,7 +216,105 @@ fn load(path: &Path, tag: &str) -> anyhow::Result<LocalImage> {
     if path.extension().is_some_and(|e| e == "wasm") {
         bail!("{shown}: not a WebAssembly file");
     }
-    bail!("{shown}: not a WebAssembly file, an OCI image layout directory or an OCI image tar")
+    bail!("{shown}: not a WebAssembly file, an OCI image layout (directory or tar) or a docker save tar")
+}
+
+/// A `docker save` archive if `dir` has a `manifest.json`, else an OCI image layout.
+fn read_directory(dir: &Path, shown: &Path, tag: &str) -> anyhow::Result<LocalImage> {
+    if dir.join(SAVE_MANIFEST).is_file() { read_docker_save(dir, shown, tag) } else { read_layout(dir, shown, tag) }
+}
+
+const SAVE_MANIFEST: &str = "manifest.json";
+
+/// One image of a `docker save` archive's `manifest.json`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SavedImage {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// The image of a `docker save` archive in `dir`, as an OCI manifest over its files.
+fn read_docker_save(dir: &Path, shown: &Path, tag: &str) -> anyhow::Result<LocalImage> {
+    let shown = shown.display();
+    let bytes = std::fs::read(dir.join(SAVE_MANIFEST)).with_context(|| format!("{shown}: {SAVE_MANIFEST}"))?;
+    let saved: Vec<SavedImage> = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{shown}: {SAVE_MANIFEST} is not a docker save manifest"))?;
+    let tagged = |image: &&SavedImage| {
+        image.repo_tags.iter().flatten().any(|name| name == tag || name.rsplit_once(':').is_some_and(|(_, t)| t == tag))
+    };
+    let image = match (saved.as_slice(), saved.iter().find(tagged)) {
+        ([], _) => bail!("{shown}: {SAVE_MANIFEST} lists no image"),
+        ([only], _) | (_, Some(only)) => only,
+        (all, None) => {
+            let names: Vec<&str> = all.iter().flat_map(|i| i.repo_tags.iter().flatten()).map(String::as_str).collect();
+            bail!("{shown}: holds {} images and none is tagged {tag:?} (it has: {})", all.len(), names.join(", "))
+        }
+    };
+    let root = dir.canonicalize().with_context(|| format!("{shown}: cannot read"))?;
+    // Entries are resolved inside the archive, symlinks included (legacy saves link shared layers).
+    let entry = |name: &str| -> anyhow::Result<PathBuf> {
+        let path =
+            root.join(name).canonicalize().with_context(|| format!("{shown}: {name}: missing from the archive"))?;
+        if !path.starts_with(&root) || !path.is_file() {
+            bail!("{shown}: {name}: not a file inside the archive");
+        }
+        Ok(path)
+    };
+    let config_bytes = std::fs::read(entry(&image.config)?).with_context(|| format!("{shown}: {}", image.config))?;
+    let config_json: serde_json::Value = serde_json::from_slice(&config_bytes)
+        .with_context(|| format!("{shown}: {}: the image config is not JSON", image.config))?;
+    let diff_ids = config_json.pointer("/rootfs/diff_ids").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+    if diff_ids.len() != image.layers.len() {
+        bail!(
+            "{shown}: {}: the config lists {} rootfs.diff_ids for {} layers",
+            image.config,
+            diff_ids.len(),
+            image.layers.len()
+        );
+    }
+    let config = bytes_blob(config_bytes);
+    let mut local = LocalImage::default();
+    let mut descriptors = Vec::new();
+    for (name, diff_id) in image.layers.iter().zip(&diff_ids) {
+        let path = entry(name)?;
+        let (digest, size, media_type) = describe_layer(&path).with_context(|| format!("{shown}: {name}"))?;
+        if media_type == images::OCI_LAYER && diff_id.as_str() != Some(digest.as_str()) {
+            bail!("{shown}: {name}: its digest is {digest}, the config's rootfs.diff_ids says {diff_id}");
+        }
+        descriptors.push(json!({"mediaType": media_type, "digest": digest, "size": size}));
+        local.add_blob(PushBlob { digest, size, source: BlobSource::File(path) });
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": images::OCI_MANIFEST,
+        "config": {"mediaType": images::OCI_CONFIG, "digest": config.digest, "size": config.size},
+        "layers": descriptors,
+    });
+    local.add_blob(config);
+    local.manifests.push(PushManifest {
+        media_type: images::OCI_MANIFEST.into(),
+        bytes: serde_json::to_vec(&manifest).expect("JSON serializes").into(),
+    });
+    Ok(local)
+}
+
+/// A layer file's digest, size, and media type from its first bytes.
+fn describe_layer(path: &Path) -> anyhow::Result<(String, u64, &'static str)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut head = [0u8; 4];
+    let read = file.read(&mut head)?;
+    let media_type = match &head[..read] {
+        [0x1f, 0x8b, ..] => images::OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] => images::OCI_LAYER_ZSTD,
+        _ => images::OCI_LAYER,
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(&head[..read]);
+    let size = read as u64 + std::io::copy(&mut file, &mut hasher)?;
+    Ok((format!("sha256:{:x}", hasher.finalize()), size, media_type))
 }
 
 /// A Wasm module or component as a Wasm OCI artifact.
@@ -336,8 +443,12 @@ async fn import(cluster: &Cluster, path: &Path, name: &str) -> anyhow::Result<()
     let tag = target.tag.clone().unwrap_or_else(|| "latest".into());
     let image = load(path, &tag)?;
     let client = cluster.client()?;
+    let pushed = |blob: &PushBlob, uploaded: bool| {
+        let done = if uploaded { "pushed" } else { "already present" };
+        eprintln!("{}  {:>10}  {done}", blob.digest, human_size(blob.size));
+    };
     let digest = client
-        .push(&target, &cluster.credentials(), &image.blobs, &image.manifests)
+        .push_with_progress(&target, &cluster.credentials(), &image.blobs, &image.manifests, &pushed)
         .await
         .with_context(|| format!("{}: cannot push", path.display()))?;
     println!("pushed {} blob(s), {}, manifest {digest}", image.blobs.len(), human_size(image.bytes()));
@@ -544,5 +655,156 @@ mod tests {
         assert_eq!(human_size(3 << 30), "3.0 GiB");
         let rows = [["A", "LONG HEADER"].map(String::from), ["value", "x"].map(String::from)];
         assert_eq!(table(&rows), "A       LONG HEADER\nvalue   x\n");
+    }
+
+    /// An entry of a test archive: a file with its content, or a symlink to a target.
+    #[derive(Clone, Copy)]
+    enum Entry<'a> {
+        File(&'a str, &'a [u8]),
+        Link(&'a str, &'a str),
+    }
+
+    /// A tar at `path` of `entries`, in order.
+    fn write_tar(path: &Path, entries: &[Entry]) {
+        let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+        for entry in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            match *entry {
+                Entry::File(name, data) => {
+                    header.set_size(data.len() as u64);
+                    builder.append_data(&mut header, name, data).unwrap();
+                }
+                Entry::Link(name, target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, name, target).unwrap();
+                }
+            }
+        }
+        builder.finish().unwrap();
+    }
+
+    fn config_for(layers: &[&[u8]]) -> Vec<u8> {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha256_hex(l)).collect();
+        serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn legacy_docker_saves_become_oci_manifests_with_plain_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, top) = (b"base layer tar".as_slice(), b"top layer tar".as_slice());
+        let config = config_for(&[base, top]);
+        let other_config = config_for(&[base]);
+        let saved = json!([
+            {"Config": "other.json", "RepoTags": ["app:old"], "Layers": ["aaa/layer.tar"]},
+            {"Config": "cfg.json", "RepoTags": ["app:v1", "app:latest"], "Layers": ["aaa/layer.tar", "bbb/layer.tar"]},
+        ]);
+        let archive = dir.path().join("app.tar");
+        write_tar(
+            &archive,
+            &[
+                Entry::File("manifest.json", saved.to_string().as_bytes()),
+                Entry::File("cfg.json", &config),
+                Entry::File("other.json", &other_config),
+                Entry::File("aaa/layer.tar", base),
+                Entry::File("shared/layer.tar", top),
+                // Docker links a layer it already saved.
+                Entry::Link("bbb/layer.tar", "../shared/layer.tar"),
+            ],
+        );
+        let image = load(&archive, "v1").unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&image.manifests[0].bytes).unwrap();
+        assert_eq!(image.manifests.len(), 1);
+        assert_eq!(image.manifests[0].media_type, images::OCI_MANIFEST);
+        assert_eq!(manifest["config"]["digest"], sha256_hex(&config));
+        assert_eq!(manifest["config"]["mediaType"], images::OCI_CONFIG);
+        let layers: Vec<(&str, &str)> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["mediaType"].as_str().unwrap(), l["digest"].as_str().unwrap()))
+            .collect();
+        let (base_digest, top_digest) = (sha256_hex(base), sha256_hex(top));
+        assert_eq!(layers, [(images::OCI_LAYER, base_digest.as_str()), (images::OCI_LAYER, top_digest.as_str())]);
+        let digests: Vec<&str> = image.blobs.iter().map(|b| b.digest.as_str()).collect();
+        assert_eq!(digests, [base_digest.clone(), top_digest, sha256_hex(&config)]);
+        assert_eq!(image.bytes(), (base.len() + top.len() + config.len()) as u64);
+        let parsed: ImageManifest = serde_json::from_slice(&image.manifests[0].bytes).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(images::runtime_kind(&parsed, &config), images::RuntimeKind::Linux);
+
+        // The other image by its tag; an unknown tag among several images is an error.
+        let old = load(&archive, "old").unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&old.manifests[0].bytes).unwrap();
+        assert_eq!(manifest["layers"][0]["digest"], base_digest);
+        let message = load(&archive, "v9").err().unwrap().to_string();
+        assert!(
+            message.contains("holds 2 images and none is tagged \"v9\"") && message.contains("app:old"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn docker_25_saves_use_manifest_json_and_type_layers_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let save = dir.path().join("save");
+        let blobs = save.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let layer_tar = b"uncompressed".as_slice();
+        let gzipped = [0x1f, 0x8b, 8, 0, 1, 2, 3];
+        let config = config_for(&[layer_tar, b"whatever gunzips from it"]);
+        let put = |bytes: &[u8]| {
+            let digest = sha256_hex(bytes);
+            std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+            format!("blobs/sha256/{}", &digest[7..])
+        };
+        let layers = [put(layer_tar), put(&gzipped)];
+        let saved = json!([{"Config": put(&config), "RepoTags": ["app:v1"], "Layers": layers}]);
+        std::fs::write(save.join("manifest.json"), saved.to_string()).unwrap();
+        // Its index names a multi-platform index whose blobs the save does not have.
+        let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": images::OCI_INDEX,
+            "digest": sha256_hex(b"absent"), "size": 6}]});
+        std::fs::write(save.join("index.json"), index.to_string()).unwrap();
+        let image = load(&save, "v1").unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&image.manifests[0].bytes).unwrap();
+        assert_eq!(manifest["layers"][0]["mediaType"], images::OCI_LAYER);
+        assert_eq!(manifest["layers"][1]["mediaType"], images::OCI_LAYER_GZIP);
+        assert_eq!(manifest["layers"][1]["digest"], sha256_hex(&gzipped));
+    }
+
+    #[test]
+    fn docker_save_errors_name_the_archive_and_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = b"layer".as_slice();
+        let config = config_for(&[layer]);
+        let archive = dir.path().join("bad.tar");
+        let check = |layers: &[&str], files: &[Entry], wanted: &str| {
+            let saved = json!([{"Config": "cfg.json", "Layers": layers}]).to_string();
+            let mut all =
+                vec![Entry::File("manifest.json", saved.as_bytes()), Entry::File("cfg.json", config.as_slice())];
+            all.extend_from_slice(files);
+            write_tar(&archive, &all);
+            let message = load(&archive, "v1").err().unwrap().to_string();
+            assert!(message.starts_with(&format!("{}: ", archive.display())), "{message}");
+            assert!(message.contains(wanted), "{wanted}: {message}");
+        };
+        check(&["gone/layer.tar"], &[], "gone/layer.tar: missing from the archive");
+        check(&["/etc/passwd"], &[], "/etc/passwd: not a file inside the archive");
+        check(&["../../../../etc/passwd"], &[], "not a file inside the archive");
+        check(&["out/layer.tar"], &[Entry::Link("out/layer.tar", "/etc/passwd")], "out/layer.tar: not a file inside");
+        let other = sha256_hex(b"other");
+        check(
+            &["l/layer.tar"],
+            &[Entry::File("l/layer.tar", b"other")],
+            &format!("l/layer.tar: its digest is {other}, the config's rootfs.diff_ids says \"{}\"", sha256_hex(layer)),
+        );
+        check(
+            &["l/layer.tar", "l/layer.tar"],
+            &[Entry::File("l/layer.tar", layer)],
+            "lists 1 rootfs.diff_ids for 2 layers",
+        );
     }
 }

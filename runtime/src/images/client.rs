@@ -547,6 +547,19 @@ impl RegistryClient {
         blobs: &[PushBlob],
         manifests: &[PushManifest],
     ) -> Result<String> {
+        self.push_with_progress(target, credentials, blobs, manifests, &|_, _| {}).await
+    }
+
+    /// [`RegistryClient::push`], calling `pushed(blob, uploaded)` as each blob is done;
+    /// `uploaded` is false when the registry already had it.
+    pub async fn push_with_progress(
+        &self,
+        target: &Reference,
+        credentials: &Credentials,
+        blobs: &[PushBlob],
+        manifests: &[PushManifest],
+        pushed: &(dyn Fn(&PushBlob, bool) + Send + Sync),
+    ) -> Result<String> {
         let what = target.to_string();
         let Some((last, children)) = manifests.split_last() else {
             return Err(invalid(&what, "nothing to push: no manifest"));
@@ -558,7 +571,8 @@ impl RegistryClient {
         let scope = format!("repository:{}:pull,push", target.repository);
         let session = self.session(&target.registry, &scope, credentials).await?;
         for blob in blobs {
-            self.push_blob(&session, &target.repository, blob).await?;
+            let uploaded = self.push_blob(&session, &target.repository, blob).await?;
+            pushed(blob, uploaded);
         }
         for child in children {
             self.put_manifest(&session, &target.repository, child, &sha256(&child.bytes)).await?;
@@ -567,7 +581,8 @@ impl RegistryClient {
         Ok(digest)
     }
 
-    async fn push_blob(&self, session: &Session, repository: &str, blob: &PushBlob) -> Result<()> {
+    /// Uploads `blob` unless the registry has it; true if it was uploaded.
+    async fn push_blob(&self, session: &Session, repository: &str, blob: &PushBlob) -> Result<bool> {
         let what = format!("{}/{repository}@{}", session.registry, blob.digest);
         if !valid_digest(&blob.digest) {
             return Err(invalid(&what, "unsupported digest (only sha256 is)"));
@@ -575,7 +590,7 @@ impl RegistryClient {
         let url = session.url(&format!("/v2/{repository}/blobs/{}", blob.digest))?;
         let present = self.send(session, self.http.head(url)).await?;
         if present.status().is_success() {
-            return Ok(());
+            return Ok(false);
         }
         if present.status() != StatusCode::NOT_FOUND {
             self.check(session, present, &what).await?;
@@ -617,7 +632,7 @@ impl RegistryClient {
                 .map_err(|e| ImageError::Unreachable { registry: session.registry.clone(), message: describe(&e) })?
         };
         self.check(session, response, &what).await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn put_manifest(

@@ -29,8 +29,9 @@ use std::path::PathBuf;
 pub use auth::{Credentials, docker_config_credentials};
 pub use client::{BlobSource, ClientOptions, ImageSummary, PushBlob, PushManifest, RegistryClient};
 pub use manifest::{
-    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageIndex, ImageManifest, OCI_INDEX, OCI_MANIFEST, Platform,
-    RuntimeKind, WASM_CONFIG, WASM_LAYER, WASM_LAYER_TYPES, runtime_kind, select_platform,
+    DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageIndex, ImageManifest, OCI_CONFIG, OCI_INDEX, OCI_LAYER,
+    OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, Platform, RuntimeKind, WASM_CONFIG, WASM_LAYER, WASM_LAYER_TYPES,
+    runtime_kind, select_platform,
 };
 pub use reference::Reference;
 pub use store::{ImageStore, Layer, PullPolicy, PullProgress, PulledImage, Runtime};

@@ -161,9 +161,11 @@ impl LayerWriter {
         }
         let path = self.root.join(&relative);
         let header = entry.header();
-        let (uid, gid) = (owner_id(header.uid())?, owner_id(header.gid())?);
-        let mode = header.mode().map_err(|e| e.to_string())? & 0o7777;
-        let mtime = header.mtime().map_err(|e| e.to_string())?;
+        let raw = header.as_old();
+        let uid = owner_id(numeric(header.uid(), &raw.uid)?)?;
+        let gid = owner_id(numeric(header.gid(), &raw.gid)?)?;
+        let mode = numeric(header.mode().map(u64::from), &raw.mode)? as u32 & 0o7777;
+        let mtime = numeric(header.mtime(), &raw.mtime)?;
         match kind {
             EntryType::Directory => {
                 match std::fs::symlink_metadata(&path) {
@@ -292,8 +294,17 @@ fn replaceable(relative: &Path) -> Result<(), String> {
     if relative.as_os_str().is_empty() { Err("the layer's root must be a directory".into()) } else { Ok(()) }
 }
 
-fn owner_id(id: io::Result<u64>) -> Result<u32, String> {
-    let id = id.map_err(|e| e.to_string())?;
+/// A numeric header field; an empty one (all NULs or spaces) reads as 0, as Go's archive/tar
+/// (which writes most image layers) reads it.
+fn numeric(value: io::Result<u64>, raw: &[u8]) -> Result<u64, String> {
+    match value {
+        Ok(value) => Ok(value),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn owner_id(id: u64) -> Result<u32, String> {
     u32::try_from(id).map_err(|_| format!("owner id {id} is out of range"))
 }
 
@@ -401,6 +412,13 @@ mod tests {
         b.append(&header("var/", EntryType::Directory, 0o755, 0), io::empty()).unwrap();
         file(&mut b, "var/.wh..wh..opq", 0o644, (0, 0), b"");
         file(&mut b, "var/kept", 0o640, (0, 0), b"new");
+        // Empty numeric fields, as some tools write them, read as 0.
+        let mut bare = tar::Header::new_gnu();
+        bare.as_gnu_mut().unwrap().name[..4].copy_from_slice(b"bare");
+        bare.set_entry_type(EntryType::Regular);
+        bare.set_size(0);
+        bare.set_cksum();
+        b.append(&bare, io::empty()).unwrap();
         b.into_inner().unwrap()
     }
 
@@ -434,6 +452,8 @@ mod tests {
         assert_eq!(&value[..n], b"y");
         assert!(!root.join("var/.wh..wh..opq").exists());
         assert_eq!(std::fs::read(root.join("var/kept")).unwrap(), b"new");
+        let bare = std::fs::symlink_metadata(root.join("bare")).unwrap();
+        assert_eq!((bare.uid(), bare.mode() & 0o7777, bare.mtime()), (0, 0, 0));
     }
 
     #[test]
