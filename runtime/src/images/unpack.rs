@@ -179,7 +179,7 @@ impl LayerWriter {
                 self.directories.push((path, mtime));
                 Ok(())
             }
-            EntryType::Regular | EntryType::Continuous => {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 replaceable(&relative)?;
                 remove(&path)?;
                 let mut file = OpenOptions::new()
