@@ -1,6 +1,7 @@
-//! The agent's own HTTPS endpoint, which the API server calls for `kubectl logs`:
-//! `GET /containerLogs/{namespace}/{pod}/{container}` with kubectl's log options. Only callers
-//! bearing the node token are served.
+//! The agent's own HTTPS endpoint, which the API server calls for `kubectl logs`
+//! (`GET /containerLogs/{namespace}/{pod}/{container}` with kubectl's log options) and
+//! `kubectl exec` (`GET /exec/{namespace}/{pod}/{container}?command=..`, upgraded to the
+//! remote-command WebSocket protocol). Only callers bearing the node token are served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,11 +22,13 @@ use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
 use crate::AgentError;
+use crate::exec::{self, ExecOptions, RunningContainers};
 use crate::logs::{self, LogQuery};
 use crate::worker::LogIndex;
 
 struct EndpointState {
     logs: Arc<LogIndex>,
+    running: Arc<RunningContainers>,
     token: String,
 }
 
@@ -113,6 +117,37 @@ async fn container_logs(
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
+async fn exec(
+    State(state): State<Arc<EndpointState>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !authorized(&headers, &state.token) {
+        return exec::rejection(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let options = match ExecOptions::from_query(&query) {
+        Ok(options) => options,
+        Err(message) => return exec::rejection(StatusCode::BAD_REQUEST, message),
+    };
+    let running = match state.running.get(&namespace, &pod, &container) {
+        Ok(running) => running,
+        Err(message) => return exec::rejection(StatusCode::NOT_FOUND, message),
+    };
+    let Ok(upgrade) = upgrade else {
+        return exec::rejection(StatusCode::BAD_REQUEST, "Upgrade request required");
+    };
+    let upgrade = upgrade.protocols(exec::PROTOCOLS);
+    if upgrade.selected_protocol().is_none() {
+        return exec::rejection(
+            StatusCode::BAD_REQUEST,
+            format!("none of the requested subprotocols is supported; use one of {:?}", exec::PROTOCOLS),
+        );
+    }
+    upgrade.on_upgrade(move |socket| exec::serve(socket, running, container, options))
+}
+
 /// The container name in a log path (`.../{container}/{attempt}.log`).
 fn container_name(path: &std::path::Path) -> Option<String> {
     path.parent()?.file_name()?.to_str().map(str::to_string)
@@ -137,11 +172,21 @@ fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
     Ok(Arc::new(config))
 }
 
+/// The endpoint's routes.
+pub(crate) fn app(logs: Arc<LogIndex>, running: Arc<RunningContainers>, token: String) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/exec/{namespace}/{pod}/{container}", get(exec))
+        .with_state(Arc::new(EndpointState { logs, running, token }))
+}
+
 /// Binds the endpoint; returns the bound address and the serving future.
 pub async fn bind(
     listen: SocketAddr,
     node: &str,
     logs: Arc<LogIndex>,
+    running: Arc<RunningContainers>,
     token: String,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + use<>), AgentError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -149,10 +194,7 @@ pub async fn bind(
         .map_err(|e| AgentError::Setup(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| AgentError::Setup(e.to_string()))?;
     let acceptor = TlsAcceptor::from(tls_config(node)?);
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
-        .with_state(Arc::new(EndpointState { logs, token }));
+    let app = app(logs, running, token);
     let serve = async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
@@ -161,7 +203,7 @@ pub async fn bind(
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                    .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app))
                     .await;
             });
         }

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod endpoint;
 pub mod env;
 pub mod events;
+pub mod exec;
 pub mod images;
 pub mod linux;
 pub mod logs;
@@ -76,7 +77,9 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", config.data_dir.display())))?;
     let logs = Arc::new(LogIndex::new(config.data_dir.join("logs")));
-    let (addr, serve) = endpoint::bind(config.listen, &config.name, logs.clone(), config.node_token.clone()).await?;
+    let running = Arc::new(exec::RunningContainers::default());
+    let (addr, serve) =
+        endpoint::bind(config.listen, &config.name, logs.clone(), running.clone(), config.node_token.clone()).await?;
     let info = NodeInfo {
         name: config.name.clone(),
         address: config.address.clone(),
@@ -95,6 +98,7 @@ pub async fn run(
         backoff: config.backoff,
         events: events::Recorder::new(client.clone(), info.name.clone()),
         logs,
+        running,
         pids_limit: config.pids_limit,
     });
     let serving = tokio::spawn(serve);

@@ -41,6 +41,8 @@ pub struct Context {
     pub backoff: BackoffPolicy,
     pub events: Recorder,
     pub logs: Arc<LogIndex>,
+    /// Running containers by pod and name, for `kubectl exec`.
+    pub running: Arc<crate::exec::RunningContainers>,
     /// Most processes one Linux container may hold (0: no limit).
     pub pids_limit: i64,
 }
@@ -260,6 +262,7 @@ impl PodRun {
                 },
             };
             let Launched { shim, container, log, id, started_at, image_id, attempt } = launched;
+            self.ctx.running.insert(&namespace, &pod_name, name, container.clone());
             let started = Instant::now();
             let container_id = format!("{}://{id}", shim.name());
             let is_app = matches!(slot, Slot::App(_));
@@ -285,6 +288,7 @@ impl PodRun {
             };
             log.flush();
             self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
+            self.ctx.running.remove(&namespace, &pod_name, name, container.id());
             if let Err(e) = shim.remove(&id).await {
                 tracing::warn!(container = %id, error = %e, "cannot remove the container");
             }

@@ -2,6 +2,7 @@
 //! log from that node's agent, authenticating itself with the node token. The agents' serving
 //! certificates are self-signed and not verified yet (as kube-apiserver without
 //! `--kubelet-certificate-authority`); the security work pins them.
+//! The pod, container and agent look-ups here serve `pods/{name}/exec` as well.
 
 use axum::body::Body;
 use axum::http::{StatusCode, header};
@@ -19,6 +20,11 @@ const FORWARDED: &[&str] =
 
 /// The HTTP client the API server calls agents with.
 pub fn agent_client() -> reqwest::Client {
+    reqwest::Client::builder().use_preconfigured_tls(agent_tls()).build().expect("HTTP client builds")
+}
+
+/// The TLS configuration for calling agents (logs, exec).
+pub(super) fn agent_tls() -> rustls::ClientConfig {
     #[derive(Debug)]
     struct AcceptAny;
     impl rustls::client::danger::ServerCertVerifier for AcceptAny {
@@ -62,22 +68,21 @@ pub fn agent_client() -> reqwest::Client {
             rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
         }
     }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .dangerous()
-            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
-            .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("HTTP client builds")
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+        .with_no_client_auth()
 }
 
 fn bad(message: impl Into<String>) -> Error {
     Error::BadRequest(message.into())
 }
 
-/// Serves `GET .../pods/{name}/log`.
-pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result<Response> {
+/// The pod a `pods/{name}/...` request names, and the container its `container` parameter
+/// chooses (the only one when absent), with kube-apiserver's messages.
+pub(super) fn pod_container(state: &ApiState, target: &Target, query: &Query) -> Result<(Value, String)> {
     let namespace = target.namespace.clone().unwrap_or_default();
     let name = target.name.clone().unwrap_or_default();
     let pod = state.store.get(&ObjectKey::new("pods", &namespace, &name)).ok_or_else(|| Error::NotFound {
@@ -85,15 +90,21 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
         kind: "pods".into(),
         name: name.clone(),
     })?;
-    let pod = &pod.object;
-    let containers: Vec<&str> =
-        pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
-    let init: Vec<&str> =
-        pod["spec"]["initContainers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let pod = pod.object.clone();
+    let names = |field: &str| -> Vec<String> {
+        pod["spec"][field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .map(String::from)
+            .collect()
+    };
+    let (containers, init) = (names("containers"), names("initContainers"));
     let container = match query.get("container") {
-        Some(c) if containers.contains(&c) || init.contains(&c) => c.to_string(),
+        Some(c) if containers.iter().chain(&init).any(|n| n == c) => c.to_string(),
         Some(c) => return Err(bad(format!("container {c} is not valid for pod {name}"))),
-        None if containers.len() == 1 => containers[0].to_string(),
+        None if containers.len() == 1 => containers[0].clone(),
         None => {
             return Err(bad(format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
@@ -101,6 +112,37 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
             )));
         }
     };
+    Ok((pod, container))
+}
+
+/// The address and port of a node's agent endpoint, from its Node object.
+pub(super) fn agent_address(state: &ApiState, node_name: &str, pod_name: &str) -> Result<(String, u16)> {
+    let node = state
+        .store
+        .get(&ObjectKey::new("nodes", "", node_name))
+        .ok_or_else(|| Error::Unavailable(format!("node {node_name} of pod {pod_name} is gone")))?;
+    let address = node.object["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let port = node.object["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().unwrap_or(10250);
+    Ok((address, u16::try_from(port).unwrap_or(10250)))
+}
+
+/// `host:port` for a URL, with IPv6 addresses in brackets.
+pub(super) fn authority(address: &str, port: u16) -> String {
+    if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") }
+}
+
+/// Serves `GET .../pods/{name}/log`.
+pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result<Response> {
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let name = target.name.clone().unwrap_or_default();
+    let (pod, container) = pod_container(state, target, query)?;
     let previous = query.flag("previous");
     let statuses = ["containerStatuses", "initContainerStatuses"]
         .iter()
@@ -121,21 +163,8 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
             "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not scheduled yet"
         )));
     }
-    let node = state
-        .store
-        .get(&ObjectKey::new("nodes", "", node_name))
-        .ok_or_else(|| Error::Unavailable(format!("node {node_name} of pod {name} is gone")))?;
-    let address = node.object["status"]["addresses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or("127.0.0.1")
-        .to_string();
-    let port = node.object["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap_or(10250);
-    let host = if address.contains(':') { format!("[{address}]") } else { address };
-    let mut url = reqwest::Url::parse(&format!("https://{host}:{port}/"))
+    let (address, port) = agent_address(state, node_name, &name)?;
+    let mut url = reqwest::Url::parse(&format!("https://{}/", authority(&address, port)))
         .map_err(|e| Error::Internal(format!("agent URL: {e}")))?
         .join(&format!("containerLogs/{namespace}/{name}/{container}"))
         .map_err(|e| Error::Internal(format!("agent URL: {e}")))?;

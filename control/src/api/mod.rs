@@ -2,6 +2,7 @@
 //! resource verbs. `router()` builds the whole app; `serve` runs it over TLS.
 
 pub mod discovery;
+mod exec;
 mod logs;
 pub use logs::agent_client;
 pub mod openapi;
@@ -18,7 +19,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -80,8 +82,10 @@ async fn cacerts(State(state): State<Arc<ApiState>>) -> String {
 
 async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, body).await {
+    let (mut parts, body) = request.into_parts();
+    // A WebSocket request (kubectl exec) takes the connection's upgrade with it.
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok();
+    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, body, upgrade).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -103,7 +107,14 @@ async fn collect(body: Body, limit: usize) -> Result<Bytes> {
     }
 }
 
-async fn route(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<Response> {
+async fn route(
+    state: &ApiState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    upgrade: Option<WebSocketUpgrade>,
+) -> Result<Response> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let registry = uri.path() == "/v2" || uri.path().starts_with("/v2/");
     if state.auth.authenticate(authorization).is_none() {
@@ -132,6 +143,9 @@ async fn route(state: &ApiState, method: &Method, uri: &Uri, headers: &HeaderMap
             read_only(json(document))
         }
         _ => match request::parse_path(path)? {
+            Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Exec) => {
+                exec::pod_exec(state, &target, uri.query(), upgrade).await
+            }
             Some(target) => {
                 let body = collect(body, state.max_body).await?;
                 resources::handle(state, method, target, query, headers, body).await

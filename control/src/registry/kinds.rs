@@ -8,6 +8,8 @@ pub enum Subresource {
     Scale,
     Binding,
     Log,
+    /// `pods/{name}/exec`: a WebSocket session relayed to the node's agent.
+    Exec,
     /// `namespaces/{name}/finalize`: where the namespace controller clears `spec.finalizers`.
     Finalize,
 }
@@ -19,6 +21,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
             Subresource::Finalize => "finalize",
         }
     }
@@ -30,6 +33,7 @@ impl Subresource {
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Log => ("", "v1", "Pod"),
+            Subresource::Exec => ("", "v1", "PodExecOptions"),
             Subresource::Finalize => ("", "v1", "Namespace"),
         }
     }
@@ -39,6 +43,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding => &["create"],
             Subresource::Log => &["get"],
+            Subresource::Exec => &["create", "get"],
             Subresource::Finalize => &["update"],
         }
     }
@@ -127,7 +132,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: WORKLOAD,
-        subresources: &[Status, Binding, Log],
+        subresources: &[Status, Binding, Log, Exec],
         definition: "io.k8s.api.core.v1.Pod",
     },
     ResourceInfo {
