@@ -90,6 +90,9 @@ struct AgentTuning {
     /// Most processes one Linux container may hold, so a fork bomb stays inside it (0: no limit).
     #[arg(long, default_value_t = 1024)]
     pids_limit: i64,
+    /// A registry (`host:port`) to pull from over plain HTTP instead of HTTPS; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
 }
 
 /// `$XDG_DATA_HOME/wharf`, else `~/.local/share/wharf`.
@@ -103,7 +106,8 @@ fn default_data_dir() -> PathBuf {
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // libcgroups warns of every v1 controller the kernel lacks, at every container start.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libcgroups=error"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -190,6 +194,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     backoff_base: Duration::from_millis(tuning.backoff_base_ms),
                     max_pods: tuning.max_pods,
                     pids_limit: tuning.pids_limit,
+                    insecure_registries: tuning.insecure_registries,
                 };
                 agent::run(options).await.context("the local node agent stopped")
             };
@@ -212,6 +217,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 backoff_base: Duration::from_millis(tuning.backoff_base_ms),
                 max_pods: tuning.max_pods,
                 pids_limit: tuning.pids_limit,
+                insecure_registries: tuning.insecure_registries,
             };
             tokio::select! {
                 result = agent::run(options) => result,

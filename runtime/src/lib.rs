@@ -63,8 +63,9 @@ pub fn images_puller(
     server: &str,
     ca_pem: &str,
     token: &str,
+    insecure_registries: &[String],
 ) -> Result<Arc<dyn ImagePuller>, AgentError> {
-    Ok(Arc::new(pull::RegistryPuller::open(root, server, ca_pem, token)?))
+    Ok(Arc::new(pull::RegistryPuller::open(root, server, ca_pem, token, insecure_registries)?))
 }
 
 /// Registers the node and runs its pods until the task is dropped.

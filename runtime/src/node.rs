@@ -16,8 +16,11 @@ use crate::AgentError;
 
 /// How often the Lease is renewed; the node lifecycle controller marks a node NotReady after 40 s.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
-/// Label listing the runtime handlers a node offers, e.g. `wasmtime,youki`.
-pub const RUNTIMES_LABEL: &str = "wharf.dev/runtimes";
+/// The label (set to `true`) by which a node offers a runtime handler, e.g.
+/// `runtime.wharf.dev/youki`: one per shim, so nodeSelectors and the scheduler can match it.
+pub fn runtime_label(handler: &str) -> String {
+    format!("runtime.wharf.dev/{handler}")
+}
 
 /// What the agent says about its node.
 #[derive(Debug, Clone)]
@@ -86,15 +89,15 @@ pub fn node_object(info: &NodeInfo) -> Node {
         ("pods".to_string(), Quantity(info.max_pods.to_string())),
         ("ephemeral-storage".to_string(), Quantity("100Gi".into())),
     ]);
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), info.name.clone()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
         (
             "kubernetes.io/arch".to_string(),
             if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }.into(),
         ),
-        (RUNTIMES_LABEL.to_string(), info.runtimes.join(",")),
     ]);
+    labels.extend(info.runtimes.iter().map(|r| (runtime_label(r), "true".to_string())));
     Node {
         metadata: ObjectMeta { name: Some(info.name.clone()), labels: Some(labels), ..Default::default() },
         spec: Some(NodeSpec::default()),
@@ -204,7 +207,7 @@ mod tests {
             max_pods: 2500,
         };
         let node = node_object(&info);
-        assert_eq!(node.metadata.labels.as_ref().unwrap()[RUNTIMES_LABEL], "wasmtime");
+        assert_eq!(node.metadata.labels.as_ref().unwrap()["runtime.wharf.dev/wasmtime"], "true");
         let status = node.status.unwrap();
         assert_eq!(status.capacity.as_ref().unwrap()["pods"].0, "2500");
         assert!(status.capacity.unwrap()["memory"].0.ends_with("Ki"));

@@ -99,10 +99,20 @@ pub struct RegistryPuller {
 
 impl RegistryPuller {
     /// Opens the store under `root`, trusting `ca_pem` for the embedded registry at `server`.
-    pub fn open(root: &std::path::Path, server: &str, ca_pem: &str, token: &str) -> Result<Self, crate::AgentError> {
+    /// Registries in `insecure_registries` (`host:port`) are reached over plain HTTP.
+    pub fn open(
+        root: &std::path::Path,
+        server: &str,
+        ca_pem: &str,
+        token: &str,
+        insecure_registries: &[String],
+    ) -> Result<Self, crate::AgentError> {
         let default_registry =
             server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string();
-        let options = crate::images::ClientOptions { ca_pem: Some(ca_pem.to_string()), ..Default::default() };
+        let options = crate::images::ClientOptions {
+            ca_pem: Some(ca_pem.to_string()),
+            insecure_registries: insecure_registries.to_vec(),
+        };
         let store = crate::images::ImageStore::open(root, options)
             .map_err(|e| crate::AgentError::Setup(format!("image store: {e}")))?;
         Ok(Self { store, default_registry, token: token.to_string() })

@@ -69,6 +69,8 @@ pub struct ContainerView {
     pub state: State,
     pub last_state: Option<State>,
     pub restart_count: i32,
+    /// Running and past its startup probe (if any).
+    pub started: bool,
     pub ready: bool,
 }
 
@@ -82,6 +84,7 @@ impl ContainerView {
             state: State::waiting("ContainerCreating", None),
             last_state: None,
             restart_count: 0,
+            started: false,
             ready: false,
         }
     }
@@ -92,7 +95,7 @@ impl ContainerView {
             "image": self.image,
             "imageID": self.image_id,
             "ready": self.ready,
-            "started": matches!(self.state, State::Running { .. }),
+            "started": self.started && matches!(self.state, State::Running { .. }),
             "restartCount": self.restart_count,
             "state": self.state.json(&self.container_id),
             "lastState": self.last_state.as_ref().map(|s| s.json("")).unwrap_or_else(|| json!({})),

@@ -23,11 +23,14 @@ use crate::env::{self, Sources};
 use crate::events::{Kind, Recorder};
 use crate::logs::LogWriter;
 use crate::node::NodeInfo;
-use crate::pull::{ImagePuller, PullSecrets};
+use crate::probes::{self, ProbeUpdate, Probes};
+use crate::pull::{ImagePuller, PullProgress, PullSecrets};
 use crate::sandbox::{Sandbox, SandboxSpec};
 use crate::status::{self, ContainerView, PodView, State};
 use crate::{linux, volumes};
 
+/// How often a running image pull reports its progress as an event.
+const PULL_REPORT: Duration = Duration::from_secs(2);
 /// Largest size of one container log file before it rotates.
 const LOG_MAX: u64 = 10 * 1024 * 1024;
 
@@ -128,6 +131,14 @@ struct PodRun {
     /// Statuses of containers a previous agent started and reported running, by name: the
     /// ones still running are adopted instead of started again.
     adoptable: Mutex<BTreeMap<String, ContainerStatus>>,
+}
+
+/// Why a running container stopped being watched.
+enum Ended {
+    Exited(Exit),
+    PodStopping,
+    /// A liveness or startup probe gave up on it.
+    Unhealthy(probes::Verdict),
 }
 
 /// A started (or adopted) container attempt.
@@ -270,20 +281,47 @@ impl PodRun {
                 c.image_id = image_id.clone();
                 c.container_id = container_id.clone();
                 c.state = State::Running { started_at };
-                c.ready = is_app;
+                c.started = !is_app;
+                c.ready = false;
             });
 
-            // Run until it ends or the pod stops.
-            let mut stop = self.stop.clone();
-            let ended = tokio::select! {
-                exit = container.wait() => Some(exit),
-                _ = stop.wait_for(|s| *s) => None,
+            // Run until it ends, the pod stops, or a liveness or startup probe gives up on it.
+            let (updates_tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+            let target = probes::Target {
+                container: container.clone(),
+                name: name.to_string(),
+                netns: self.sandbox.get().filter(|_| shim.name() == "youki").map(|s| s.netns().to_path_buf()),
+                pod_ip: "127.0.0.1".into(),
+                restarts: policy != "Never",
             };
-            let (exit, stopped) = match ended {
-                Some(exit) => (exit, false),
-                None => {
+            let probing = async {
+                if is_app {
+                    probes::run(Probes::new(spec), target, move |u| drop(updates_tx.send(u))).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::pin!(probing);
+            let mut stop = self.stop.clone();
+            let ended = loop {
+                tokio::select! {
+                    exit = container.wait() => break Ended::Exited(exit),
+                    _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break Ended::PodStopping,
+                    verdict = &mut probing => break Ended::Unhealthy(verdict),
+                    Some(update) = updates.recv() => self.probed(slot, name, update).await,
+                }
+            };
+            let (exit, stopped, unhealthy) = match ended {
+                Ended::Exited(exit) => (exit, false, false),
+                Ended::PodStopping => {
                     self.event(Some(name), Kind::Normal, "Killing", &format!("Stopping container {name}")).await;
-                    (container.stop(self.grace()).await, true)
+                    (container.stop(self.grace()).await, true, false)
+                }
+                Ended::Unhealthy(verdict) => {
+                    while let Ok(update) = updates.try_recv() {
+                        self.probed(slot, name, update).await;
+                    }
+                    (container.stop(verdict.grace.unwrap_or_else(|| self.grace())).await, false, true)
                 }
             };
             log.flush();
@@ -325,7 +363,13 @@ impl PodRun {
                 )
                 .await;
             }
-            if !status::restarts(&policy, exit_code, matches!(slot, Slot::Init(_))) {
+            // A container killed for failing its probes restarts unless the policy is Never.
+            let restart = if unhealthy {
+                policy != "Never"
+            } else {
+                status::restarts(&policy, exit_code, matches!(slot, Slot::Init(_)))
+            };
+            if !restart {
                 return exit_code == 0;
             }
             let delay = backoff.next_delay(&self.ctx.backoff, started.elapsed());
@@ -360,7 +404,7 @@ impl PodRun {
         self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
         let started_pull = Instant::now();
         let secrets = self.pull_secrets().await;
-        let artifact = match self.ctx.images.pull(&image, &pull_policy, &secrets, None).await {
+        let artifact = match self.pull_reporting_progress(name, &image, &pull_policy, &secrets).await {
             Ok(artifact) => artifact,
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
@@ -413,16 +457,6 @@ impl PodRun {
         };
         self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}")).await;
         self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}")).await;
-        let probes = [&spec.readiness_probe, &spec.liveness_probe, &spec.startup_probe];
-        if shim.name() == "wasmtime" && probes.iter().any(|p| p.as_ref().is_some_and(|p| p.exec.is_some())) {
-            self.event(
-                Some(name),
-                Kind::Warning,
-                "ProbeNotSupported",
-                "exec probes do not apply to Wasm containers; readiness follows the container running",
-            )
-            .await;
-        }
         Some(Launched {
             shim,
             container,
@@ -454,6 +488,49 @@ impl PodRun {
             .unwrap_or_else(Timestamp::now);
         tracing::info!(pod = %pod_name, container = %spec.name, id, "adopted a running container");
         Some(Launched { shim, container, log, id: id.to_string(), started_at, image_id: status.image_id, attempt })
+    }
+
+    /// Pulls the image; while a download lasts, a `Pulling` event every few seconds says how
+    /// far it has got.
+    async fn pull_reporting_progress(
+        &self,
+        name: &str,
+        image: &str,
+        policy: &str,
+        secrets: &PullSecrets,
+    ) -> Result<crate::pull::Artifact, crate::pull::PullError> {
+        let (progress, mut seen) = watch::channel(PullProgress::default());
+        let pull = self.ctx.images.pull(image, policy, secrets, Some(&progress));
+        tokio::pin!(pull);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PULL_REPORT, PULL_REPORT);
+        loop {
+            tokio::select! {
+                pulled = &mut pull => return pulled,
+                _ = ticks.tick() => {
+                    if !seen.has_changed().unwrap_or(false) {
+                        continue;
+                    }
+                    let p = *seen.borrow_and_update();
+                    let message = format!(
+                        "Pulling image \"{image}\": {}/{} layers, {} of {}",
+                        p.layers_done,
+                        p.layers_total,
+                        megabytes(p.bytes_done),
+                        megabytes(p.bytes_total)
+                    );
+                    self.event(Some(name), Kind::Normal, "Pulling", &message).await;
+                }
+            }
+        }
+    }
+
+    /// Applies what probing says about a running container.
+    async fn probed(&self, slot: Slot, name: &str, update: ProbeUpdate) {
+        match update {
+            ProbeUpdate::Started(started) => self.update(slot, |c| c.started = started),
+            ProbeUpdate::Ready(ready) => self.update(slot, |c| c.ready = ready),
+            ProbeUpdate::Event { kind, reason, message } => self.event(Some(name), kind, reason, &message).await,
+        }
     }
 
     fn attempt(&self, slot: Slot) -> u32 {
@@ -590,6 +667,10 @@ fn argv(spec: &Container, image: &crate::pull::ImageConfig) -> Vec<String> {
         argv.insert(0, spec.name.clone());
     }
     argv
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// A back-off delay as the kubelet prints it (`10s`, `5m0s`), in milliseconds below a second.

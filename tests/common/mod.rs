@@ -53,7 +53,7 @@ impl Cluster {
             .arg(self.dir.path())
             .args(["--listen", &self.listen])
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,libcgroups=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -154,6 +154,44 @@ impl Cluster {
         kube::Client::try_from(config).expect("client builds")
     }
 
+    /// `wharf image import FILE --name NAME` into this cluster; the printed reference.
+    pub fn import(&self, file: &Path, name: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["image", "import"])
+            .arg(file)
+            .args(["--name", name])
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().to_string()
+    }
+
+    /// The pod as JSON (`null` if it cannot be read).
+    pub fn pod(&self, name: &str) -> serde_json::Value {
+        let out = self.kubectl(&["get", "pod", name, "-o", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls the pod until `check` holds, failing with its last state after `timeout`.
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let current = self.pod(name);
+            if check(&current) {
+                return current;
+            }
+            assert!(start.elapsed() < timeout, "pod {name} never {what}; last seen:\n{current:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Polls `check` until it returns true or `timeout` passes.
     pub fn eventually(&self, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
@@ -167,6 +205,29 @@ impl Cluster {
     }
 }
 
+/// The busybox sample image (an OCI layout), built by the samples' own script into `dir`.
+pub fn busybox_layout(dir: &Path) -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/busybox-image");
+    let layout = dir.join("busybox");
+    let output = Command::new(&script).arg(&layout).output().expect("python3 runs samples/busybox-image");
+    assert!(
+        output.status.success(),
+        "{} failed (it needs python3 and busybox-static: apt-get install busybox-static): {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    layout
+}
+
+/// Assembles `tests/fixtures/NAME.wat` into a `.wasm` file in `dir`.
+pub fn wasm_fixture(dir: &Path, name: &str) -> PathBuf {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.wat"));
+    let bytes = wat::parse_file(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 /// Pod uids whose directories this cluster's local agent holds.
 fn pod_uids(data_dir: &Path) -> Vec<String> {
     let pods = data_dir.join("agent/pods");
@@ -175,6 +236,11 @@ fn pod_uids(data_dir: &Path) -> Vec<String> {
 
 /// Every cgroup dir (in any hierarchy) at or below `wharf/pod<uid>` of this cluster's pods.
 pub fn pod_cgroups(data_dir: &Path) -> Vec<PathBuf> {
+    pod_uids(data_dir).iter().flat_map(|uid| cgroups_of_pod(uid)).collect()
+}
+
+/// Every cgroup dir (in any hierarchy, v1 or v2) at or below the pod's, `wharf/pod<uid>`.
+pub fn cgroups_of_pod(uid: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         if dir.join("cgroup.procs").exists() {
             out.push(dir.to_path_buf());
@@ -188,12 +254,27 @@ pub fn pod_cgroups(data_dir: &Path) -> Vec<PathBuf> {
     let mut hierarchies = vec![PathBuf::from("/sys/fs/cgroup")];
     hierarchies.extend(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()));
     let mut out = Vec::new();
-    for uid in pod_uids(data_dir) {
-        for hierarchy in &hierarchies {
-            walk(&hierarchy.join("wharf").join(format!("pod{uid}")), &mut out);
-        }
+    for hierarchy in &hierarchies {
+        walk(&hierarchy.join("wharf").join(format!("pod{uid}")), &mut out);
     }
     out
+}
+
+/// The processes in the pod's cgroups (read from every hierarchy, deduplicated).
+pub fn pids_of_pod(uid: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = cgroups_of_pod(uid)
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// Mount points at or below `dir`, deepest first.

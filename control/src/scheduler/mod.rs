@@ -19,8 +19,11 @@ use serde_json::json;
 
 use crate::registry::validation::Quantity;
 
-/// Label listing the runtime handlers a node offers.
-const RUNTIMES_LABEL: &str = "wharf.dev/runtimes";
+/// The label (set to `true`) by which a node offers a runtime handler, e.g.
+/// `runtime.wharf.dev/youki`; the node agent sets one per shim it has.
+fn runtime_label(handler: &str) -> String {
+    format!("runtime.wharf.dev/{handler}")
+}
 
 /// Why a node was filtered out, as kube-scheduler words it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,8 +87,7 @@ fn fits(pod: &Pod, node: &Node, placed: &[&Pod], runtime: Option<&str>) -> Resul
         return Err(Reason::Selector);
     }
     if let Some(runtime) = runtime {
-        let offered = labels.get(RUNTIMES_LABEL).cloned().unwrap_or_default();
-        if !offered.split(',').any(|r| r == runtime) {
+        if labels.get(&runtime_label(runtime)).map(String::as_str) != Some("true") {
             return Err(Reason::Runtime(runtime.into()));
         }
     }
@@ -344,8 +346,8 @@ mod tests {
     #[test]
     fn honours_runtimes_and_pod_counts() {
         let nodes = vec![
-            node("a", true, json!({RUNTIMES_LABEL: "wasmtime"}), "1"),
-            node("b", true, json!({RUNTIMES_LABEL: "wasmtime,youki"}), "10"),
+            node("a", true, json!({runtime_label("wasmtime"): "true"}), "1"),
+            node("b", true, json!({runtime_label("wasmtime"): "true", runtime_label("youki"): "true"}), "10"),
         ];
         assert_eq!(choose(&pod("new", None, "0", json!({})), &nodes, &[], Some("youki")).unwrap(), "b");
         let full = vec![pod("p1", Some("a"), "0", json!({}))];
