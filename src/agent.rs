@@ -25,6 +25,7 @@ pub struct JoinOptions {
     pub backoff_base: Duration,
     pub max_pods: u32,
     pub pids_limit: i64,
+    pub insecure_registries: Vec<String>,
 }
 
 /// The machine's host name, the default node name.
@@ -87,7 +88,13 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
     let address = options.node_ip.clone().unwrap_or_else(|| {
         if options.listen.ip().is_unspecified() { "127.0.0.1".into() } else { options.listen.ip().to_string() }
     });
-    let images = images_puller(&options.data_dir.join("images"), &options.server, &ca_pem, &options.token)?;
+    let images = images_puller(
+        &options.data_dir.join("images"),
+        &options.server,
+        &ca_pem,
+        &options.token,
+        &options.insecure_registries,
+    )?;
     let config = AgentConfig {
         name: options.name.clone(),
         data_dir: options.data_dir.clone(),
