@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +20,6 @@ use futures::stream::SplitStream;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use wharf_shim::{Container, ExecSpec, ShimError};
 
@@ -208,15 +207,41 @@ fn take_sizes(pending: &mut Vec<u8>) -> Vec<TerminalSize> {
     sizes
 }
 
-/// Makes one of the command's files usable from async code (a pipe or a terminal's master side).
-fn reader(file: File) -> std::io::Result<pipe::Receiver> {
-    rustix::io::ioctl_fionbio(&file, true)?;
-    pipe::Receiver::from_file_unchecked(file)
+/// Feeds the command's stdin from a thread of its own: the shim's files are blocking, and may
+/// share their open file description with the shim (a terminal master), so their flags stay
+/// as they are. Dropping the sender closes stdin once what was sent is written.
+fn stdin_writer(mut file: File) -> std::io::Result<mpsc::Sender<Bytes>> {
+    let (sender, mut data) = mpsc::channel::<Bytes>(4);
+    std::thread::Builder::new().name("exec-stdin".into()).spawn(move || {
+        while let Some(chunk) = data.blocking_recv() {
+            if file.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(sender)
 }
 
-fn writer(file: File) -> std::io::Result<pipe::Sender> {
-    rustix::io::ioctl_fionbio(&file, true)?;
-    pipe::Sender::from_file_unchecked(file)
+/// Reads one of the command's outputs on a thread of its own until end of file. The thread
+/// ends at end of file or once nobody takes its chunks (after its next read returns).
+fn output_reader(mut file: File) -> std::io::Result<mpsc::Receiver<Vec<u8>>> {
+    let (chunks, receiver) = mpsc::channel::<Vec<u8>>(4);
+    std::thread::Builder::new().name("exec-output".into()).spawn(move || {
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if chunks.blocking_send(buffer[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    })?;
+    Ok(receiver)
 }
 
 /// Runs one exec session on an upgraded connection: starts the command, copies the channels
@@ -240,12 +265,12 @@ pub async fn serve(socket: WebSocket, container: Arc<dyn Container>, name: Strin
         stderr: options.stderr,
     };
     let started = container.exec(spec).await.and_then(|process| {
-        let stdin = process.stdin.map(writer).transpose();
-        let stdout = process.stdout.map(reader).transpose();
-        let stderr = process.stderr.map(reader).transpose();
+        let stdin = process.stdin.map(stdin_writer).transpose();
+        let stdout = process.stdout.map(output_reader).transpose();
+        let stderr = process.stderr.map(output_reader).transpose();
         match (stdin, stdout, stderr) {
             (Ok(stdin), Ok(stdout), Ok(stderr)) => Ok((stdin, stdout, stderr, process.resize, process.exit)),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(ShimError::Runtime(format!("exec pipes: {e}"))),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(ShimError::Runtime(format!("exec streams: {e}"))),
         }
     });
     let (status, input) = match started {
@@ -255,11 +280,16 @@ pub async fn serve(socket: WebSocket, container: Arc<dyn Container>, name: Strin
             let (exited, exit_seen) = watch::channel(false);
             let copies: Vec<_> = [(STDOUT, stdout), (STDERR, stderr)]
                 .into_iter()
-                .filter_map(|(channel, file)| Some(copy_output(channel, file?, out.clone(), exit_seen.clone())))
+                .filter_map(|(channel, chunks)| Some(copy_output(channel, chunks?, out.clone(), exit_seen.clone())))
                 .collect();
-            let code = exit.await;
-            let _ = exited.send(true);
-            futures::future::join_all(copies).await;
+            let (code, _) = tokio::join!(
+                async {
+                    let code = exit.await;
+                    let _ = exited.send(true);
+                    code
+                },
+                futures::future::join_all(copies),
+            );
             (exit_status(code, &options.command), input)
         }
     };
@@ -279,31 +309,25 @@ pub async fn serve(socket: WebSocket, container: Arc<dyn Container>, name: Strin
 /// quiet for `LINGER` after the command exited.
 async fn copy_output(
     channel: u8,
-    mut from: pipe::Receiver,
+    mut chunks: mpsc::Receiver<Vec<u8>>,
     out: mpsc::Sender<Message>,
     mut exited: watch::Receiver<bool>,
 ) {
-    let mut buffer = vec![0u8; 32 * 1024];
     loop {
-        let read = if *exited.borrow() {
-            match tokio::time::timeout(LINGER, from.read(&mut buffer)).await {
-                Ok(read) => read,
+        let chunk = if *exited.borrow() {
+            match tokio::time::timeout(LINGER, chunks.recv()).await {
+                Ok(chunk) => chunk,
                 Err(_) => return,
             }
         } else {
             tokio::select! {
-                read = from.read(&mut buffer) => read,
+                chunk = chunks.recv() => chunk,
                 _ = exited.changed() => continue,
             }
         };
-        // A terminal's master side reads EIO once the command's side is closed: the end, too.
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if out.send(Message::Binary(frame(channel, &buffer[..n]))).await.is_err() {
-                    return;
-                }
-            }
+        let Some(chunk) = chunk else { return };
+        if out.send(Message::Binary(frame(channel, &chunk))).await.is_err() {
+            return;
         }
     }
 }
@@ -311,7 +335,7 @@ async fn copy_output(
 /// Reads the client's messages until it closes: stdin data, stdin's close, terminal sizes.
 async fn read_input(
     mut source: SplitStream<WebSocket>,
-    mut stdin: Option<pipe::Sender>,
+    mut stdin: Option<mpsc::Sender<Bytes>>,
     resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
     half_close: bool,
 ) {
@@ -321,8 +345,8 @@ async fn read_input(
         let Message::Binary(data) = message else { continue };
         match (data.first().copied(), data.get(1).copied()) {
             (Some(STDIN), _) => {
-                if let Some(pipe) = stdin.as_mut()
-                    && pipe.write_all(&data[1..]).await.is_err()
+                if let Some(writer) = &stdin
+                    && writer.send(data.slice(1..)).await.is_err()
                 {
                     // The command closed its stdin or ended; what else the client sends is dropped.
                     stdin = None;
@@ -361,7 +385,15 @@ mod tests {
     /// Runs exec'd commands as host processes: what a Linux shim does, without a container.
     struct HostProcesses {
         id: String,
-        resizes: Arc<Mutex<Vec<(u16, u16)>>>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    /// What the agent did with the processes' streams.
+    #[derive(Default)]
+    struct Seen {
+        resizes: Vec<(u16, u16)>,
+        /// Copies of the output files handed to the agent.
+        files: Vec<File>,
     }
 
     impl Container for HostProcesses {
@@ -385,14 +417,23 @@ mod tests {
                 .stdout(piped(spec.stdout))
                 .stderr(piped(spec.stderr))
                 .spawn();
-            let resizes = self.resizes.clone();
+            let seen = self.seen.clone();
             Box::pin(async move {
                 let mut child = spawned.map_err(|e| ShimError::Runtime(e.to_string()))?;
+                // Copies of the outputs stay here, as a shim may keep them (a copy of stdin would
+                // hold it open).
+                let keep = |file: File| {
+                    seen.lock().unwrap().files.push(file.try_clone().unwrap());
+                    file
+                };
+                let stdin = child.stdin.take().map(|p| File::from(OwnedFd::from(p)));
+                let stdout = child.stdout.take().map(|p| keep(File::from(OwnedFd::from(p))));
+                let stderr = child.stderr.take().map(|p| keep(File::from(OwnedFd::from(p))));
                 Ok(ExecProcess {
-                    stdin: child.stdin.take().map(|p| File::from(OwnedFd::from(p))),
-                    stdout: child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
-                    stderr: child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
-                    resize: Box::new(move |columns, rows| resizes.lock().unwrap().push((columns, rows))),
+                    stdin,
+                    stdout,
+                    stderr,
+                    resize: Box::new(move |columns, rows| seen.lock().unwrap().resizes.push((columns, rows))),
                     exit: Box::pin(async move {
                         let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
                         status.code().unwrap_or(-1)
@@ -422,27 +463,22 @@ mod tests {
 
     struct Agent {
         addr: SocketAddr,
-        resizes: Arc<Mutex<Vec<(u16, u16)>>>,
+        seen: Arc<Mutex<Seen>>,
     }
 
     /// The agent endpoint's routes on a loopback port, with pod `default/web` running container
     /// `app` (host processes) and `wasm` (no exec).
     async fn agent() -> Agent {
         let running = Arc::new(RunningContainers::default());
-        let resizes = Arc::new(Mutex::new(Vec::new()));
-        running.insert(
-            "default",
-            "web",
-            "app",
-            Arc::new(HostProcesses { id: "app-0".into(), resizes: resizes.clone() }),
-        );
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        running.insert("default", "web", "app", Arc::new(HostProcesses { id: "app-0".into(), seen: seen.clone() }));
         running.insert("default", "web", "wasm", Arc::new(NoExec));
         let logs = Arc::new(LogIndex::new(std::env::temp_dir()));
         let app = crate::endpoint::app(logs, running, TOKEN.into());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Agent { addr, resizes }
+        Agent { addr, seen }
     }
 
     fn exec_query(command: &[&str], flags: &[&str]) -> String {
@@ -518,6 +554,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn output_larger_than_a_pipe_arrives_whole() {
+        let agent = agent().await;
+        let query = exec_query(&["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x"], &["stdout", "stderr"]);
+        let (mut socket, _) =
+            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5], TOKEN).await.unwrap();
+        let seen = transcript(&mut socket).await;
+        assert_eq!(seen.stdout.len(), 300_000);
+        assert!(seen.stdout.bytes().all(|b| b == b'x'));
+        assert_eq!(seen.status["status"], "Success");
+    }
+
+    #[tokio::test]
     async fn a_non_zero_exit_is_reported_with_its_code() {
         let agent = agent().await;
         let query = exec_query(&["sh", "-c", "echo bye; exit 3"], &["stdout", "stderr"]);
@@ -541,6 +589,11 @@ mod tests {
         let seen = transcript(&mut socket).await;
         assert_eq!(seen.stdout, "hello world\n");
         assert_eq!(seen.status["status"], "Success", "cat saw end of file and exited: {:?}", seen.status);
+        // A shim may share a file's open description (a terminal master it also reads): the
+        // agent must leave it blocking.
+        for file in &agent.seen.lock().unwrap().files {
+            assert!(!rustix::fs::fcntl_getfl(file).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
+        }
     }
 
     #[tokio::test]
@@ -554,7 +607,7 @@ mod tests {
         let seen = transcript(&mut socket).await;
         assert_eq!(seen.stdout, "got x\n");
         assert_eq!(seen.status["status"], "Success");
-        assert_eq!(*agent.resizes.lock().unwrap(), [(120, 40)]);
+        assert_eq!(agent.seen.lock().unwrap().resizes, [(120, 40)]);
     }
 
     #[tokio::test]
@@ -616,9 +669,9 @@ mod tests {
     #[test]
     fn a_finished_attempt_does_not_remove_its_successor() {
         let running = RunningContainers::default();
-        let resizes = Arc::new(Mutex::new(Vec::new()));
-        running.insert("ns", "p", "c", Arc::new(HostProcesses { id: "c-0".into(), resizes: resizes.clone() }));
-        running.insert("ns", "p", "c", Arc::new(HostProcesses { id: "c-1".into(), resizes }));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        running.insert("ns", "p", "c", Arc::new(HostProcesses { id: "c-0".into(), seen: seen.clone() }));
+        running.insert("ns", "p", "c", Arc::new(HostProcesses { id: "c-1".into(), seen }));
         running.remove("ns", "p", "c", "c-0");
         assert_eq!(running.get("ns", "p", "c").unwrap().id(), "c-1");
         running.remove("ns", "p", "c", "c-1");
