@@ -1,9 +1,10 @@
 //! `pods/{name}/exec`: kubectl's remote-command WebSocket session (`v5.channel.k8s.io`, or
-//! `v4.channel.k8s.io`), relayed to the agent of the pod's node. The API server first opens the
-//! session with the agent (`wss://NODE:PORT/exec/NS/POD/CONTAINER?command=..`, node token,
-//! the subprotocols kubectl offered), so the agent's refusals reach kubectl as a `Status` before
-//! any upgrade, then upgrades kubectl's request with the subprotocol the agent chose and copies
-//! messages both ways. The channels themselves are the agent's business.
+//! `v4.channel.k8s.io`), relayed to the agent of the pod's node. The API server opens the session
+//! with the agent first (`wss://NODE:PORT/exec/NS/POD/CONTAINER?command=..`, node token, the
+//! subprotocols kubectl offered), then upgrades kubectl's request with the subprotocol the agent
+//! chose and copies messages both ways; the channels themselves are the agent's business. When
+//! the agent refuses (the container is not running) or cannot be reached, kubectl still gets its
+//! upgrade and the reason as a `Status` on the error channel, as kube-apiserver does.
 
 use std::sync::Arc;
 use std::time::Duration;
