@@ -31,6 +31,8 @@ const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const FORWARDED: [&str; 5] = ["command", "stdin", "stdout", "stderr", "tty"];
 /// The remote-command channel of the final `Status`.
 const ERROR_CHANNEL: u8 = 3;
+/// How long reaching an agent may take (a node that went away drops packets).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one side may take to finish closing once the other side has.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
 
@@ -107,7 +109,10 @@ async fn connect(
     for protocol in protocols {
         request = request.with_sub_protocol(protocol);
     }
-    let tcp = TcpStream::connect((address.as_str(), port)).await.map_err(|e| unreachable(&e))?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((address.as_str(), port)))
+        .await
+        .map_err(|e| unreachable(&e))?
+        .map_err(|e| unreachable(&e))?;
     let server_name = rustls::pki_types::ServerName::try_from(address.clone()).map_err(|e| unreachable(&e))?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(agent_tls()))
         .connect(server_name, tcp)
