@@ -76,7 +76,13 @@ fn shims(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn Shim>>> {
         ..wharf_shim_wasmtime::WasmtimeConfig::new(data_dir.join("wasm-cache"))
     };
     let wasmtime = wharf_shim_wasmtime::WasmtimeShim::new(config).context("cannot start the wasmtime shim")?;
-    Ok(vec![Arc::new(wasmtime)])
+    let mut shims: Vec<Arc<dyn Shim>> = vec![Arc::new(wasmtime)];
+    // A node without what Linux containers need (root, cgroups) still runs Wasm.
+    match wharf_shim_youki::YoukiShim::new(wharf_shim_youki::YoukiConfig::new(data_dir.join("youki"))) {
+        Ok(youki) => shims.push(Arc::new(youki)),
+        Err(e) => tracing::warn!(error = %e, "Linux containers are not available on this node"),
+    }
+    Ok(shims)
 }
 
 /// Joins the cluster at `options.server` and runs the agent until the task ends.

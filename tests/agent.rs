@@ -72,8 +72,11 @@ fn the_local_node_is_ready_with_its_runtimes() {
     assert!(cluster.eventually(Duration::from_secs(20), || cluster.ok(&["get", "nodes"]).contains(" Ready ")));
     let wide = cluster.ok(&["get", "nodes", "-o", "wide"]);
     assert!(wide.contains("Ready") && wide.contains("wasmtime://"), "{wide}");
-    let labels = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.labels.wharf\\.dev/runtimes}"]);
-    assert_eq!(labels, "wasmtime");
+    let label = |handler: &str| {
+        let path = format!("jsonpath={{.items[0].metadata.labels.runtime\\.wharf\\.dev/{handler}}}");
+        cluster.ok(&["get", "nodes", "-o", &path])
+    };
+    assert_eq!((label("wasmtime").as_str(), label("youki").as_str()), ("true", "true"));
     let lease = cluster.ok(&["get", "lease", "-n", "kube-node-lease", "-o", "name"]);
     assert!(lease.contains("lease.coordination.k8s.io/"), "{lease}");
 }
