@@ -314,3 +314,55 @@ fn images_pull_from_docker_registry_with_an_image_pull_secret() {
     let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=authorized"]);
     assert!(events.contains("Pulled"), "{events}");
 }
+
+#[test]
+fn exec_http_and_tcp_probes_drive_readiness_and_restarts_of_linux_containers() {
+    let cluster = cluster_with_busybox(&[]);
+    // httpd serves /www from inside the pod's network namespace; readiness asks it over HTTP,
+    // liveness checks the port and, by exec, a file the script deletes after a few seconds.
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:v1
+    command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && touch /tmp/healthy && httpd -p 8080 -h /www && sleep 4 && rm /tmp/healthy && sleep 3600']
+    ports:
+    - name: http
+      containerPort: 8080
+    readinessProbe:
+      httpGet: {path: /index.html, port: http}
+      periodSeconds: 1
+    startupProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+      failureThreshold: 10
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 2
+"#;
+    cluster.apply(manifest);
+    let ready = cluster.wait_pod("probed", "was ready", START, |p| {
+        container_status(p, "main")["ready"] == true && container_status(p, "main")["started"] == true
+    });
+    assert_eq!(container_status(&ready, "main")["restartCount"], 0);
+    let restarted = cluster.wait_pod("probed", "was restarted by its liveness probe", START, |p| {
+        container_status(p, "main")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    let last = &container_status(&restarted, "main")["lastState"]["terminated"];
+    assert!(last.is_object(), "{restarted:#}");
+    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=probed"]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+    // The new attempt becomes ready again through the same probes.
+    cluster.wait_pod("probed", "was ready again", START, |p| {
+        container_status(p, "main")["ready"] == true && container_status(p, "main")["restartCount"] == 1
+    });
+    let uid = uid(&restarted);
+    let pids = pids_of_pod(&uid);
+    delete_and_check_clean(&cluster, "probed", &uid, &pids);
+}
