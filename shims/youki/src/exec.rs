@@ -115,6 +115,14 @@ fn start(ctx: &ExecContext, spec: &ExecSpec) -> Result<Started, ShimError> {
     let process_path = bundle.join(format!("{name}.json"));
     let mut process = ctx.process.clone();
     process.set_args(Some(spec.args.clone())).set_terminal(Some(spec.tty));
+    if spec.tty {
+        // Full-screen programs need to know the terminal, as with other runtimes.
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        process.set_env(Some(env));
+    }
     let json = serde_json::to_vec(&process).map_err(|e| runtime("exec process", e))?;
     std::fs::write(&process_path, json).map_err(|e| runtime("cannot write the exec process", e))?;
     let started = if spec.tty {
@@ -218,9 +226,14 @@ fn relay(mut master: File) -> Result<File, ShimError> {
         .name("youki-exec-tty".into())
         .spawn(move || {
             let mut buf = [0u8; 16 << 10];
-            while let Ok(n @ 1..) = master.read(&mut buf) {
-                if writer.write_all(&buf[..n]).is_err() {
-                    break;
+            loop {
+                match master.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) if writer.write_all(&buf[..n]).is_err() => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // EIO: the command and everything holding the terminal have ended.
+                    Err(_) => break,
                 }
             }
         })

@@ -99,8 +99,9 @@ fn spawn_helper(job: impl FnOnce() -> Result<i32, String>, reply: OwnedFd) -> ni
     // SAFETY: the child is a copy of a multi-threaded process with only this thread. glibc's
     // fork leaves its allocator and stdio locks usable in the child; the child disables tracing
     // (whose subscriber's locks another thread may hold), never touches the async runtime, runs
-    // only `job` (libcontainer's builder, which forks again from this single thread), and leaves
-    // with `_exit` so no destructor or exit handler of the parent's state runs.
+    // only `job` (libcontainer's builder, which forks again from this single thread and is kept
+    // away from the environment's write lock, see the module docs), and leaves with `_exit` so
+    // no destructor or exit handler of the parent's state runs. A hang is bounded by `run`.
     match unsafe { nix::unistd::fork() }? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {

@@ -84,7 +84,7 @@ async fn exec_with_a_terminal() {
     let mut stdin = process.stdin.take().unwrap();
     let stdout = process.stdout.take().unwrap();
     let reader = tokio::task::spawn_blocking(move || read_all(stdout));
-    stdin.write_all(b"tty; stty size; echo $((6 * 7)); exit 3\n").unwrap();
+    stdin.write_all(b"tty; stty size; echo $((6 * 7)) $TERM; exit 3\n").unwrap();
     let started = Instant::now();
     assert_eq!(exit_of(process).await, 3);
     let out = tokio::time::timeout(Duration::from_secs(5), reader).await.expect("no end of output").unwrap();
@@ -93,7 +93,7 @@ async fn exec_with_a_terminal() {
     assert!(out.contains("$ ") || out.contains("# "), "{out:?}");
     assert!(out.contains("/dev/pts/0"), "{out:?}");
     assert!(out.contains("40 100"), "{out:?}");
-    assert!(out.contains("42"), "{out:?}");
+    assert!(out.contains("42 xterm"), "{out:?}");
 
     assert_eq!(container.stop(Duration::ZERO).await, Exit::Killed { signal: 9 });
     fx.shim.remove(&id).await.unwrap();
