@@ -5,55 +5,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{Cluster, wasm_fixture};
 use serde_json::Value;
 
 /// A cluster whose agent retries quickly, so back-off is observable in seconds.
 fn cluster() -> Cluster {
     Cluster::start_with(&["--backoff-base-ms", "300"])
-}
-
-/// Assembles `tests/fixtures/NAME.wat` into a `.wasm` file in the cluster's temp dir.
-fn wasm(cluster: &Cluster, name: &str) -> PathBuf {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.wat"));
-    let bytes = wat::parse_file(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
-    let path = cluster.data_dir().join(format!("{name}.wasm"));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// `wharf image import FILE --name NAME`, returning the printed reference.
-fn import(cluster: &Cluster, file: &std::path::Path, name: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["image", "import"])
-        .arg(file)
-        .args(["--name", name])
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().to_string()
-}
-
-fn pod_json(cluster: &Cluster, name: &str) -> Value {
-    let out = cluster.kubectl(&["get", "pod", name, "-o", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn wait_for(cluster: &Cluster, what: &str, timeout: Duration, check: impl Fn(&Value) -> bool, pod: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let current = pod_json(cluster, pod);
-        if check(&current) {
-            return current;
-        }
-        assert!(start.elapsed() < timeout, "pod {pod} never {what}; last seen:\n{current:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn phase(pod: &Value) -> &str {
@@ -84,14 +44,14 @@ fn the_local_node_is_ready_with_its_runtimes() {
 #[test]
 fn a_wasm_pod_runs_to_completion_with_its_args_env_config_and_events() {
     let cluster = cluster();
-    let reference = import(&cluster, &wasm(&cluster, "hello"), "hello:v1");
+    let reference = cluster.import(&wasm_fixture(cluster.data_dir(), "hello"), "hello:v1");
     assert!(reference.contains("hello:v1"), "{reference}");
     assert!(cluster.ok_with_bin(&["image", "ls"]).contains("hello"));
     cluster.apply(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello-config\ndata:\n  GREETING: hi\n  greeting: hello from a configmap\n---\n\
          apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\nspec:\n  restartPolicy: Never\n  containers:\n  - name: hello\n    image: hello:v1\n    args: [one, two]\n    env:\n    - name: GREETING\n      valueFrom:\n        configMapKeyRef: {name: hello-config, key: GREETING}\n    volumeMounts:\n    - {name: config, mountPath: /config, readOnly: true}\n  volumes:\n  - name: config\n    configMap: {name: hello-config}\n",
     );
-    let pod = wait_for(&cluster, "succeeded", Duration::from_secs(60), |p| phase(p) == "Succeeded", "hello");
+    let pod = cluster.wait_pod("hello", "succeeded", Duration::from_secs(60), |p| phase(p) == "Succeeded");
     let status = &pod["status"]["containerStatuses"][0];
     assert_eq!(status["state"]["terminated"]["exitCode"], 0);
     assert!(status["containerID"].as_str().unwrap().starts_with("wasmtime://"), "{status}");
@@ -117,8 +77,8 @@ fn a_wasm_pod_runs_to_completion_with_its_args_env_config_and_events() {
 #[test]
 fn crashes_back_off_deleted_pods_stop_and_logs_follow() {
     let cluster = cluster();
-    import(&cluster, &wasm(&cluster, "crasher"), "crasher:v1");
-    import(&cluster, &wasm(&cluster, "ticker"), "ticker:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "crasher"), "crasher:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
     cluster.apply(&simple_pod("crasher", "crasher:v1", "Always", ""));
     cluster.apply(&simple_pod("ticker", "ticker:v1", "Always", ""));
 
@@ -126,7 +86,7 @@ fn crashes_back_off_deleted_pods_stop_and_logs_follow() {
     let mut delays: Vec<u64> = Vec::new();
     let start = Instant::now();
     let pod = loop {
-        let pod = pod_json(&cluster, "crasher");
+        let pod = cluster.pod("crasher");
         let status = &pod["status"]["containerStatuses"][0];
         if status["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
             let message = status["state"]["waiting"]["message"].as_str().unwrap_or_default();
@@ -155,7 +115,7 @@ fn crashes_back_off_deleted_pods_stop_and_logs_follow() {
     assert!(cluster.ok(&["logs", "crasher", "--previous"]).contains("crashing now"));
 
     // Follow the ticker live.
-    wait_for(&cluster, "ran", Duration::from_secs(30), |p| phase(p) == "Running", "ticker");
+    cluster.wait_pod("ticker", "ran", Duration::from_secs(30), |p| phase(p) == "Running");
     let mut follow = Command::new(common::kubectl_path())
         .args(["logs", "-f", "ticker"])
         .env("KUBECONFIG", cluster.kubeconfig())
@@ -177,11 +137,11 @@ fn crashes_back_off_deleted_pods_stop_and_logs_follow() {
 #[test]
 fn runaway_guests_and_bad_images_are_contained_and_reported() {
     let cluster = cluster();
-    import(&cluster, &wasm(&cluster, "spinner"), "spinner:v1");
-    import(&cluster, &wasm(&cluster, "hog"), "hog:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "spinner"), "spinner:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "hog"), "hog:v1");
     let garbage = cluster.data_dir().join("broken.wasm");
     std::fs::write(&garbage, b"\0asm\x01\0\0\0\xff\xff").unwrap();
-    import(&cluster, &garbage, "broken:v1");
+    cluster.import(&garbage, "broken:v1");
 
     cluster.apply(&simple_pod("spinner", "spinner:v1", "Never", ""));
     cluster.apply(&simple_pod("hog", "hog:v1", "Never", "    resources:\n      limits:\n        memory: 4Mi\n"));
@@ -189,28 +149,21 @@ fn runaway_guests_and_bad_images_are_contained_and_reported() {
     cluster.apply(&simple_pod("missing", "nothing-here:v1", "Never", ""));
     cluster.apply(&simple_pod("unreachable", "127.0.0.1:1/nothing:v1", "Never", ""));
 
-    let hog = wait_for(&cluster, "was OOM killed", Duration::from_secs(60), |p| phase(p) == "Failed", "hog");
+    let hog = cluster.wait_pod("hog", "was OOM killed", Duration::from_secs(60), |p| phase(p) == "Failed");
     assert_eq!(hog["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled", "{hog:#}");
 
     let waiting = |pod: &str, reasons: &[&str]| {
-        let p = wait_for(
-            &cluster,
-            "reported its waiting reason",
-            Duration::from_secs(60),
-            |p| {
-                let reason =
-                    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str().unwrap_or_default();
-                reasons.contains(&reason)
-            },
-            pod,
-        );
+        let p = cluster.wait_pod(pod, "reported its waiting reason", Duration::from_secs(60), |p| {
+            let reason = p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str().unwrap_or_default();
+            reasons.contains(&reason)
+        });
         p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap_or_default().to_string()
     };
     assert!(!waiting("broken", &["CreateContainerError"]).is_empty());
     assert!(waiting("missing", &["ErrImagePull", "ImagePullBackOff"]).contains("nothing-here"));
     assert!(!waiting("unreachable", &["ErrImagePull", "ImagePullBackOff"]).is_empty());
 
-    wait_for(&cluster, "ran", Duration::from_secs(30), |p| phase(p) == "Running", "spinner");
+    cluster.wait_pod("spinner", "ran", Duration::from_secs(30), |p| phase(p) == "Running");
     let started = Instant::now();
     cluster.ok(&["delete", "pod", "spinner", "--timeout=20s"]);
     assert!(started.elapsed() < Duration::from_secs(6), "a spinning guest took {:?} to stop", started.elapsed());
@@ -222,7 +175,7 @@ fn runaway_guests_and_bad_images_are_contained_and_reported() {
 #[test]
 fn a_second_agent_joins_shares_the_pods_and_goes_not_ready_when_stopped() {
     let cluster = cluster();
-    import(&cluster, &wasm(&cluster, "ticker"), "ticker:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
     let agent_dir = tempfile::tempdir().unwrap();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["agent", "--server", &cluster.url, "--token-file"])
@@ -265,9 +218,9 @@ fn a_second_agent_joins_shares_the_pods_and_goes_not_ready_when_stopped() {
 #[test]
 fn init_containers_run_first_and_a_failed_one_fails_the_pod() {
     let cluster = cluster();
-    import(&cluster, &wasm(&cluster, "hello"), "hello:v1");
-    import(&cluster, &wasm(&cluster, "ticker"), "ticker:v1");
-    import(&cluster, &wasm(&cluster, "crasher"), "crasher:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "hello"), "hello:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "crasher"), "crasher:v1");
     let with_init = |name: &str, init_image: &str, policy: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  initContainers:\n  - name: setup\n    image: {init_image}\n  containers:\n  - name: main\n    image: ticker:v1\n"
@@ -276,20 +229,15 @@ fn init_containers_run_first_and_a_failed_one_fails_the_pod() {
     cluster.apply(&with_init("initialized", "hello:v1", "Always"));
     cluster.apply(&with_init("broken-init", "crasher:v1", "Never"));
 
-    let pod = wait_for(
-        &cluster,
-        "ran after its init container",
-        Duration::from_secs(60),
-        |p| phase(p) == "Running",
-        "initialized",
-    );
+    let pod = cluster
+        .wait_pod("initialized", "ran after its init container", Duration::from_secs(60), |p| phase(p) == "Running");
     assert_eq!(pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed", "{pod:#}");
     let initialized =
         pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Initialized").unwrap().clone();
     assert_eq!(initialized["status"], "True");
     assert!(cluster.ok(&["logs", "initialized", "-c", "setup"]).contains("arg: setup"));
 
-    let failed = wait_for(&cluster, "failed", Duration::from_secs(60), |p| phase(p) == "Failed", "broken-init");
+    let failed = cluster.wait_pod("broken-init", "failed", Duration::from_secs(60), |p| phase(p) == "Failed");
     assert_eq!(failed["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 1, "{failed:#}");
     assert!(failed["status"]["containerStatuses"][0]["state"].get("running").is_none(), "the app container never ran");
     assert!(cluster.ok(&["get", "pod", "broken-init"]).contains("Init:Error"));

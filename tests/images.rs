@@ -270,20 +270,6 @@ fn wharf_image(cluster: &common::Cluster, args: &[&str]) -> (bool, String, Strin
     (output.status.success(), text(output.stdout), text(output.stderr))
 }
 
-/// The busybox sample image, built by the samples' own script into `dir`.
-fn busybox_layout(dir: &Path) -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/busybox-image");
-    let layout = dir.join("busybox");
-    let output = std::process::Command::new(&script).arg(&layout).output().expect("python3 runs samples/busybox-image");
-    assert!(
-        output.status.success(),
-        "{} failed (it needs python3 and busybox-static): {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    layout
-}
-
 /// A legacy `docker save` tar (`manifest.json`, `<id>.json`, `<id>/layer.tar`) of two layers.
 fn write_docker_save(path: &Path, layers: &[&[u8]]) {
     let config = linux_config(layers);
@@ -301,7 +287,7 @@ async fn the_busybox_sample_and_a_docker_save_are_imported_into_a_running_cluste
     let work = tempfile::tempdir().unwrap();
 
     // The busybox sample: progress per blob on stderr, the reference last on stdout.
-    let layout = busybox_layout(work.path());
+    let layout = common::busybox_layout(work.path());
     let (ok, stdout, stderr) = wharf_image(&cluster, &["import", layout.to_str().unwrap(), "--name", "busybox:v1"]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout.lines().last(), Some("busybox:v1"), "{stdout}");
@@ -355,8 +341,8 @@ async fn the_busybox_sample_and_a_docker_save_are_imported_into_a_running_cluste
 #[test]
 fn the_busybox_sample_is_reproducible() {
     let work = tempfile::tempdir().unwrap();
-    let first = std::fs::read(busybox_layout(&work.path().join("a")).join("index.json")).unwrap();
-    let second = std::fs::read(busybox_layout(&work.path().join("b")).join("index.json")).unwrap();
+    let first = std::fs::read(common::busybox_layout(&work.path().join("a")).join("index.json")).unwrap();
+    let second = std::fs::read(common::busybox_layout(&work.path().join("b")).join("index.json")).unwrap();
     assert_eq!(first, second);
     let index: serde_json::Value = serde_json::from_slice(&first).unwrap();
     assert!(index["manifests"][0]["digest"].as_str().unwrap().starts_with("sha256:"), "{index}");

@@ -86,10 +86,10 @@ fn fits(pod: &Pod, node: &Node, placed: &[&Pod], runtime: Option<&str>) -> Resul
     if selector.iter().any(|(k, v)| labels.get(k) != Some(v)) {
         return Err(Reason::Selector);
     }
-    if let Some(runtime) = runtime {
-        if labels.get(&runtime_label(runtime)).map(String::as_str) != Some("true") {
-            return Err(Reason::Runtime(runtime.into()));
-        }
+    if let Some(runtime) = runtime
+        && labels.get(&runtime_label(runtime)).map(String::as_str) != Some("true")
+    {
+        return Err(Reason::Runtime(runtime.into()));
     }
     let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
     let max_pods = milli(allocatable.get("pods")) / 1000;
