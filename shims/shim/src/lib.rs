@@ -29,6 +29,34 @@ pub trait LogSink: Send + Sync {
     fn write(&self, stream: Stream, bytes: &[u8]);
 }
 
+/// A [`LogSink`] that keeps all output in memory (tests, and tools that capture a run).
+#[derive(Default)]
+pub struct MemorySink(std::sync::Mutex<Vec<(Stream, Vec<u8>)>>);
+
+impl LogSink for MemorySink {
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        self.0.lock().expect("memory sink lock").push((stream, bytes.to_vec()));
+    }
+}
+
+impl MemorySink {
+    /// Everything written to `stream`, as text (invalid UTF-8 replaced).
+    pub fn text(&self, stream: Stream) -> String {
+        let chunks = self.0.lock().expect("memory sink lock");
+        let bytes: Vec<u8> = chunks.iter().filter(|(s, _)| *s == stream).flat_map(|(_, b)| b.clone()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.text(Stream::Stdout)
+    }
+
+    /// Bytes written to both streams.
+    pub fn total_bytes(&self) -> usize {
+        self.0.lock().expect("memory sink lock").iter().map(|(_, b)| b.len()).sum()
+    }
+}
+
 /// A host directory made visible to the container at `guest_path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {

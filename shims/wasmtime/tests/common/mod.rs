@@ -4,34 +4,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wharf_shim::{Container, ContainerSpec, Exit, LogSink, Mount, Shim, Stream};
+use wharf_shim::{Container, ContainerSpec, Exit, Mount, Shim};
 use wharf_shim_wasmtime::{WasmtimeConfig, WasmtimeShim};
 
 /// Records everything written to it.
-#[derive(Default)]
-pub struct Sink(Mutex<Vec<(Stream, Vec<u8>)>>);
-
-impl LogSink for Sink {
-    fn write(&self, stream: Stream, bytes: &[u8]) {
-        self.0.lock().unwrap().push((stream, bytes.to_vec()));
-    }
-}
-
-impl Sink {
-    pub fn text(&self, stream: Stream) -> String {
-        let chunks = self.0.lock().unwrap();
-        let bytes: Vec<u8> = chunks.iter().filter(|(s, _)| *s == stream).flat_map(|(_, b)| b.clone()).collect();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    pub fn total_bytes(&self) -> usize {
-        self.0.lock().unwrap().iter().map(|(_, b)| b.len()).sum()
-    }
-}
+pub use wharf_shim::MemorySink as Sink;
 
 /// A small pool so many tests can hold a shim at once.
 pub fn config(cache_dir: &Path) -> WasmtimeConfig {

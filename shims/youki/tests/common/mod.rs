@@ -6,33 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use wharf_shim::{Container, ContainerSpec, Exit, LinuxSpec, LogSink, Shim, Stream};
+use wharf_shim::{Container, ContainerSpec, Exit, LinuxSpec, Shim};
 use wharf_shim_youki::{YoukiConfig, YoukiShim};
 
 /// Records everything written to it.
-#[derive(Default)]
-pub struct Sink(Mutex<Vec<(Stream, Vec<u8>)>>);
-
-impl LogSink for Sink {
-    fn write(&self, stream: Stream, bytes: &[u8]) {
-        self.0.lock().unwrap().push((stream, bytes.to_vec()));
-    }
-}
-
-impl Sink {
-    pub fn text(&self, stream: Stream) -> String {
-        let chunks = self.0.lock().unwrap();
-        let bytes: Vec<u8> = chunks.iter().filter(|(s, _)| *s == stream).flat_map(|(_, b)| b.clone()).collect();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    pub fn stdout(&self) -> String {
-        self.text(Stream::Stdout)
-    }
-}
+pub use wharf_shim::MemorySink as Sink;
 
 /// A unique name for ids, cgroups and namespaces of this test run.
 pub fn unique(prefix: &str) -> String {
