@@ -193,11 +193,8 @@ fn take_sizes(pending: &mut Vec<u8>) -> Vec<TerminalSize> {
                 consumed = stream.byte_offset();
             }
             Some(Err(e)) if e.is_eof() => break,
-            Some(Err(_)) => {
-                consumed = pending.len();
-                break;
-            }
-            None => {
+            // The rest is whitespace, or cannot be a size.
+            Some(Err(_)) | None => {
                 consumed = pending.len();
                 break;
             }
