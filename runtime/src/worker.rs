@@ -194,7 +194,7 @@ impl PodRun {
     }
 
     async fn event(&self, container: Option<&str>, kind: Kind, reason: &str, message: &str) {
-        self.ctx.events.record(&self.pod, container, kind, reason, message).await;
+        self.ctx.events.record(&self.pod, container, kind, reason, message);
     }
 
     /// The pull secrets of the pod, as `.dockerconfigjson` documents.
@@ -426,7 +426,10 @@ impl PodRun {
         )
         .await;
 
+        let pulled = started_pull.elapsed();
+
         // Prepare.
+        let started_prepare = Instant::now();
         let prepared = self.prepare(spec, &artifact).await;
         let (shim, container_spec, log) = match prepared {
             Ok(p) => p,
@@ -442,6 +445,8 @@ impl PodRun {
         self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, true);
 
         // Start.
+        let prepared = started_prepare.elapsed();
+        let started_start = Instant::now();
         let id = container_spec.id.clone();
         let container = match shim.start(container_spec).await {
             Ok(container) => container,
@@ -455,6 +460,15 @@ impl PodRun {
                 return None;
             }
         };
+        tracing::debug!(
+            pod = %pod_name,
+            container = name,
+            runtime = shim.name(),
+            pull_ms = pulled.as_secs_f64() * 1e3,
+            prepare_ms = prepared.as_secs_f64() * 1e3,
+            start_ms = started_start.elapsed().as_secs_f64() * 1e3,
+            "container started"
+        );
         self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}")).await;
         self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}")).await;
         Some(Launched {
@@ -567,7 +581,9 @@ impl PodRun {
         let mut mounts = volumes::mounts(&self.pod, spec, &volumes).map_err(|e| ("CreateContainerConfigError", e.0))?;
         let mut linux = wharf_shim::LinuxSpec::default();
         if shim.name() == "youki" {
+            let started = Instant::now();
             let sandbox = self.sandbox().await.map_err(|m| ("CreateContainerError", m))?;
+            tracing::debug!(pod = %pod_name, sandbox_ms = started.elapsed().as_secs_f64() * 1e3, "pod sandbox ready");
             for file in &sandbox.files {
                 if !mounts.iter().any(|m| m.guest_path == file.guest_path) {
                     mounts.push(file.clone());
