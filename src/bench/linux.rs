@@ -248,6 +248,11 @@ async fn peer(args: &LinuxArgs, bundle: &Path, commands: impl Fn(&str) -> Vec<Ve
                 break;
             }
         }
+        if failed.is_some() {
+            // A run that failed or hung may leave its container behind: the peer removes it.
+            let runtime = &commands(&id)[0][0];
+            let _ = tokio::process::Command::new(runtime).args(["delete", "--force", &id]).output().await;
+        }
         match failed {
             None => {
                 let at = started.elapsed();

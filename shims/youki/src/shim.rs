@@ -119,14 +119,17 @@ impl Inner {
             return Err(ShimError::Runtime(format!("container {} already exists", spec.id)));
         }
         let launched = (|| {
+            let started = Instant::now();
             bundle.create(&spec.linux.layers)?;
             let identity = user::resolve(&spec.linux, &Accounts::read(&bundle.rootfs()))?;
             let runtime = spec::runtime_spec(spec, &bundle.rootfs(), &identity, &self.host)?;
             runtime.save(bundle.config()).map_err(|e| ShimError::Runtime(format!("cannot write config.json: {e}")))?;
             let (stdio, output) = bundle.stdio()?;
+            let prepared = started.elapsed();
             let state_dir = self.config.state_dir();
             let pid = fork::run(|| launch::create_and_start(&state_dir, &spec.id, bundle.dir(), stdio))
                 .map_err(|e| ShimError::Runtime(format!("starting container {}: {e}", spec.id)))?;
+            tracing::debug!(container = %spec.id, bundle = ?prepared, libcontainer = ?(started.elapsed() - prepared), "launched");
             Ok((pid, runtime, output))
         })();
         if launched.is_err()
