@@ -109,20 +109,6 @@ pub(super) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// An error with its causes, which reqwest keeps in its source chain.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn is_loopback(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
@@ -165,7 +151,7 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> std::res
         return Err(format!("larger than {limit} bytes"));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| wharf_shim::error_chain(&e))? {
         if body.len() + chunk.len() > limit {
             return Err(format!("larger than {limit} bytes"));
         }
@@ -214,7 +200,9 @@ impl RegistryClient {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| ImageError::Credentials(format!("cannot set up the HTTP client: {}", describe(&e))))?;
+            .map_err(|e| {
+                ImageError::Credentials(format!("cannot set up the HTTP client: {}", wharf_shim::error_chain(&e)))
+            })?;
         Ok(Self { http, insecure: options.insecure_registries, schemes: Mutex::new(HashMap::new()) })
     }
 
@@ -241,7 +229,7 @@ impl RegistryClient {
                     self.schemes.lock().expect("scheme cache lock").insert(host.to_string(), scheme);
                     return Ok((base, response));
                 }
-                Err(e) if failure.is_empty() => failure = describe(&e),
+                Err(e) if failure.is_empty() => failure = wharf_shim::error_chain(&e),
                 Err(_) => {}
             }
         }
@@ -311,7 +299,7 @@ impl RegistryClient {
             }
             let response = request.send().await.map_err(|e| ImageError::Unreachable {
                 registry: session.registry.clone(),
-                message: format!("token service {realm}: {}", describe(&e)),
+                message: format!("token service {realm}: {}", wharf_shim::error_chain(&e)),
             })?;
             let status = response.status();
             if !status.is_success() {
@@ -343,10 +331,10 @@ impl RegistryClient {
             Some(authorization) => request.header(header::AUTHORIZATION, authorization.clone()),
             None => request,
         };
-        request
-            .send()
-            .await
-            .map_err(|e| ImageError::Unreachable { registry: session.registry.clone(), message: describe(&e) })
+        request.send().await.map_err(|e| ImageError::Unreachable {
+            registry: session.registry.clone(),
+            message: wharf_shim::error_chain(&e),
+        })
     }
 
     /// The response if it succeeded; otherwise the error it stands for.
@@ -451,7 +439,7 @@ impl RegistryClient {
             let mut size = 0u64;
             while let Some(chunk) = response.chunk().await.map_err(|e| ImageError::Unreachable {
                 registry: session.registry.clone(),
-                message: format!("{what}: {}", describe(&e)),
+                message: format!("{what}: {}", wharf_shim::error_chain(&e)),
             })? {
                 size += chunk.len() as u64;
                 if size > blob.size {
@@ -626,10 +614,10 @@ impl RegistryClient {
         let response = if same_origin {
             self.send(session, request).await?
         } else {
-            request
-                .send()
-                .await
-                .map_err(|e| ImageError::Unreachable { registry: session.registry.clone(), message: describe(&e) })?
+            request.send().await.map_err(|e| ImageError::Unreachable {
+                registry: session.registry.clone(),
+                message: wharf_shim::error_chain(&e),
+            })?
         };
         self.check(session, response, &what).await?;
         Ok(true)

@@ -241,6 +241,21 @@ pub enum ShimError {
     Unsupported(String),
 }
 
+/// An error and its causes on one line (`a: b: c`), skipping a cause the text already has:
+/// libraries such as reqwest and libcontainer keep the useful part in the source chain.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A running (or finished) container.

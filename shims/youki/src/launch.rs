@@ -22,25 +22,11 @@ pub(crate) struct Stdio {
     pub(crate) stderr: OwnedFd,
 }
 
-/// An error with its causes, on one line.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Creates the container of the bundle at `bundle` and starts its process; returns its pid.
 pub(crate) fn create_and_start(state_dir: &Path, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, String> {
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_dir)
-        .map_err(|e| describe(&e))?
+        .map_err(|e| wharf_shim::error_chain(&e))?
         .with_executor(Workload::default())
         .with_stdin(stdio.stdin)
         .with_stdout(stdio.stdout)
@@ -50,8 +36,8 @@ pub(crate) fn create_and_start(state_dir: &Path, id: &str, bundle: &Path, stdio:
         .with_detach(true)
         .as_sibling(true)
         .build()
-        .map_err(|e| describe(&e))?;
-    container.start().map_err(|e| describe(&e))?;
+        .map_err(|e| wharf_shim::error_chain(&e))?;
+    container.start().map_err(|e| wharf_shim::error_chain(&e))?;
     container.pid().map(|pid| pid.as_raw()).ok_or_else(|| "the container has no pid".to_string())
 }
 
@@ -75,7 +61,7 @@ pub(crate) fn exec(
 ) -> Result<i32, String> {
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_dir)
-        .map_err(|e| describe(&e))?
+        .map_err(|e| wharf_shim::error_chain(&e))?
         .with_executor(Workload { seccomp, ..Workload::default() });
     let terminal = matches!(io, ExecIo::Terminal { .. });
     match io {
@@ -90,7 +76,7 @@ pub(crate) fn exec(
         .with_detach(terminal)
         .as_sibling(true)
         .build()
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| wharf_shim::error_chain(&e))?;
     Ok(pid.as_raw())
 }
 
@@ -142,7 +128,8 @@ impl Executor for Workload {
         let args = args.map_err(|e| failed("exec", e))?;
         if let Some(seccomp) = &self.seccomp {
             nix::sys::prctl::set_no_new_privs().map_err(|e| failed("no_new_privs", e))?;
-            libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|e| failed("seccomp", describe(&e)))?;
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| failed("seccomp", wharf_shim::error_chain(&e)))?;
         }
         let err = nix::unistd::execve(&path, &args, env).unwrap_err();
         Err(failed(&format!("exec {program}"), err))
