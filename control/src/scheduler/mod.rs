@@ -142,9 +142,9 @@ fn choose(pod: &Pod, nodes: &[Arc<Node>], pods: &[Arc<Pod>], runtime: Option<&st
     }
 }
 
-async fn record(client: &kube::Client, pod: &Pod, type_: &str, reason: &str, message: &str) {
+/// Records an event about `pod` that happened at `now`.
+async fn record(client: &kube::Client, pod: &Pod, now: jiff::Timestamp, type_: &str, reason: &str, message: &str) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let now = jiff::Timestamp::now();
     let event = Event {
         metadata: ObjectMeta {
             name: Some(format!("{}.{:x}", pod.metadata.name.as_deref().unwrap_or_default(), now.as_nanosecond())),
@@ -200,11 +200,13 @@ async fn schedule(client: &kube::Client, pod: &Pod, nodes: &[Arc<Node>], pods: &
         },
     };
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    // Stamped before the bind: the node's agent may record its first event before this one is written.
+    let bound_at = jiff::Timestamp::now();
     match pods_api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await
     {
         Ok(_) => {
-            record(client, pod, "Normal", "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"))
-                .await;
+            let message = format!("Successfully assigned {namespace}/{name} to {node}");
+            record(client, pod, bound_at, "Normal", "Scheduled", &message).await;
             Ok(node)
         }
         Err(e) => Err(format!("binding failed: {e}")),
@@ -285,7 +287,7 @@ async fn scheduling_pass(
                 }]}});
                 let name = pod.metadata.name.as_deref().unwrap_or_default();
                 let _ = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(status)).await;
-                record(client, &pod, "Warning", "FailedScheduling", &message).await;
+                record(client, &pod, jiff::Timestamp::now(), "Warning", "FailedScheduling", &message).await;
                 reported.insert(uid, message);
             }
             Err(_) => {}
