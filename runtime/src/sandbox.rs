@@ -82,9 +82,12 @@ impl Sandbox {
 }
 
 /// Unmounts the namespaces and deletes the sandbox dir, and the pod's cgroup dirs under
-/// `cgroup_parent` in every hierarchy (the shim removed the containers' own). Quiet when there
-/// is nothing to remove.
+/// `cgroup_parent` in every hierarchy (the shim removed the containers' own). A pod without a
+/// sandbox dir never ran a Linux container: there is nothing to remove.
 pub fn remove(dir: &Path, cgroup_parent: &str) {
+    if !dir.exists() {
+        return;
+    }
     unmount_namespaces(&dir.join("ns"));
     let _ = std::fs::remove_dir_all(dir);
     remove_cgroups(Path::new("/sys/fs/cgroup"), cgroup_parent);

@@ -193,7 +193,7 @@ impl PodRun {
         slept && !self.stopping()
     }
 
-    async fn event(&self, container: Option<&str>, kind: Kind, reason: &str, message: &str) {
+    fn event(&self, container: Option<&str>, kind: Kind, reason: &str, message: &str) {
         self.ctx.events.record(&self.pod, container, kind, reason, message);
     }
 
@@ -308,18 +308,18 @@ impl PodRun {
                     exit = container.wait() => break Ended::Exited(exit),
                     _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break Ended::PodStopping,
                     verdict = &mut probing => break Ended::Unhealthy(verdict),
-                    Some(update) = updates.recv() => self.probed(slot, name, update).await,
+                    Some(update) = updates.recv() => self.probed(slot, name, update),
                 }
             };
             let (exit, stopped, unhealthy) = match ended {
                 Ended::Exited(exit) => (exit, false, false),
                 Ended::PodStopping => {
-                    self.event(Some(name), Kind::Normal, "Killing", &format!("Stopping container {name}")).await;
+                    self.event(Some(name), Kind::Normal, "Killing", &format!("Stopping container {name}"));
                     (container.stop(self.grace()).await, true, false)
                 }
                 Ended::Unhealthy(verdict) => {
                     while let Ok(update) = updates.try_recv() {
-                        self.probed(slot, name, update).await;
+                        self.probed(slot, name, update);
                     }
                     (container.stop(verdict.grace.unwrap_or_else(|| self.grace())).await, false, true)
                 }
@@ -360,8 +360,7 @@ impl PodRun {
                     Kind::Warning,
                     "Failed",
                     &format!("Container {name} failed ({reason}): {detail}"),
-                )
-                .await;
+                );
             }
             // A container killed for failing its probes restarts unless the policy is Never.
             let restart = if unhealthy {
@@ -384,8 +383,7 @@ impl PodRun {
                 Kind::Warning,
                 "BackOff",
                 &format!("Back-off restarting failed container {name} in pod {pod_ref}"),
-            )
-            .await;
+            );
             if !self.pause(delay).await {
                 return false;
             }
@@ -401,7 +399,7 @@ impl PodRun {
         let pull_policy = spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
         // Pull.
         self.update(slot, |c| c.state = State::waiting("ContainerCreating", None));
-        self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
+        self.event(Some(name), Kind::Normal, "Pulling", &format!("Pulling image \"{image}\""));
         let started_pull = Instant::now();
         let secrets = self.pull_secrets().await;
         let artifact = match self.pull_reporting_progress(name, &image, &pull_policy, &secrets).await {
@@ -409,11 +407,11 @@ impl PodRun {
             Err(e) => {
                 let message = format!("Failed to pull image \"{image}\": {e}");
                 self.update(slot, |c| c.state = State::waiting("ErrImagePull", Some(message.clone())));
-                self.event(Some(name), Kind::Warning, "Failed", &message).await;
+                self.event(Some(name), Kind::Warning, "Failed", &message);
                 let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
                 let back_off = format!("Back-off pulling image \"{image}\"");
                 self.update(slot, |c| c.state = State::waiting("ImagePullBackOff", Some(back_off.clone())));
-                self.event(Some(name), Kind::Normal, "BackOff", &back_off).await;
+                self.event(Some(name), Kind::Normal, "BackOff", &back_off);
                 self.pause(delay).await;
                 return None;
             }
@@ -423,8 +421,7 @@ impl PodRun {
             Kind::Normal,
             "Pulled",
             &format!("Successfully pulled image \"{image}\" in {}ms", started_pull.elapsed().as_millis()),
-        )
-        .await;
+        );
 
         let pulled = started_pull.elapsed();
 
@@ -435,7 +432,7 @@ impl PodRun {
             Ok(p) => p,
             Err((reason, message)) => {
                 self.update(slot, |c| c.state = State::waiting(reason, Some(message.clone())));
-                self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
+                self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}"));
                 let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
                 self.pause(delay).await;
                 return None;
@@ -454,7 +451,7 @@ impl PodRun {
                 let message = e.to_string();
                 self.ctx.logs.set(&namespace, &pod_name, &uid, name, attempt, false);
                 self.update(slot, |c| c.state = State::waiting("CreateContainerError", Some(message.clone())));
-                self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}")).await;
+                self.event(Some(name), Kind::Warning, "Failed", &format!("Error: {message}"));
                 let delay = backoff.next_delay(&self.ctx.backoff, Duration::ZERO);
                 self.pause(delay).await;
                 return None;
@@ -469,8 +466,8 @@ impl PodRun {
             start_ms = started_start.elapsed().as_secs_f64() * 1e3,
             "container started"
         );
-        self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}")).await;
-        self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}")).await;
+        self.event(Some(name), Kind::Normal, "Created", &format!("Created container {name}"));
+        self.event(Some(name), Kind::Normal, "Started", &format!("Started container {name}"));
         Some(Launched {
             shim,
             container,
@@ -490,16 +487,28 @@ impl PodRun {
         let shim = self.ctx.shims.iter().find(|s| s.name() == runtime)?.clone();
         let attempt = self.attempt(slot);
         let log_path = self.ctx.logs.dir(&namespace, &pod_name, &uid).join(&spec.name).join(format!("{attempt}.log"));
-        let log = Arc::new(LogWriter::create(log_path, LOG_MAX).ok()?);
-        let container = shim.adopt(id, log.clone()).await?;
+        let adopted = async {
+            let log = Arc::new(LogWriter::create(log_path, LOG_MAX).ok()?);
+            if shim.name() == "youki" {
+                // The namespaces a previous agent made: network probes connect inside them.
+                self.sandbox().await.ok()?;
+            }
+            Some((shim.adopt(id, log.clone()).await?, log))
+        };
+        let Some((container, log)) = adopted.await else {
+            // Not running any more (or not reachable): what is left of it goes, a new one starts.
+            if let Err(e) = shim.remove(id).await {
+                tracing::warn!(container = %id, error = %e, "cannot remove a container that was not adopted");
+            }
+            return None;
+        };
         self.ctx.logs.set(&namespace, &pod_name, &uid, &spec.name, attempt, true);
         let started_at = status
             .state
             .as_ref()
             .and_then(|s| s.running.as_ref())
             .and_then(|r| r.started_at.as_ref())
-            .and_then(|t| t.0.to_string().parse().ok())
-            .unwrap_or_else(Timestamp::now);
+            .map_or_else(Timestamp::now, |t| t.0);
         tracing::info!(pod = %pod_name, container = %spec.name, id, "adopted a running container");
         Some(Launched { shim, container, log, id: id.to_string(), started_at, image_id: status.image_id, attempt })
     }
@@ -532,18 +541,18 @@ impl PodRun {
                         megabytes(p.bytes_done),
                         megabytes(p.bytes_total)
                     );
-                    self.event(Some(name), Kind::Normal, "Pulling", &message).await;
+                    self.event(Some(name), Kind::Normal, "Pulling", &message);
                 }
             }
         }
     }
 
     /// Applies what probing says about a running container.
-    async fn probed(&self, slot: Slot, name: &str, update: ProbeUpdate) {
+    fn probed(&self, slot: Slot, name: &str, update: ProbeUpdate) {
         match update {
             ProbeUpdate::Started(started) => self.update(slot, |c| c.started = started),
             ProbeUpdate::Ready(ready) => self.update(slot, |c| c.ready = ready),
-            ProbeUpdate::Event { kind, reason, message } => self.event(Some(name), kind, reason, &message).await,
+            ProbeUpdate::Event { kind, reason, message } => self.event(Some(name), kind, reason, &message),
         }
     }
 
@@ -828,7 +837,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
                         c.state = State::waiting("CreateContainerConfigError", Some(e.0.clone()))
                     });
                 }
-                run.event(None, Kind::Warning, "FailedMount", &e.0).await;
+                run.event(None, Kind::Warning, "FailedMount", &e.0);
                 if !run.pause(backoff.next_delay(&ctx.backoff, Duration::ZERO)).await {
                     break None;
                 }
