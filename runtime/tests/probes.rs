@@ -103,12 +103,13 @@ fn sh(script: &str) -> Action {
 }
 
 /// A script whose n-th run passes when `plan`'s n-th letter is S and fails (printing "run n")
-/// when it is F; runs past the plan repeat its last letter. Runs are counted in `counter`.
+/// when it is F; runs past the plan repeat its last letter. Runs are counted in `counter`, which
+/// is replaced by a rename so the test never reads it half-written.
 fn plan(counter: &Path, plan: &str) -> Action {
     let last = &plan[plan.len() - 1..];
     let counter = counter.display();
     sh(&format!(
-        "n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}; \
+        "n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}.next; mv {counter}.next {counter}; \
          r=$(echo {plan} | cut -c$n); [ -n \"$r\" ] || r={last}; \
          [ \"$r\" = S ] || {{ echo run $n; exit 1; }}"
     ))
