@@ -43,6 +43,15 @@ enum Command {
         /// Address of the local agent's HTTPS endpoint (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         agent_listen: SocketAddr,
+        /// How long a node may go without renewing its Lease before it is NotReady (e.g. 40s).
+        #[arg(long, default_value = "40s", value_parser = parse_duration)]
+        node_monitor_grace_period: Duration,
+        /// tolerationSeconds of the not-ready:NoExecute toleration added to every pod without one.
+        #[arg(long, default_value_t = 300)]
+        default_not_ready_toleration_seconds: i64,
+        /// tolerationSeconds of the unreachable:NoExecute toleration added to every pod without one.
+        #[arg(long, default_value_t = 300)]
+        default_unreachable_toleration_seconds: i64,
         #[command(flatten)]
         tuning: AgentTuning,
     },
@@ -160,12 +169,28 @@ fn main() {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Server { data_dir, listen, watch_window, no_agent, node_name, agent_listen, tuning } => {
+        Command::Server {
+            data_dir,
+            listen,
+            watch_window,
+            no_agent,
+            node_name,
+            agent_listen,
+            node_monitor_grace_period,
+            default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds,
+            tuning,
+        } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let config = wharf_control::server::ServerConfig {
                 data_dir: data_dir.clone(),
                 listen,
                 store: wharf_control::store::StoreOptions { window: watch_window, ..Default::default() },
+                controllers: wharf_control::controllers::ControllerOptions { node_monitor_grace_period },
+                admission: wharf_control::server::AdmissionOptions {
+                    default_not_ready_toleration_seconds,
+                    default_unreachable_toleration_seconds,
+                },
             };
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
             let agent_dir = data_dir.join("agent");
@@ -227,4 +252,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench { target } => bench::run(target).await,
         Command::Image(args) => image::run(args).await,
     }
+}
+
+/// A duration flag as Kubernetes components take them: `40s`, `500ms`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration =
+        text.parse().map_err(|e| format!("{text:?} is not a duration like 40s or 500ms: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} must not be negative"))
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod controllers;
 pub mod error;
+pub mod events;
 pub mod oci;
 pub mod registry;
 pub mod scheduler;

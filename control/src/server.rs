@@ -22,6 +22,24 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub store: StoreOptions,
+    pub controllers: crate::controllers::ControllerOptions,
+    pub admission: AdmissionOptions,
+}
+
+/// Admission settings, named after kube-apiserver's flags.
+#[derive(Debug, Clone)]
+pub struct AdmissionOptions {
+    /// `--default-not-ready-toleration-seconds`: tolerationSeconds of the
+    /// `node.kubernetes.io/not-ready:NoExecute` toleration added to pods that have none.
+    pub default_not_ready_toleration_seconds: i64,
+    /// `--default-unreachable-toleration-seconds`: the same for `node.kubernetes.io/unreachable`.
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+impl Default for AdmissionOptions {
+    fn default() -> Self {
+        AdmissionOptions { default_not_ready_toleration_seconds: 300, default_unreachable_toleration_seconds: 300 }
+    }
 }
 
 /// What a started server tells its operator (and the in-process agent).
@@ -120,7 +138,7 @@ pub async fn run(
     let state = Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry));
     let app = api::router(state);
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
-    crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?);
+    crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?, &config.controllers);
     on_ready(&Started { url, kubeconfig, node_token });
     tokio::select! {
         _ = shutdown => {}

@@ -205,6 +205,64 @@ impl Cluster {
     }
 }
 
+/// A second node: `wharf agent` joined to a cluster, on its own data dir. Dropping it kills it.
+pub struct Agent {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Cluster {
+    /// Starts `wharf agent --name NAME` joined to this cluster; returns once it is running
+    /// (use [`Cluster::wait_nodes_ready`] to wait for its node to be Ready).
+    pub fn join_agent(&self, name: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["agent", "--server", &self.url, "--token-file"])
+            .arg(self.data_dir().join("node-token"))
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn,libcgroups=error")
+            .spawn()
+            .expect("wharf agent starts");
+        Agent { name: name.into(), dir, child: Some(child) }
+    }
+
+    /// Waits until `count` nodes report Ready, failing the test after `timeout`.
+    pub fn wait_nodes_ready(&self, count: usize, timeout: Duration) {
+        let ready = self.eventually(timeout, || {
+            let nodes = self.ok(&["get", "nodes", "--no-headers"]);
+            nodes.lines().filter(|l| l.split_whitespace().nth(1) == Some("Ready")).count() == count
+        });
+        assert!(ready, "{count} nodes never became Ready:\n{}", self.ok(&["get", "nodes"]));
+    }
+}
+
+impl Agent {
+    /// Kills the agent with SIGKILL, as a crashed or unplugged node would stop.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the agent");
+            child.wait().expect("reap the agent");
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        for cgroup in pod_cgroups(self.dir.path()) {
+            for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        for mount in mounts_under(self.dir.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
+    }
+}
+
 /// The busybox sample image (an OCI layout), built by the samples' own script into `dir`.
 pub fn busybox_layout(dir: &Path) -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/busybox-image");

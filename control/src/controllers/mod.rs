@@ -1,10 +1,19 @@
 //! Controllers: each compares desired with observed state through the API (never the store)
 //! and acts, in the manner of kube-runtime: `reconcile(Arc<Obj>, Arc<Ctx>) -> Result<Action>`.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod replicaset;
+pub mod statefulset;
+pub mod workload;
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -18,9 +27,30 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
     kube::Client::try_from(config).map_err(|e| Error::Internal(format!("cannot build an API client: {e}")))
 }
 
-/// Starts every controller; they run until the process ends.
-pub fn spawn_all(client: kube::Client) {
+/// Settings of the controllers, named after kube-controller-manager's flags.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// `--node-monitor-grace-period`: how long a node may go without renewing its Lease before
+    /// it is marked NotReady (Unknown).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions { node_monitor_grace_period: Duration::from_secs(40) }
+    }
+}
+
+/// Starts every controller and the scheduler; they run until the process ends.
+pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));
-    tokio::spawn(node_lifecycle::run(client.clone()));
+    tokio::spawn(node_lifecycle::run(client.clone(), options.node_monitor_grace_period));
+    tokio::spawn(garbage_collector::run(client.clone()));
+    tokio::spawn(replicaset::run(client.clone()));
+    tokio::spawn(deployment::run(client.clone()));
+    tokio::spawn(job::run(client.clone()));
+    tokio::spawn(cronjob::run(client.clone()));
+    tokio::spawn(daemonset::run(client.clone()));
+    tokio::spawn(statefulset::run(client.clone()));
     tokio::spawn(crate::scheduler::run(client));
 }

@@ -65,10 +65,10 @@ async fn pass(client: &kube::Client, grace: Duration) -> Result<(), kube::Error>
 /// How often leases are checked.
 const PERIOD: Duration = Duration::from_secs(1);
 
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, grace: Duration) {
     loop {
         tokio::time::sleep(PERIOD).await;
-        if let Err(e) = pass(&client, GRACE).await {
+        if let Err(e) = pass(&client, grace).await {
             tracing::warn!(error = %e, "node lifecycle pass failed");
         }
     }

@@ -1,0 +1,248 @@
+//! What the workload controllers (ReplicaSet, Deployment, Job, DaemonSet, StatefulSet) share:
+//! controller references, label selectors, claiming pods (adoption and release, as
+//! kube-controller-manager's ControllerRefManager), pods made from a template, and pod
+//! readiness and availability.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::Resource;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// The controller reference a controller puts on what it creates: `controller` and
+/// `blockOwnerDeletion` set, as Kubernetes does.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    let meta = owner.meta();
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The owner reference marked `controller: true`, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references.iter().flatten().find(|r| r.controller == Some(true))
+}
+
+/// Whether `labels` match `selector` (matchLabels and matchExpressions, all must hold). An
+/// empty selector matches everything, as in workload specs.
+pub fn selector_matches(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let by_label = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    by_label
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let value = labels.get(&e.key);
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// `selector` as the `labelSelector` query parameter of a list; None when it cannot be written
+/// that way (then list everything and filter with [`selector_matches`]).
+pub fn selector_query(selector: &LabelSelector) -> Option<String> {
+    let mut parts: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.as_deref().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            _ => return None,
+        });
+    }
+    Some(parts.join(","))
+}
+
+/// Lists the pods in `namespace` that `owner` controls, adopting orphans its selector matches
+/// and releasing pods it controls that the selector no longer matches. The list is read from
+/// the API (not a watch cache), so what a reconcile just created is always counted. An owner
+/// being deleted adopts nothing.
+pub async fn claim_pods(
+    client: &kube::Client,
+    owner: &OwnerReference,
+    namespace: &str,
+    selector: &LabelSelector,
+    deleting: bool,
+) -> Result<Vec<Pod>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut params = ListParams::default();
+    if let Some(query) = selector_query(selector) {
+        params = params.labels(&query);
+    }
+    let mut listed = api.list(&params).await?.items;
+    if params.label_selector.is_some() {
+        // Pods it controls that the selector no longer matches are only found by listing all.
+        let all = api.list(&ListParams::default()).await?.items;
+        listed.extend(all.into_iter().filter(|p| {
+            controller_of(&p.metadata).is_some_and(|r| r.uid == owner.uid)
+                && !selector_matches(selector, p.metadata.labels.as_ref())
+        }));
+    }
+    let mut claimed = Vec::new();
+    for pod in listed {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let matches = selector_matches(selector, pod.metadata.labels.as_ref());
+        match controller_of(&pod.metadata) {
+            Some(r) if r.uid == owner.uid => {
+                if matches {
+                    claimed.push(pod);
+                } else {
+                    let uid = pod.metadata.uid.clone();
+                    let patch = json!({"metadata": {
+                        "ownerReferences": [{"$patch": "delete", "uid": owner.uid}],
+                        "uid": uid,
+                    }});
+                    release_or_adopt(&api, &name, patch).await?;
+                }
+            }
+            Some(_) => {}
+            None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
+                let patch = json!({"metadata": {"ownerReferences": [owner], "uid": pod.metadata.uid}});
+                if let Some(adopted) = release_or_adopt(&api, &name, patch).await? {
+                    claimed.push(adopted);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(claimed)
+}
+
+/// Patches a pod's owner references; a pod that went away in between is no error.
+async fn release_or_adopt(api: &Api<Pod>, name: &str, patch: serde_json::Value) -> Result<Option<Pod>, kube::Error> {
+    match api.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+        Ok(pod) => Ok(Some(pod)),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A pod to create from `template`: its labels, annotations and spec, controlled by `owner`,
+/// named `name` or (when None) generated from `generate_name`.
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    owner: OwnerReference,
+    name: Option<String>,
+    generate_name: &str,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            name: name.clone(),
+            generate_name: name.is_none().then(|| generate_name.to_string()),
+            namespace: Some(namespace.into()),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// Succeeded or Failed.
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+/// Neither terminal nor being deleted: counts toward a controller's replicas.
+pub fn is_active(pod: &Pod) -> bool {
+    !is_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// When the pod's Ready condition last became True, if it is True.
+pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
+    let ready = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?;
+    (ready.status == "True").then(|| ready.last_transition_time.as_ref().map(|t| t.0).unwrap_or_default())
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Ready for at least `min_ready_seconds` at `now`.
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+    ready_since(pod).is_some_and(|since| {
+        min_ready_seconds <= 0 || now.duration_since(since) >= jiff::SignedDuration::from_secs(min_ready_seconds.into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn expression(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: operator.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![
+                expression("tier", "In", &["front", "edge"]),
+                expression("canary", "DoesNotExist", &[]),
+            ]),
+        };
+        assert!(selector_matches(&selector, Some(&labels(&[("app", "web"), ("tier", "edge")]))));
+        assert!(!selector_matches(&selector, Some(&labels(&[("app", "web"), ("tier", "back")]))));
+        assert!(!selector_matches(&selector, Some(&labels(&[("app", "web"), ("tier", "front"), ("canary", "1")]))));
+        assert!(!selector_matches(&selector, None));
+        assert!(selector_matches(&LabelSelector::default(), None), "an empty selector matches everything");
+        assert_eq!(selector_query(&selector).unwrap(), "app=web,tier in (front,edge),!canary");
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap();
+        let now: jiff::Timestamp = "2026-01-01T00:00:05Z".parse().unwrap();
+        assert!(is_ready(&pod) && is_active(&pod));
+        assert!(is_available(&pod, 5, now));
+        assert!(!is_available(&pod, 6, now));
+    }
+
+    #[test]
+    fn template_pods_carry_the_controller_reference() {
+        let template: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "ticker:v1"}]},
+        }))
+        .unwrap();
+        let owner = OwnerReference { uid: "u1".into(), controller: Some(true), ..Default::default() };
+        let pod = pod_from_template(&template, "default", owner, None, "web-");
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+        assert_eq!(controller_of(&pod.metadata).unwrap().uid, "u1");
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+    }
+}
