@@ -1,7 +1,783 @@
-//! DaemonSet: one pod on every eligible node, rolled when the template changes.
+//! DaemonSet: one pod on every eligible node, rolled when the template changes, as
+//! kube-controller-manager's daemonset controller does.
+//!
+//! A node is eligible when it matches the template's nodeSelector and required node affinity and
+//! every NoSchedule/NoExecute taint is tolerated (with the tolerations Kubernetes adds to daemon
+//! pods). Each pod is pinned to its node by a required node affinity on `metadata.name` and then
+//! bound by the scheduler. Pods carry `controller-revision-hash`, a stable hash of the template;
+//! RollingUpdate deletes old pods up to maxUnavailable and the next pass creates new ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
+    PodTemplateSpec, Taint, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use serde_json::json;
+
+use super::workload::{self, claim_pods, controller_ref, is_available, is_ready, pod_from_template};
+use crate::events::{EventType, Recorder};
+
+/// The label on a workload's pods naming the template revision they were made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// The node field a daemon pod's affinity pins it by.
+const NAME_FIELD: &str = "metadata.name";
+
+/// A stable hash of a pod template: FNV-1a (32 bit) of its JSON, written in the alphabet of
+/// Kubernetes' `rand.SafeEncodeString` (no vowels, no look-alike digits) as hash labels are.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    let hash = bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    hash.to_string().bytes().map(|d| ALPHABET[usize::from(d) % ALPHABET.len()] as char).collect()
+}
+
+/// The revision `pod` was made from.
+pub fn pod_revision(pod: &Pod) -> Option<&str> {
+    pod.metadata.labels.as_ref()?.get(REVISION_LABEL).map(String::as_str)
+}
+
+/// The node a daemon pod is for: the one it is bound to or, before binding, the one its
+/// required node affinity pins it to.
+fn target_node(pod: &Pod) -> Option<&str> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+        return Some(node);
+    }
+    let terms = &spec
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    let [term] = terms.as_slice() else { return None };
+    term.match_fields.iter().flatten().find_map(|r| {
+        (r.key == NAME_FIELD && r.operator == "In").then(|| r.values.as_deref()).flatten().and_then(|v| match v {
+            [one] => Some(one.as_str()),
+            _ => None,
+        })
+    })
+}
+
+fn toleration(key: &str, effect: &str) -> Toleration {
+    Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some(effect.into()),
+        ..Default::default()
+    }
+}
+
+/// The pod spec with the tolerations Kubernetes adds to every daemon pod (not-ready and
+/// unreachable without tolerationSeconds, the pressure conditions, unschedulable, and
+/// network-unavailable for host-network pods), each unless the pod already has it.
+fn with_daemon_tolerations(spec: &PodSpec) -> PodSpec {
+    let mut spec = spec.clone();
+    let mut wanted = vec![
+        toleration("node.kubernetes.io/not-ready", "NoExecute"),
+        toleration("node.kubernetes.io/unreachable", "NoExecute"),
+        toleration("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        toleration("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        toleration("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        toleration("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ];
+    if spec.host_network == Some(true) {
+        wanted.push(toleration("node.kubernetes.io/network-unavailable", "NoSchedule"));
+    }
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for t in wanted {
+        // Replaces one of the same key and effect, as AddOrUpdateTolerationInPodSpec does.
+        tolerations.retain(|o| !(o.key == t.key && o.effect == t.effect));
+        tolerations.push(t);
+    }
+    spec
+}
+
+/// Whether `toleration` tolerates `taint` (core/v1 Toleration.ToleratesTaint).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if toleration.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or_default();
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" | "" => {
+            !key.is_empty()
+                && toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+        }
+        _ => false,
+    }
+}
+
+/// Whether a node-selector requirement holds for `value` (a label's or a field's).
+fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => value.is_none_or(|v| values.iter().all(|x| x != v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => match (value.and_then(number), values.first().and_then(|v| number(v))) {
+            (Some(v), Some(bound)) => {
+                if r.operator == "Gt" {
+                    v > bound
+                } else {
+                    v < bound
+                }
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether `node` matches one term: every expression on its labels and field on its name (an
+/// empty term matches nothing).
+fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let expressions = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if expressions.is_empty() && fields.is_empty() {
+        return false;
+    }
+    expressions.iter().all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)))
+        && fields.iter().all(|r| r.key == NAME_FIELD && requirement_holds(r, node.metadata.name.as_deref()))
+}
+
+/// Whether `node` matches the pod's nodeName, nodeSelector and required node affinity.
+fn node_matches(spec: &PodSpec, node: &Node) -> bool {
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
+        return false;
+    }
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    if spec.node_selector.iter().flatten().any(|(k, v)| labels.get(k) != Some(v)) {
+        return false;
+    }
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+    required.is_none_or(|s| s.node_selector_terms.iter().any(|t| term_matches(t, node)))
+}
+
+/// Whether a daemon pod should be started on a node, and whether one already there may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    pub should_run: bool,
+    pub should_continue_running: bool,
+}
+
+/// Where the pod (with the daemon tolerations already added) belongs on `node`: an untolerated
+/// NoSchedule taint keeps new pods off, an untolerated NoExecute taint also evicts.
+pub fn node_fit(spec: &PodSpec, node: &Node) -> Fit {
+    if !node_matches(spec, node) {
+        return Fit { should_run: false, should_continue_running: false };
+    }
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let untolerated =
+        |effect: &str| taints.iter().any(|t| t.effect == effect && !tolerations.iter().any(|o| tolerates(o, t)));
+    let evicts = untolerated("NoExecute");
+    Fit { should_run: !evicts && !untolerated("NoSchedule"), should_continue_running: !evicts }
+}
+
+/// Pins `spec` to `node` as Kubernetes does since 1.12: the required node affinity becomes a
+/// single term matching the node's name (the node was already checked against the original).
+fn pin(spec: &mut PodSpec, node: &str) {
+    let selector = NodeSelector {
+        node_selector_terms: vec![NodeSelectorTerm {
+            match_fields: Some(vec![NodeSelectorRequirement {
+                key: NAME_FIELD.into(),
+                operator: "In".into(),
+                values: Some(vec![node.into()]),
+            }]),
+            match_expressions: None,
+        }],
+    };
+    let affinity = spec.affinity.get_or_insert_with(Affinity::default);
+    let node_affinity = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    node_affinity.required_during_scheduling_ignored_during_execution = Some(selector);
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
+}
+
+fn name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
+fn created(pod: &Pod) -> Option<jiff::Timestamp> {
+    pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// What one pass does: nodes to start a pod on, pods to delete (with why), failed pods found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub create: Vec<String>,
+    pub delete: Vec<String>,
+    /// (pod, node) of failed daemon pods among `delete`, reported as Warning events.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The update strategy's maxUnavailable as a count of `desired` (a percentage rounds up); at
+/// least 1, since maxSurge is not supported and both being 0 would stall.
+fn max_unavailable(ds: &DaemonSet, desired: usize) -> usize {
+    let value = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|s| s.rolling_update.as_ref())
+        .and_then(|r| r.max_unavailable.clone())
+        .unwrap_or(IntOrString::Int(1));
+    let count = match value {
+        IntOrString::Int(n) => usize::try_from(n).unwrap_or(0),
+        IntOrString::String(s) => {
+            let percent: usize = s.trim_end_matches('%').parse().unwrap_or(0);
+            (percent * desired).div_ceil(100)
+        }
+    };
+    count.max(1)
+}
+
+fn rolling(ds: &DaemonSet) -> bool {
+    ds.spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or("RollingUpdate")
+        == "RollingUpdate"
+}
+
+fn min_ready_seconds(ds: &DaemonSet) -> i32 {
+    ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+}
+
+/// Daemon pods grouped by the node they are for; pods for no node are under "".
+fn by_node<'a>(pods: &'a [Pod]) -> BTreeMap<&'a str, Vec<&'a Pod>> {
+    let mut map: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for pod in pods {
+        map.entry(target_node(pod).unwrap_or_default()).or_default().push(pod);
+    }
+    for list in map.values_mut() {
+        list.sort_by_key(|p| (created(p), p.metadata.name.clone()));
+    }
+    map
+}
+
+/// Decides one pass over `nodes` for the daemon pods `pods` (those the DaemonSet controls):
+/// create where a pod should run and none does, delete failed pods, duplicates and pods on
+/// nodes where they may not stay, then (RollingUpdate) delete old pods within maxUnavailable.
+pub fn decide(ds: &DaemonSet, spec: &PodSpec, nodes: &[Node], pods: &[Pod], hash: &str, now: jiff::Timestamp) -> Plan {
+    let mut plan = Plan::default();
+    let grouped = by_node(pods);
+    let mut fits: BTreeMap<&str, Fit> = BTreeMap::new();
+    for node in nodes {
+        let node_name = node.metadata.name.as_deref().unwrap_or_default();
+        let fit = node_fit(spec, node);
+        fits.insert(node_name, fit);
+        let on_node = grouped.get(node_name).map(Vec::as_slice).unwrap_or_default();
+        let live: Vec<&Pod> = on_node.iter().copied().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        if !fit.should_continue_running {
+            plan.delete.extend(live.iter().map(|p| name(p)));
+            continue;
+        }
+        let mut running = Vec::new();
+        for pod in live {
+            if phase(pod) == Some("Failed") {
+                plan.delete.push(name(pod));
+                plan.failed.push((name(pod), node_name.to_string()));
+            } else if phase(pod) != Some("Succeeded") {
+                running.push(pod);
+            }
+        }
+        if running.is_empty() {
+            if fit.should_run {
+                plan.create.push(node_name.to_string());
+            }
+        } else if running.len() > 1 {
+            // Keeps the oldest pod of the current revision if any, else the oldest.
+            let keep = running.iter().position(|p| pod_revision(p) == Some(hash)).unwrap_or(0);
+            plan.delete.extend(running.iter().enumerate().filter(|(i, _)| *i != keep).map(|(_, p)| name(p)));
+        }
+    }
+    // Pods for nodes that are gone (or for no node at all) are deleted.
+    for (node_name, on_node) in &grouped {
+        if !fits.contains_key(node_name) {
+            plan.delete.extend(on_node.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| name(p)));
+        }
+    }
+    if rolling(ds) {
+        let desired = fits.values().filter(|f| f.should_run).count();
+        let budget = max_unavailable(ds, desired);
+        for pod in rolling_update(&grouped, &fits, hash, budget, min_ready_seconds(ds), now) {
+            if !plan.delete.contains(&pod) {
+                plan.delete.push(pod);
+            }
+        }
+    }
+    plan
+}
+
+/// The old pods a RollingUpdate step (maxSurge 0) deletes: every old pod that is not available,
+/// and available old pods while fewer than `max_unavailable` daemon pods are unavailable.
+fn rolling_update(
+    grouped: &BTreeMap<&str, Vec<&Pod>>,
+    fits: &BTreeMap<&str, Fit>,
+    hash: &str,
+    max_unavailable: usize,
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> Vec<String> {
+    let mut unavailable = 0;
+    let mut replace_now = Vec::new();
+    let mut candidates = Vec::new();
+    for (node_name, fit) in fits {
+        if !fit.should_continue_running {
+            continue;
+        }
+        let live: Vec<&Pod> =
+            grouped.get(node_name).into_iter().flatten().copied().filter(|p| workload::is_active(p)).collect();
+        let (new, old): (Vec<&Pod>, Vec<&Pod>) = live.iter().partition(|p| pod_revision(p) == Some(hash));
+        match (new.as_slice(), old.as_slice()) {
+            ([], [old]) => {
+                if !is_available(old, min_ready_seconds, now) {
+                    replace_now.push(name(old));
+                } else if unavailable < max_unavailable {
+                    candidates.push(name(old));
+                }
+            }
+            ([new], []) => {
+                if !is_available(new, min_ready_seconds, now) {
+                    unavailable += 1;
+                }
+            }
+            // Nothing yet, both, or duplicates: the manage step is at work; count it unavailable.
+            _ => unavailable += 1,
+        }
+    }
+    let room = max_unavailable.saturating_sub(unavailable).min(candidates.len());
+    replace_now.extend(candidates.into_iter().take(room));
+    replace_now
+}
+
+/// The status of the DaemonSet given its pods (pods being deleted are not counted).
+pub fn status(
+    ds: &DaemonSet,
+    spec: &PodSpec,
+    nodes: &[Node],
+    pods: &[Pod],
+    hash: &str,
+    now: jiff::Timestamp,
+) -> DaemonSetStatus {
+    let live: Vec<Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).cloned().collect();
+    let grouped = by_node(&live);
+    let min_ready = min_ready_seconds(ds);
+    let mut s = DaemonSetStatus {
+        observed_generation: ds.metadata.generation,
+        collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
+        conditions: ds.status.as_ref().and_then(|s| s.conditions.clone()),
+        ..Default::default()
+    };
+    let (mut available, mut updated) = (0, 0);
+    for node in nodes {
+        let node_name = node.metadata.name.as_deref().unwrap_or_default();
+        let fit = node_fit(spec, node);
+        let oldest = grouped.get(node_name).and_then(|p| p.first());
+        match (fit.should_run, oldest) {
+            (true, Some(pod)) => {
+                s.desired_number_scheduled += 1;
+                s.current_number_scheduled += 1;
+                if is_ready(pod) {
+                    s.number_ready += 1;
+                    if is_available(pod, min_ready, now) {
+                        available += 1;
+                    }
+                }
+                if pod_revision(pod) == Some(hash) {
+                    updated += 1;
+                }
+            }
+            (true, None) => s.desired_number_scheduled += 1,
+            (false, Some(_)) => s.number_misscheduled += 1,
+            (false, None) => {}
+        }
+    }
+    s.number_available = Some(available);
+    s.updated_number_scheduled = Some(updated);
+    s.number_unavailable = Some(s.desired_number_scheduled - available);
+    s
+}
+
+pub struct Context {
+    client: kube::Client,
+    recorder: Recorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// The pod to start on `node`: the template with the daemon tolerations, pinned to the node.
+fn daemon_pod(ds: &DaemonSet, template: &PodTemplateSpec, spec: &PodSpec, node: &str, hash: &str) -> Pod {
+    let namespace = ds.metadata.namespace.as_deref().unwrap_or("default");
+    let prefix = format!("{}-", ds.metadata.name.as_deref().unwrap_or_default());
+    let mut pod = pod_from_template(template, namespace, controller_ref(ds), None, &prefix);
+    let mut spec = spec.clone();
+    pin(&mut spec, node);
+    pod.spec = Some(spec);
+    pod.metadata.labels.get_or_insert_with(BTreeMap::new).insert(REVISION_LABEL.into(), hash.into());
+    pod
+}
+
+pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let Some(ds_spec) = ds.spec.as_ref() else { return Ok(Action::await_change()) };
+    let namespace = ds.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let deleting = ds.metadata.deletion_timestamp.is_some();
+    let pods = claim_pods(&ctx.client, &controller_ref(&*ds), &namespace, &ds_spec.selector, deleting).await?;
+    if deleting {
+        return Ok(Action::await_change());
+    }
+    let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
+    let template = &ds_spec.template;
+    let hash = template_hash(template);
+    let spec = with_daemon_tolerations(&template.spec.clone().unwrap_or_default());
+    let now = jiff::Timestamp::now();
+    let plan = decide(&ds, &spec, &nodes, &pods, &hash, now);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    for (pod, node) in &plan.failed {
+        let message = format!("Found failed daemon pod {namespace}/{pod} on node {node}, will try to kill it");
+        ctx.recorder.record(&*ds, EventType::Warning, "FailedDaemonPod", &message);
+    }
+    let deletes = plan.delete.iter().map(|pod| {
+        let api = api.clone();
+        async move { (pod, api.delete(pod, &DeleteParams::default()).await) }
+    });
+    for (pod, result) in futures::future::join_all(deletes).await {
+        match result {
+            Ok(_) => ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {pod}")),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                let message = format!("Error deleting: {e}");
+                ctx.recorder.record(&*ds, EventType::Warning, "FailedDelete", &message);
+                return Err(e.into());
+            }
+        }
+    }
+    let creates = plan.create.iter().map(|node| {
+        let api = api.clone();
+        let pod = daemon_pod(&ds, template, &spec, node, &hash);
+        async move { api.create(&PostParams::default(), &pod).await }
+    });
+    for result in futures::future::join_all(creates).await {
+        match result {
+            Ok(pod) => {
+                let message = format!("Created pod: {}", name(&pod));
+                ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulCreate", &message);
+            }
+            Err(e) => {
+                ctx.recorder.record(&*ds, EventType::Warning, "FailedCreate", &format!("Error creating: {e}"));
+                return Err(e.into());
+            }
+        }
+    }
+    if !plan.create.is_empty() || !plan.delete.is_empty() {
+        tracing::debug!(daemonset = ?ds.metadata.name, create = ?plan.create, delete = ?plan.delete, "daemonset pass");
+    }
+
+    let next = status(&ds, &spec, &nodes, &pods, &hash, now);
+    if ds.status.as_ref() != Some(&next) {
+        let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let name = ds.metadata.name.clone().unwrap_or_default();
+        match ds_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": next}))).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Pods ready but not yet available for minReadySeconds become available without an event.
+    let waiting = min_ready_seconds(&ds) > 0 && next.number_available < Some(next.number_ready);
+    Ok(if waiting { Action::requeue(Duration::from_secs(1)) } else { Action::requeue(Duration::from_secs(300)) })
+}
+
+fn error_policy(ds: Arc<DaemonSet>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(daemonset = ?ds.metadata.name, %error, "daemonset reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// What about a node matters to daemon placement: labels, taints, and that it exists.
+fn node_fingerprint(node: &Node) -> String {
+    json!([node.metadata.labels, node.spec.as_ref().map(|s| &s.taints), node.metadata.deletion_timestamp]).to_string()
+}
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
-    let _ = client;
-    std::future::pending::<()>().await
+    let daemonsets: Api<DaemonSet> = Api::all(client.clone());
+    let controller = Controller::new(daemonsets, watcher::Config::default());
+    let store = controller.store();
+    // A node change (join, labels, taints) concerns every DaemonSet; status heartbeats do not.
+    let seen: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
+    let node_changed = move |node: Node| {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let print = node_fingerprint(&node);
+        let changed =
+            seen.lock().map(|mut seen| seen.insert(name, print.clone()).as_ref() != Some(&print)).unwrap_or(true);
+        if changed { store.state().iter().map(|ds| ObjectRef::from_obj(&**ds)).collect() } else { Vec::new() }
+    };
+    let ctx =
+        Arc::new(Context { recorder: Recorder::new(client.clone(), "daemonset-controller"), client: client.clone() });
+    controller
+        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .watches(Api::<Node>::all(client), watcher::Config::default(), node_changed)
+        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}))
+            .unwrap()
+    }
+
+    fn daemonset(template_spec: serde_json::Value, strategy: serde_json::Value) -> DaemonSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "agent", "namespace": "default", "uid": "ds1", "generation": 2},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": template_spec},
+                "updateStrategy": strategy,
+            },
+        }))
+        .unwrap()
+    }
+
+    fn plain() -> DaemonSet {
+        daemonset(json!({"containers": [{"name": "c", "image": "ticker:v1"}]}), json!({"type": "RollingUpdate"}))
+    }
+
+    fn spec_of(ds: &DaemonSet) -> PodSpec {
+        with_daemon_tolerations(ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap())
+    }
+
+    /// A daemon pod of `ds` for `node` at revision `hash`, in `phase`, Ready if `ready`.
+    fn pod(ds: &DaemonSet, name: &str, node: &str, hash: &str, phase: &str, ready: bool, created: &str) -> Pod {
+        let mut pod = daemon_pod(ds, &ds.spec.as_ref().unwrap().template, &spec_of(ds), node, hash);
+        pod.metadata.name = Some(name.into());
+        pod.metadata.creation_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()));
+        pod.status = Some(
+            serde_json::from_value(json!({"phase": phase, "conditions": [{"type": "Ready",
+                "status": if ready { "True" } else { "False" }, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}))
+            .unwrap(),
+        );
+        pod
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-01-01T00:10:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn eligibility_follows_selector_affinity_and_taints() {
+        let ds = daemonset(
+            json!({"containers": [{"name": "c"}], "nodeSelector": {"disk": "ssd"},
+                   "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                       {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z9"]}]}]}}},
+                   "tolerations": [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}]}),
+            json!({}),
+        );
+        let spec = spec_of(&ds);
+        let yes = Fit { should_run: true, should_continue_running: true };
+        assert_eq!(node_fit(&spec, &node("a", json!({"disk": "ssd"}), json!([]))), yes);
+        assert!(!node_fit(&spec, &node("b", json!({"disk": "hdd"}), json!([]))).should_run, "nodeSelector");
+        assert!(!node_fit(&spec, &node("c", json!({"disk": "ssd", "zone": "z9"}), json!([]))).should_run, "affinity");
+        let gpu = node("d", json!({"disk": "ssd"}), json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]));
+        assert_eq!(node_fit(&spec, &gpu), yes, "tolerated taint");
+        let other = node("e", json!({"disk": "ssd"}), json!([{"key": "gpu", "value": "no", "effect": "NoSchedule"}]));
+        assert_eq!(
+            node_fit(&spec, &other),
+            Fit { should_run: false, should_continue_running: true },
+            "an untolerated NoSchedule taint keeps new pods off but lets running ones stay"
+        );
+        let evict = node("f", json!({"disk": "ssd"}), json!([{"key": "dedicated", "effect": "NoExecute"}]));
+        assert_eq!(node_fit(&spec, &evict), Fit { should_run: false, should_continue_running: false });
+        let system = node(
+            "g",
+            json!({"disk": "ssd"}),
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
+                   {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+                   {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}]),
+        );
+        assert_eq!(node_fit(&spec, &system), yes, "daemon pods tolerate the node-condition taints");
+        let network = node(
+            "h",
+            json!({"disk": "ssd"}),
+            json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]),
+        );
+        assert!(!node_fit(&spec, &network).should_run, "network-unavailable is tolerated by host-network pods only");
+    }
+
+    #[test]
+    fn tolerations_match_as_kubernetes_does() {
+        let taint = Taint { key: "k".into(), value: Some("v".into()), effect: "NoSchedule".into(), time_added: None };
+        let t = |key: Option<&str>, op: &str, value: Option<&str>, effect: Option<&str>| Toleration {
+            key: key.map(Into::into),
+            operator: Some(op.into()),
+            value: value.map(Into::into),
+            effect: effect.map(Into::into),
+            toleration_seconds: None,
+        };
+        assert!(tolerates(&t(None, "Exists", None, None), &taint), "an empty key with Exists tolerates everything");
+        assert!(tolerates(&t(Some("k"), "Equal", Some("v"), Some("NoSchedule")), &taint));
+        assert!(!tolerates(&t(Some("k"), "Equal", Some("w"), None), &taint));
+        assert!(!tolerates(&t(Some("k"), "Exists", None, Some("NoExecute")), &taint));
+    }
+
+    #[test]
+    fn pods_are_pinned_to_their_node() {
+        let ds = daemonset(
+            json!({"containers": [{"name": "c"}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["x", "y"]}]}]}}}}),
+            json!({}),
+        );
+        let p = daemon_pod(&ds, &ds.spec.as_ref().unwrap().template, &spec_of(&ds), "y", "h1");
+        let terms = serde_json::to_value(&p.spec.as_ref().unwrap().affinity).unwrap();
+        assert_eq!(
+            terms["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["y"]}]}])
+        );
+        assert_eq!(target_node(&p), Some("y"));
+        assert_eq!(pod_revision(&p), Some("h1"));
+        assert_eq!(controller_of_uid(&p), Some("ds1"));
+        let tolerations = p.spec.as_ref().unwrap().tolerations.as_ref().unwrap();
+        let not_ready = tolerations.iter().find(|t| t.key.as_deref() == Some("node.kubernetes.io/not-ready")).unwrap();
+        assert_eq!((not_ready.effect.as_deref(), not_ready.toleration_seconds), (Some("NoExecute"), None));
+    }
+
+    fn controller_of_uid(pod: &Pod) -> Option<&str> {
+        workload::controller_of(&pod.metadata).map(|r| r.uid.as_str())
+    }
+
+    #[test]
+    fn creates_and_deletes_per_node() {
+        let ds = plain();
+        let hash = template_hash(&ds.spec.as_ref().unwrap().template);
+        let nodes = vec![
+            node("a", json!({}), json!([])),
+            node("b", json!({}), json!([])),
+            node("c", json!({}), json!([{"key": "dedicated", "effect": "NoExecute"}])),
+            node("d", json!({}), json!([])),
+        ];
+        let pods = vec![
+            pod(&ds, "on-a", "a", &hash, "Running", true, "2026-01-01T00:00:00Z"),
+            pod(&ds, "on-c", "c", &hash, "Running", true, "2026-01-01T00:00:00Z"),
+            pod(&ds, "failed-d", "d", &hash, "Failed", false, "2026-01-01T00:00:00Z"),
+            pod(&ds, "gone", "zz", &hash, "Running", true, "2026-01-01T00:00:00Z"),
+            pod(&ds, "extra-a", "a", &hash, "Running", true, "2026-01-01T00:01:00Z"),
+        ];
+        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!(plan.create, ["b", "d"], "b has none; d's only pod failed");
+        assert_eq!(plan.delete, ["extra-a", "on-c", "failed-d", "gone"]);
+        assert_eq!(plan.failed, [("failed-d".to_string(), "d".to_string())]);
+    }
+
+    #[test]
+    fn a_settled_daemonset_does_nothing_and_reports_its_status() {
+        let ds = plain();
+        let hash = template_hash(&ds.spec.as_ref().unwrap().template);
+        let nodes = vec![node("a", json!({}), json!([])), node("b", json!({}), json!([]))];
+        let pods = vec![
+            pod(&ds, "p1", "a", &hash, "Running", true, "2026-01-01T00:00:00Z"),
+            pod(&ds, "p2", "b", &hash, "Pending", false, "2026-01-01T00:00:00Z"),
+        ];
+        assert_eq!(decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now()), Plan::default());
+        let s = status(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!((s.desired_number_scheduled, s.current_number_scheduled, s.number_ready), (2, 2, 1));
+        assert_eq!((s.number_available, s.number_unavailable, s.updated_number_scheduled), (Some(1), Some(1), Some(2)));
+        assert_eq!((s.number_misscheduled, s.observed_generation), (0, Some(2)));
+    }
+
+    #[test]
+    fn rolling_update_replaces_within_max_unavailable() {
+        let ds = daemonset(
+            json!({"containers": [{"name": "c", "image": "ticker:v2"}]}),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}),
+        );
+        let hash = template_hash(&ds.spec.as_ref().unwrap().template);
+        let nodes: Vec<Node> = ["a", "b", "c", "d"].iter().map(|n| node(n, json!({}), json!([]))).collect();
+        let t = "2026-01-01T00:00:00Z";
+        let mut pods = vec![
+            pod(&ds, "old-a", "a", "old", "Running", true, t),
+            pod(&ds, "old-b", "b", "old", "Running", true, t),
+            pod(&ds, "old-c", "c", "old", "Running", true, t),
+            pod(&ds, "old-d", "d", "old", "Running", false, t),
+        ];
+        // d's old pod is unavailable anyway: replaced at no cost; then two available ones.
+        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert!(plan.create.is_empty());
+        assert_eq!(plan.delete, ["old-d", "old-a", "old-b"]);
+        // a's new pod is not ready yet and b is being replaced: one more slot is used up.
+        pods[0] = pod(&ds, "new-a", "a", &hash, "Running", false, t);
+        pods.remove(1);
+        pods[2] = pod(&ds, "new-d", "d", &hash, "Running", true, t);
+        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!(plan.create, ["b"]);
+        assert!(plan.delete.is_empty(), "two already unavailable: {:?}", plan.delete);
+        let s = status(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!((s.updated_number_scheduled, s.number_available), (Some(2), Some(2)));
+        let on_delete = daemonset(json!({"containers": [{"name": "c"}]}), json!({"type": "OnDelete"}));
+        let plan = decide(
+            &on_delete,
+            &spec_of(&on_delete),
+            &nodes[..1],
+            &[pod(&ds, "old-a", "a", "old", "Running", true, t)],
+            &hash,
+            now(),
+        );
+        assert_eq!(plan, Plan::default(), "OnDelete leaves old pods alone");
+    }
+
+    #[test]
+    fn percentages_round_up() {
+        let ds = daemonset(json!({}), json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%"}}));
+        assert_eq!(max_unavailable(&ds, 5), 2);
+        assert_eq!(max_unavailable(&ds, 0), 1);
+        assert_eq!(max_unavailable(&plain(), 10), 1);
+    }
+
+    #[test]
+    fn template_hashes_are_stable_and_differ() {
+        let a = plain().spec.unwrap().template;
+        let mut b = a.clone();
+        b.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert("v".into(), "2".into());
+        assert_eq!(template_hash(&a), template_hash(&a.clone()));
+        assert_ne!(template_hash(&a), template_hash(&b));
+        assert!(template_hash(&a).chars().all(|c| c.is_ascii_alphanumeric()));
+    }
 }
