@@ -10,6 +10,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod statefulset;
+pub mod ttl_after_finished;
 pub mod workload;
 
 use std::path::Path;
@@ -50,6 +51,7 @@ pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(deployment::run(client.clone()));
     tokio::spawn(job::run(client.clone()));
     tokio::spawn(cronjob::run(client.clone()));
+    tokio::spawn(ttl_after_finished::run(client.clone()));
     tokio::spawn(daemonset::run(client.clone()));
     tokio::spawn(statefulset::run(client.clone()));
     tokio::spawn(crate::scheduler::run(client));
