@@ -135,7 +135,9 @@ pub async fn run(
 
     let auth = tokens::Authenticator::new(&token).with_node_token(&node_token);
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
-    let state = Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry));
+    let mut state = ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry);
+    state.admission = config.admission.clone();
+    let state = Arc::new(state);
     let app = api::router(state);
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
     crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?, &config.controllers);

@@ -1,7 +1,9 @@
 //! The HTTP surface of the API server: authentication, then discovery, OpenAPI and the
 //! resource verbs. `router()` builds the whole app; `serve` runs it over TLS.
 
+pub mod admission;
 pub mod discovery;
+mod eviction;
 mod exec;
 mod logs;
 pub use logs::agent_client;
@@ -46,6 +48,8 @@ pub struct ApiState {
     pub ca_pem: String,
     /// The embedded OCI registry under `/v2/`.
     pub registry: crate::oci::Registry,
+    /// Settings of the admission plugins (default toleration seconds).
+    pub admission: crate::server::AdmissionOptions,
 }
 
 impl ApiState {
@@ -56,7 +60,16 @@ impl ApiState {
         ca_pem: String,
         registry: crate::oci::Registry,
     ) -> Self {
-        Self { store, auth, max_body: MAX_BODY, node_token, agents: logs::agent_client(), ca_pem, registry }
+        Self {
+            store,
+            auth,
+            max_body: MAX_BODY,
+            node_token,
+            agents: logs::agent_client(),
+            ca_pem,
+            registry,
+            admission: crate::server::AdmissionOptions::default(),
+        }
     }
 }
 

@@ -45,19 +45,25 @@ pub async fn handle(
         ("GET", true, Some(Subresource::Log)) => super::logs::pod_log(state, &target, &query).await,
         ("POST", false, None) => create(state, &target, &query, headers, &body, output).await,
         ("POST", true, Some(Subresource::Binding)) => bind(state, &target, &query, headers, &body).await,
-        ("PUT", true, _) if sub != Some(Subresource::Log) && sub != Some(Subresource::Binding) => {
+        ("POST", true, Some(Subresource::Eviction)) => {
+            super::eviction::evict(state, &target, &query, headers, &body).await
+        }
+        ("PUT", true, _) if updatable(sub) => {
             let body = decoded(state, &target, &query, headers, &body)?;
             let precondition = resource_version(&body.object)?;
             write_back(state, &target, &query, output, body.warnings, precondition, move |_| Ok(body.object.clone()))
                 .await
         }
-        ("PATCH", true, _) if sub != Some(Subresource::Log) && sub != Some(Subresource::Binding) => {
-            patch(state, &target, &query, headers, &body, output).await
-        }
+        ("PATCH", true, _) if updatable(sub) => patch(state, &target, &query, headers, &body, output).await,
         ("DELETE", true, None) => delete(state, &target, &query, headers, &body, output).await,
         ("DELETE", false, None) => delete_collection(state, &target, &query, headers, &body).await,
         _ => Err(Error::MethodNotAllowed),
     }
+}
+
+/// Whether PUT and PATCH apply to the object or this subresource of it.
+fn updatable(sub: Option<Subresource>) -> bool {
+    matches!(sub, None | Some(Subresource::Status | Subresource::Scale | Subresource::Finalize))
 }
 
 fn key(target: &Target, name: &str) -> ObjectKey {
@@ -189,14 +195,20 @@ fn list(state: &ApiState, target: &Target, query: &Query, output: Output) -> Res
 // Writes
 
 /// A decoded body that passed the type and field checks, with warnings to send back.
-struct Decoded {
-    object: Value,
-    warnings: Vec<String>,
+pub(super) struct Decoded {
+    pub(super) object: Value,
+    pub(super) warnings: Vec<String>,
 }
 
 /// Decodes a body meant for `target`, checks its apiVersion and kind, and applies the
 /// requested field validation.
-fn decoded(state: &ApiState, target: &Target, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Decoded> {
+pub(super) fn decoded(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Decoded> {
     let _ = state;
     let request::Body { mut object, duplicates } = request::decode(headers, body)?;
     if !object.is_object() {
@@ -205,6 +217,7 @@ fn decoded(state: &ApiState, target: &Target, query: &Query, headers: &HeaderMap
     let (definition, group, version, kind) = match target.subresource {
         Some(Subresource::Scale) => ("io.k8s.api.autoscaling.v1.Scale", "autoscaling", "v1", "Scale"),
         Some(Subresource::Binding) => ("io.k8s.api.core.v1.Binding", "", "v1", "Binding"),
+        Some(Subresource::Eviction) => ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
         _ => (target.resource.definition, target.resource.group, target.resource.version, target.resource.kind),
     };
     let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
@@ -315,6 +328,9 @@ async fn create(
     }
     strategy::prepare_create(resource, &mut object);
     defaults::apply(resource, &mut object);
+    if resource.kind == "Pod" && resource.group.is_empty() {
+        super::admission::default_tolerations(&mut object, &state.admission);
+    }
     let causes = validation::validate(resource, &object, None);
     if !causes.is_empty() {
         return Err(invalid(resource, &object, causes));
@@ -334,12 +350,14 @@ async fn create(
     Ok(output::object(resource, StatusCode::CREATED, &stored.object, Some(stored.json()), output, &warnings))
 }
 
-/// Whether a marked object has nothing left holding it and can go.
+/// Whether a marked object has nothing left holding it and can go: no finalizers, and no
+/// grace period running (a pod marked with one waits for its agent's final delete).
 fn finalized(resource: &ResourceInfo, obj: &Value) -> bool {
     let meta = &obj["metadata"];
     let empty = |v: &Value| v.as_array().is_none_or(Vec::is_empty);
     meta.get("deletionTimestamp").is_some()
         && empty(&meta["finalizers"])
+        && meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
         && (resource.kind != "Namespace" || empty(&obj["spec"]["finalizers"]))
 }
 
@@ -581,24 +599,52 @@ fn set_condition(obj: &mut Value, condition: Value) {
 // ---------------------------------------------------------------------------------------------
 // Deletion
 
+/// What happens to an object's dependents when it is deleted (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Propagation {
+    /// The dependents stay, their ownerReferences to the object removed (the `orphan` finalizer).
+    Orphan,
+    /// The object goes now; the garbage collector deletes the dependents after.
+    Background,
+    /// The dependents go first, then the object (the `foregroundDeletion` finalizer).
+    Foreground,
+}
+
 /// DeleteOptions from the body (kubectl sends them there) or the query.
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     grace_period: Option<i64>,
     uid: Option<String>,
     resource_version: Option<i64>,
     dry_run: bool,
+    /// None: the kind's default, which is Background for every kind Wharf serves.
+    propagation: Option<Propagation>,
 }
 
 fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions> {
     let opts =
         if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { request::decode(headers, body)?.object };
-    if let Some(policy) = opts["propagationPolicy"].as_str().or(query.get("propagationPolicy"))
-        && !matches!(policy, "Orphan" | "Background" | "Foreground")
-    {
-        return Err(Error::BadRequest(format!(
-            "DeleteOptions.propagationPolicy: Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-        )));
-    }
+    delete_options_from(&opts, query)
+}
+
+/// DeleteOptions from a decoded `DeleteOptions` object (or an Eviction's `deleteOptions`),
+/// falling back to the query parameters.
+pub(super) fn delete_options_from(opts: &Value, query: &Query) -> Result<DeleteOptions> {
+    let propagation = match opts["propagationPolicy"].as_str().or(query.get("propagationPolicy")) {
+        Some("Orphan") => Some(Propagation::Orphan),
+        Some("Background") => Some(Propagation::Background),
+        Some("Foreground") => Some(Propagation::Foreground),
+        Some(policy) => {
+            return Err(Error::BadRequest(format!(
+                "DeleteOptions.propagationPolicy: Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+        // The deprecated orphanDependents, when no policy is given.
+        None => match opts["orphanDependents"].as_bool().or(query.get("orphanDependents").map(|v| v == "true")) {
+            Some(true) => Some(Propagation::Orphan),
+            Some(false) => Some(Propagation::Background),
+            None => None,
+        },
+    };
     let dry_run = match opts["dryRun"].as_array() {
         Some(list) => list.iter().any(|v| v == "All"),
         None => query.dry_run()?,
@@ -610,32 +656,83 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
             &json!({"metadata": {"resourceVersion": opts["preconditions"]["resourceVersion"]}}),
         )?,
         dry_run,
+        propagation,
     })
 }
 
-/// Whether deleting this object waits for someone: finalizers, the namespace controller, or
-/// the agent of the node a pod runs on.
-fn deletion_waits(state: &ApiState, resource: &ResourceInfo, obj: &Value, grace: Option<i64>) -> bool {
-    let nonempty = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
-    if nonempty(&obj["metadata"]["finalizers"]) {
-        return true;
+/// The finalizers an object keeps when deleted with `policy`, as kube-apiserver's
+/// deletionFinalizersForGarbageCollection: Orphan and Foreground add theirs (and drop the
+/// other's), Background drops both; no policy keeps what is there.
+fn finalizers_for(current: &[String], policy: Option<Propagation>) -> Vec<String> {
+    use crate::controllers::garbage_collector::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+    let (add, drop): (Option<&str>, &[&str]) = match policy {
+        None => return current.to_vec(),
+        Some(Propagation::Orphan) => (Some(ORPHAN_FINALIZER), &[FOREGROUND_FINALIZER]),
+        Some(Propagation::Foreground) => (Some(FOREGROUND_FINALIZER), &[ORPHAN_FINALIZER]),
+        Some(Propagation::Background) => (None, &[ORPHAN_FINALIZER, FOREGROUND_FINALIZER]),
+    };
+    let mut out: Vec<String> = current.iter().filter(|f| !drop.contains(&f.as_str())).cloned().collect();
+    if let Some(add) = add
+        && !out.iter().any(|f| f == add)
+    {
+        out.push(add.to_string());
     }
-    match resource.kind {
-        "Namespace" => nonempty(&obj["spec"]["finalizers"]),
-        "Pod" => {
-            let node = obj["spec"]["nodeName"].as_str().unwrap_or_default();
-            let phase = obj["status"]["phase"].as_str().unwrap_or_default();
-            grace != Some(0)
-                && !node.is_empty()
-                && !matches!(phase, "Succeeded" | "Failed")
-                && state.store.get(&ObjectKey::new("nodes", "", node)).is_some()
+    out
+}
+
+/// What a delete does to `obj`: None removes it now; Some(marked) is the object to write
+/// instead (equal to `obj` when the delete changes nothing). An object is only marked
+/// (deletionTimestamp set) while something must act first: finalizers (including the
+/// garbage collector's, from the propagation policy), the namespace controller, or the agent of
+/// the live node a pod runs on. `on_live_node` says whether the pod's node exists.
+fn mark(resource: &ResourceInfo, obj: &Value, opts: &DeleteOptions, on_live_node: bool, now: &str) -> Option<Value> {
+    let meta = &obj["metadata"];
+    let current: Vec<String> =
+        meta["finalizers"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect();
+    let finalizers = finalizers_for(&current, opts.propagation);
+    let pod_waits = resource.kind == "Pod"
+        && opts.grace_period != Some(0)
+        && on_live_node
+        && !matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let namespace_waits =
+        resource.kind == "Namespace" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    if finalizers.is_empty() && !pod_waits && !namespace_waits {
+        return None;
+    }
+    let mut marked = obj.clone();
+    if finalizers != current {
+        if finalizers.is_empty() {
+            marked["metadata"].as_object_mut().map(|m| m.remove("finalizers"));
+        } else {
+            marked["metadata"]["finalizers"] = json!(finalizers);
         }
-        _ => false,
     }
+    // A pod with nothing to stop goes as soon as its finalizers are gone (grace 0).
+    let grace = if pod_waits {
+        opts.grace_period.or(obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
+    } else {
+        0
+    };
+    if meta.get("deletionTimestamp").is_none() {
+        marked["metadata"]["deletionTimestamp"] = now.into();
+        marked["metadata"]["deletionGracePeriodSeconds"] = grace.into();
+        if resource.kind == "Namespace" {
+            marked["status"]["phase"] = "Terminating".into();
+        }
+    } else if meta["deletionGracePeriodSeconds"].as_i64().is_some_and(|g| g > grace) {
+        // A second delete may shorten the grace period, never lengthen it.
+        marked["metadata"]["deletionGracePeriodSeconds"] = grace.into();
+    }
+    Some(marked)
 }
 
 /// Deletes one object (or marks it for deletion), returning what it answers with.
-async fn delete_one(state: &ApiState, target: &Target, name: &str, opts: &DeleteOptions) -> Result<Arc<Stored>> {
+pub(super) async fn delete_one(
+    state: &ApiState,
+    target: &Target,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Arc<Stored>> {
     let resource = target.resource;
     for _ in 0..MAX_ATTEMPTS {
         let stored = state.store.get(&key(target, name)).ok_or_else(|| not_found(resource, name))?;
@@ -656,23 +753,12 @@ async fn delete_one(state: &ApiState, target: &Target, name: &str, opts: &Delete
         if opts.resource_version.is_some_and(|rv| rv != stored.rev) {
             return Err(write_error(resource, name, WriteError::Conflict));
         }
-        let write = if deletion_waits(state, resource, obj, opts.grace_period) {
-            if obj["metadata"].get("deletionTimestamp").is_some() {
-                return Ok(stored);
-            }
-            let mut marked = obj.clone();
-            marked["metadata"]["deletionTimestamp"] = strategy::now().into();
-            let grace = match resource.kind {
-                "Pod" => opts.grace_period.or(obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30),
-                _ => 0,
-            };
-            marked["metadata"]["deletionGracePeriodSeconds"] = grace.into();
-            if resource.kind == "Namespace" {
-                marked["status"]["phase"] = "Terminating".into();
-            }
-            Write::Update { key: stored.key.clone(), object: marked, expected_rev: Some(stored.rev) }
-        } else {
-            Write::Delete { key: stored.key.clone(), expected_rev: Some(stored.rev) }
+        let node = obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty() && resource.kind == "Pod");
+        let on_live_node = node.is_some_and(|n| state.store.get(&ObjectKey::new("nodes", "", n)).is_some());
+        let write = match mark(resource, obj, opts, on_live_node, &strategy::now()) {
+            None => Write::Delete { key: stored.key.clone(), expected_rev: Some(stored.rev) },
+            Some(marked) if marked == *obj => return Ok(stored),
+            Some(marked) => Write::Update { key: stored.key.clone(), object: marked, expected_rev: Some(stored.rev) },
         };
         if opts.dry_run {
             return Ok(stored);
@@ -730,6 +816,60 @@ async fn delete_collection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::kinds::lookup;
+
+    fn options(propagation: Option<Propagation>, grace_period: Option<i64>) -> DeleteOptions {
+        DeleteOptions { grace_period, uid: None, resource_version: None, dry_run: false, propagation }
+    }
+
+    const NOW: &str = "2026-01-01T00:00:00Z";
+
+    #[test]
+    fn background_deletes_at_once_and_orphan_or_foreground_only_mark() {
+        let cm = lookup("", "v1", "configmaps").unwrap();
+        let obj = json!({"metadata": {"name": "a", "uid": "u1"}});
+        assert_eq!(mark(cm, &obj, &options(None, None), false, NOW), None);
+        assert_eq!(mark(cm, &obj, &options(Some(Propagation::Background), None), false, NOW), None);
+        let orphaned = mark(cm, &obj, &options(Some(Propagation::Orphan), None), false, NOW).unwrap();
+        assert_eq!(orphaned["metadata"]["finalizers"], json!(["orphan"]));
+        assert_eq!(orphaned["metadata"]["deletionTimestamp"], NOW);
+        assert_eq!(orphaned["metadata"]["deletionGracePeriodSeconds"], 0);
+        let foreground = mark(cm, &obj, &options(Some(Propagation::Foreground), None), false, NOW).unwrap();
+        assert_eq!(foreground["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    }
+
+    #[test]
+    fn a_later_policy_replaces_the_garbage_collector_finalizers() {
+        let other = vec!["example.com/keep".to_string()];
+        let orphan = finalizers_for(&other, Some(Propagation::Orphan));
+        assert_eq!(orphan, ["example.com/keep", "orphan"]);
+        assert_eq!(finalizers_for(&orphan, Some(Propagation::Foreground)), ["example.com/keep", "foregroundDeletion"]);
+        assert_eq!(finalizers_for(&orphan, Some(Propagation::Background)), ["example.com/keep"]);
+        assert_eq!(finalizers_for(&orphan, None), orphan);
+    }
+
+    #[test]
+    fn a_pod_on_a_live_node_waits_for_its_agent_and_grace_only_shortens() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "terminationGracePeriodSeconds": 5},
+                         "status": {"phase": "Running"}});
+        let marked = mark(pods, &pod, &options(None, None), true, NOW).unwrap();
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 5);
+        assert!(!finalized(pods, &marked), "a grace period is running");
+        // The node is gone: nothing will stop it, so it goes now.
+        assert_eq!(mark(pods, &pod, &options(None, None), false, NOW), None);
+        // The agent's final delete (grace 0) of a pod held by a finalizer shortens the grace.
+        let mut held = marked.clone();
+        held["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+        let last = mark(pods, &held, &options(None, Some(0)), true, NOW).unwrap();
+        assert_eq!(last["metadata"]["deletionGracePeriodSeconds"], 0);
+        assert_eq!(last["metadata"]["deletionTimestamp"], held["metadata"]["deletionTimestamp"]);
+        let mut released = last.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        assert!(finalized(pods, &released), "removing the last finalizer then deletes it");
+        // Deleting again changes nothing.
+        assert_eq!(mark(pods, &marked, &options(None, None), true, NOW).as_ref(), Some(&marked));
+    }
 
     #[test]
     fn bodies_of_another_kind_are_refused() {

@@ -12,6 +12,8 @@ pub enum Subresource {
     Exec,
     /// `namespaces/{name}/finalize`: where the namespace controller clears `spec.finalizers`.
     Finalize,
+    /// `pods/{name}/eviction`: a policy/v1 Eviction deletes the pod (what `kubectl drain` uses).
+    Eviction,
 }
 
 impl Subresource {
@@ -23,6 +25,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Exec => "exec",
             Subresource::Finalize => "finalize",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -35,13 +38,14 @@ impl Subresource {
             Subresource::Log => ("", "v1", "Pod"),
             Subresource::Exec => ("", "v1", "PodExecOptions"),
             Subresource::Finalize => ("", "v1", "Namespace"),
+            Subresource::Eviction => ("policy", "v1", "Eviction"),
         }
     }
 
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding => &["create"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec => &["create", "get"],
             Subresource::Finalize => &["update"],
@@ -132,7 +136,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: WORKLOAD,
-        subresources: &[Status, Binding, Log, Exec],
+        subresources: &[Status, Binding, Log, Exec, Eviction],
         definition: "io.k8s.api.core.v1.Pod",
     },
     ResourceInfo {

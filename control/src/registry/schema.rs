@@ -23,6 +23,7 @@ static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
     generator.subschema_for::<core::v1::Event>();
     generator.subschema_for::<core::v1::ServiceAccount>();
     generator.subschema_for::<core::v1::Binding>();
+    generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     generator.subschema_for::<apps::v1::Deployment>();
     generator.subschema_for::<apps::v1::ReplicaSet>();
     generator.subschema_for::<apps::v1::DaemonSet>();
