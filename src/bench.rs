@@ -28,8 +28,10 @@ use kube::api::{ListParams, PostParams};
 use tokio::task::JoinSet;
 
 mod density;
+mod deployment;
 mod linux;
 mod pods;
+mod scheduler;
 mod wasm;
 
 /// Bytes of data in every ConfigMap (and every peer row).
@@ -66,6 +68,12 @@ pub enum Target {
     /// Linux pod start latency (create → Running, seen through a watch) beside Wasm pod start,
     /// with `runc run` and the youki CLI on the same rootfs as peers.
     Linux(linux::LinuxArgs),
+    /// Scheduling throughput and latency on light fake nodes (kwok-style), with a bind-only peer
+    /// (the benchmark binds round-robin itself) measured in the same run.
+    Scheduler(scheduler::SchedulerArgs),
+    /// A Deployment of many Wasm ticker replicas on the local node: apply → all available, and the
+    /// agent's memory, with the same pods created bare as the peer.
+    Deployment(deployment::DeploymentArgs),
 }
 
 #[derive(clap::Args)]
@@ -103,6 +111,8 @@ pub async fn run(target: Target) -> Result<()> {
         Target::Pods(args) => pods::run(args).await,
         Target::Density(args) => density::run(args).await,
         Target::Linux(args) => linux::run(args).await,
+        Target::Scheduler(args) => scheduler::run(args).await,
+        Target::Deployment(args) => deployment::run(args).await,
     }
 }
 
