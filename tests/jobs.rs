@@ -83,12 +83,15 @@ fn jobs_complete_within_parallelism_fail_at_backoff_limit_and_run_indexed_pods()
     let cluster = Cluster::start();
     cluster.import(&wasm_fixture(cluster.data_dir(), "hello"), "hello:v1");
     cluster.import(&wasm_fixture(cluster.data_dir(), "crasher"), "crasher:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
     let started = Instant::now();
     let mut watch = ActiveWatch::start(&cluster, "three");
     cluster.apply(&job("three", "hello:v1", "  completions: 3\n  parallelism: 2\n"));
     cluster.apply(&job("crash", "crasher:v1", "  backoffLimit: 1\n"));
     cluster.apply(&job("indexed", "hello:v1", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n"));
     cluster.apply(&job("short-lived", "hello:v1", "  ttlSecondsAfterFinished: 2\n"));
+    cluster.apply(&job("endless", "ticker:v1", "  activeDeadlineSeconds: 3\n"));
+    cluster.apply(&job("paused", "hello:v1", "  suspend: true\n"));
 
     // completions 3, parallelism 2: completes with 3 successes, never more than 2 pods at once.
     cluster.ok(&["wait", "--for=condition=complete", "job/three", "--timeout=90s"]);
@@ -149,6 +152,26 @@ fn jobs_complete_within_parallelism_fail_at_backoff_limit_and_run_indexed_pods()
         indexes.insert(index.to_string());
     }
     assert_eq!(indexes, BTreeSet::from(["0".into(), "1".into(), "2".into()]));
+
+    // activeDeadlineSeconds: a pod that never ends fails its Job, and is stopped.
+    cluster.ok(&["wait", "--for=condition=failed", "job/endless", "--timeout=30s"]);
+    let endless = json(&cluster, &["get", "job", "endless", "-o", "json"]);
+    let reasons: Vec<&Value> =
+        endless["status"]["conditions"].as_array().unwrap().iter().map(|c| &c["reason"]).collect();
+    assert!(reasons.contains(&&Value::from("DeadlineExceeded")), "{:#}", endless["status"]);
+    let stopped = cluster.eventually(Duration::from_secs(30), || {
+        let pods = json(&cluster, &["get", "pods", "-l", "job-name=endless", "-o", "json"]);
+        pods["items"].as_array().unwrap().iter().all(|p| p["status"]["phase"] != "Running")
+    });
+    assert!(stopped, "the deadline-exceeded job's pod was not stopped");
+
+    // suspend: no pods until it is resumed, then it runs to completion.
+    let paused = json(&cluster, &["get", "job", "paused", "-o", "json"]);
+    let suspended = paused["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Suspended");
+    assert!(suspended, "{:#}", paused["status"]);
+    assert_eq!(cluster.ok(&["get", "pods", "-l", "job-name=paused", "-o", "name"]), "");
+    cluster.ok(&["patch", "job", "paused", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+    cluster.ok(&["wait", "--for=condition=complete", "job/paused", "--timeout=60s"]);
 
     // ttlSecondsAfterFinished: the finished Job goes by itself.
     let gone = cluster.eventually(Duration::from_secs(30), || {
