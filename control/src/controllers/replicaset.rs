@@ -16,10 +16,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::workload::{claim_pods, controller_ref, is_active, is_available, is_ready, pod_from_template, ready_since};
+use super::workload::{
+    claim_pods, controller_of, controller_ref, is_active, is_available, is_ready, pod_from_template, ready_since,
+    selector_matches,
+};
 use crate::events::{EventType, Recorder};
 
 /// At most this many pods are created or deleted by one reconcile (kube-controller-manager's
@@ -314,6 +318,29 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     })
 }
 
+/// The ReplicaSets a pod's change concerns: its controller, or for an orphan every ReplicaSet in
+/// its namespace whose selector matches it (which may adopt it).
+fn interested(sets: &[Arc<ReplicaSet>], pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+    let namespace = pod.metadata.namespace.as_deref();
+    match controller_of(&pod.metadata) {
+        Some(r) if r.kind == "ReplicaSet" => vec![ObjectRef::new(&r.name).within(namespace.unwrap_or("default"))],
+        Some(_) => Vec::new(),
+        None => sets
+            .iter()
+            .filter(|rs| rs.metadata.namespace.as_deref() == namespace)
+            .filter(|rs| {
+                rs.spec.as_ref().is_some_and(|s| {
+                    let selector = &s.selector;
+                    let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+                    !empty && selector_matches(selector, pod.metadata.labels.as_ref())
+                })
+            })
+            .map(|rs| ObjectRef::from_obj(&**rs))
+            .collect(),
+    }
+}
+
 fn error_policy(rs: Arc<ReplicaSet>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
     tracing::warn!(replicaset = ?rs.metadata.name, %error, "replicaset reconcile failed");
     Action::requeue(Duration::from_secs(2))
@@ -324,8 +351,10 @@ pub async fn run(client: kube::Client) {
     let sets: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), "replicaset-controller"), client });
-    Controller::new(sets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
+    let controller = Controller::new(sets, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(pods, watcher::Config::default(), move |pod| interested(&store.state(), &pod))
         .with_config(Config::default().debounce(Duration::from_millis(200)))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -335,6 +364,7 @@ pub async fn run(client: kube::Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn pod(name: &str, node: Option<&str>, phase: &str, ready_at: Option<&str>, restarts: i32, created: &str) -> Pod {
         let mut conditions = vec![];
@@ -353,6 +383,34 @@ mod tests {
 
     fn names(pods: &[&Pod]) -> Vec<String> {
         pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect()
+    }
+
+    #[test]
+    fn orphans_concern_the_replica_sets_that_select_them() {
+        let rs = |name: &str, ns: &str, selector: serde_json::Value| -> Arc<ReplicaSet> {
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
+                    "spec": {"selector": selector}}))
+                .unwrap(),
+            )
+        };
+        let sets = [
+            rs("web", "default", json!({"matchLabels": {"app": "web"}})),
+            rs("other", "default", json!({"matchLabels": {"app": "db"}})),
+            rs("elsewhere", "prod", json!({"matchLabels": {"app": "web"}})),
+            rs("all", "default", json!({})),
+        ];
+        let mut orphan = pod("p", None, "Pending", None, 0, "2026-01-01T00:00:00Z");
+        orphan.metadata.namespace = Some("default".into());
+        let names = |refs: Vec<ObjectRef<ReplicaSet>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(interested(&sets, &orphan)), ["web"]);
+        orphan.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "ReplicaSet".into(),
+            name: "mine".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        assert_eq!(names(interested(&sets, &orphan)), ["mine"]);
     }
 
     #[test]
