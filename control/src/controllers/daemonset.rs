@@ -63,11 +63,9 @@ fn target_node(pod: &Pod) -> Option<&str> {
         .as_ref()?
         .node_selector_terms;
     let [term] = terms.as_slice() else { return None };
-    term.match_fields.iter().flatten().find_map(|r| {
-        (r.key == NAME_FIELD && r.operator == "In").then(|| r.values.as_deref()).flatten().and_then(|v| match v {
-            [one] => Some(one.as_str()),
-            _ => None,
-        })
+    term.match_fields.iter().flatten().find_map(|r| match r.values.as_deref() {
+        Some([one]) if r.key == NAME_FIELD && r.operator == "In" => Some(one.as_str()),
+        _ => None,
     })
 }
 
@@ -272,7 +270,7 @@ fn min_ready_seconds(ds: &DaemonSet) -> i32 {
 }
 
 /// Daemon pods grouped by the node they are for; pods for no node are under "".
-fn by_node<'a>(pods: &'a [Pod]) -> BTreeMap<&'a str, Vec<&'a Pod>> {
+fn by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
     let mut map: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for pod in pods {
         map.entry(target_node(pod).unwrap_or_default()).or_default().push(pod);
