@@ -1,359 +1,432 @@
-//! A first scheduler: binds each unbound pod to a Ready, schedulable node that matches its
-//! nodeSelector, offers the runtime its RuntimeClass asks for, and has room for its requests;
-//! among those it picks the node with the fewest pods. A pod that fits nowhere stays Pending
-//! with a PodScheduled=False condition saying why, and is retried. (The full filter/score
-//! plugin set comes with the scheduler issue.)
+//! The scheduler, in the manner of kube-scheduler: watches feed an incremental [`cache`] of
+//! nodes and the pods on them, and a [`queue`] of pending pods; the loop pops one pod at a
+//! time and runs the [`framework`]'s filter and score [`plugins`] on it, assumes it on the
+//! chosen node at once, and binds it (`pods/binding`) in the background while the next pod is
+//! scheduled, up to [`Options::bind_concurrency`] binds at a time. A pod that fits nowhere
+//! keeps PodScheduled=False (reason Unschedulable, kube-scheduler's message) with a
+//! FailedScheduling event when the message changes, and waits for a cluster change or its
+//! backoff.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::Duration;
+pub mod cache;
+pub mod framework;
+pub mod plugins;
+pub mod queue;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
 
-use crate::registry::validation::Quantity;
+use self::cache::Cache;
+use self::framework::{CycleState, FitError, PodInfo, RuntimeRequirements};
+use self::plugins::runtime_support::ImageRuntimes;
+use self::queue::SchedulingQueue;
+use crate::events::{EventType, Recorder, reference};
 
-/// The label (set to `true`) by which a node offers a runtime handler, e.g.
-/// `runtime.wharf.dev/youki`; the node agent sets one per shim it has.
-fn runtime_label(handler: &str) -> String {
-    format!("runtime.wharf.dev/{handler}")
+/// The scheduler name pods ask for by default; pods naming another are left alone.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+/// How the scheduler runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bindings written at the same time while the next pods are scheduled.
+    pub bind_concurrency: usize,
 }
 
-/// Why a node was filtered out, as kube-scheduler words it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Reason {
-    NotReady,
-    Unschedulable,
-    Selector,
-    Runtime(String),
-    TooManyPods,
-    Insufficient(&'static str),
+impl Default for Options {
+    fn default() -> Self {
+        Options { bind_concurrency: 128 }
+    }
 }
 
-impl Reason {
-    fn text(&self) -> String {
-        match self {
-            Reason::NotReady => "node(s) were not ready".into(),
-            Reason::Unschedulable => "node(s) were unschedulable".into(),
-            Reason::Selector => "node(s) didn't match Pod's node affinity/selector".into(),
-            Reason::Runtime(r) => format!("node(s) didn't offer runtime {r:?}"),
-            Reason::TooManyPods => "Too many pods".into(),
-            Reason::Insufficient(what) => format!("Insufficient {what}"),
+/// Counters a benchmark (or a test) can read while the scheduler runs.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Scheduling cycles run (a pod retried counts again).
+    pub attempts: AtomicU64,
+    /// Cycles that found no node.
+    pub unschedulable: AtomicU64,
+    /// Bindings written.
+    pub bound: AtomicU64,
+    /// Bindings that failed.
+    pub bind_errors: AtomicU64,
+    /// Microseconds from a pod's arrival in the queue to its binding, per bound pod (the
+    /// first million).
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+impl Metrics {
+    const MAX_SAMPLES: usize = 1_000_000;
+
+    fn observe(&self, latency: Duration) {
+        if let Ok(mut samples) = self.latencies_us.lock()
+            && samples.len() < Self::MAX_SAMPLES
+        {
+            samples.push(latency.as_micros() as u64);
         }
     }
-}
 
-fn milli(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> i128 {
-    q.and_then(|q| Quantity::parse(&q.0).ok()).map(|q| q.milli_value()).unwrap_or(0)
-}
-
-/// A pod's requests of `resource` (sum of app containers, or the largest init container).
-fn request(pod: &Pod, resource: &str) -> i128 {
-    let Some(spec) = pod.spec.as_ref() else { return 0 };
-    let of = |c: &k8s_openapi::api::core::v1::Container| {
-        milli(c.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get(resource)))
-    };
-    let app: i128 = spec.containers.iter().map(of).sum();
-    let init = spec.init_containers.iter().flatten().map(of).max().unwrap_or(0);
-    app.max(init)
-}
-
-fn ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-/// Checks one node for a pod; `placed` are the non-terminal pods already on it.
-fn fits(pod: &Pod, node: &Node, placed: &[&Pod], runtime: Option<&str>) -> Result<(), Reason> {
-    if !ready(node) {
-        return Err(Reason::NotReady);
-    }
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        return Err(Reason::Unschedulable);
-    }
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    let selector: BTreeMap<String, String> =
-        pod.spec.as_ref().and_then(|s| s.node_selector.clone()).unwrap_or_default();
-    if selector.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-        return Err(Reason::Selector);
-    }
-    if let Some(runtime) = runtime
-        && labels.get(&runtime_label(runtime)).map(String::as_str) != Some("true")
-    {
-        return Err(Reason::Runtime(runtime.into()));
-    }
-    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
-    let max_pods = milli(allocatable.get("pods")) / 1000;
-    if max_pods > 0 && placed.len() as i128 >= max_pods {
-        return Err(Reason::TooManyPods);
-    }
-    for resource in ["cpu", "memory", "ephemeral-storage"] {
-        let wanted = request(pod, resource);
-        if wanted == 0 {
-            continue;
+    /// The scheduling latency (queue arrival → bound) at quantile `q` (0.5, 0.99) so far.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let mut samples = self.latencies_us.lock().ok()?.clone();
+        if samples.is_empty() {
+            return None;
         }
-        let used: i128 = placed.iter().map(|p| request(p, resource)).sum();
-        if used + wanted > milli(allocatable.get(resource)) {
-            return Err(Reason::Insufficient(resource));
-        }
+        samples.sort_unstable();
+        let i = ((samples.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(Duration::from_micros(samples[i]))
     }
-    Ok(())
 }
 
-/// Picks a node for `pod`, or says why none fits.
-fn choose(pod: &Pod, nodes: &[Arc<Node>], pods: &[Arc<Pod>], runtime: Option<&str>) -> Result<String, String> {
-    let mut by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
-    for p in pods {
-        let terminal = matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
-        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|_| !terminal) {
-            by_node.entry(node).or_default().push(p);
-        }
+/// State shared by the watches, the scheduling loop and the bind tasks.
+struct Shared {
+    cache: Mutex<Cache>,
+    queue: Mutex<SchedulingQueue>,
+    wake: Notify,
+    runtime_classes: Mutex<HashMap<String, Arc<RuntimeClass>>>,
+    /// The last Unschedulable message written per pod uid.
+    reported: Mutex<HashMap<String, String>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Locks `mutex`, taking it over if a panicking holder poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn uid_of(meta: &ObjectMeta) -> String {
+    meta.uid.clone().unwrap_or_default()
+}
+
+fn bound_node(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+/// Whether this scheduler is responsible for the pending pod.
+fn ours(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| s.scheduler_name.as_deref().is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME))
+}
+
+impl Shared {
+    /// Something changed that may let pending pods fit.
+    fn cluster_changed(&self) {
+        lock(&self.queue).move_all(Instant::now());
+        self.wake.notify_one();
     }
-    let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
-    let mut best: Option<(usize, &str)> = None;
-    for node in nodes {
-        let name = node.metadata.name.as_deref().unwrap_or_default();
-        let placed = by_node.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        match fits(pod, node, placed, runtime) {
-            Ok(()) => {
-                if best.is_none_or(|(count, n)| (placed.len(), name) < (count, n)) {
-                    best = Some((placed.len(), name));
+
+    fn on_pod(&self, pod: Pod) {
+        let uid = uid_of(&pod.metadata);
+        if let Some(node) = bound_node(&pod) {
+            lock(&self.queue).delete(&uid);
+            lock(&self.reported).remove(&uid);
+            if is_terminal(&pod) {
+                if lock(&self.cache).remove_pod(&uid) {
+                    self.cluster_changed();
                 }
+            } else {
+                let node = node.to_string();
+                let info = Arc::new(PodInfo::new(Arc::new(pod)));
+                lock(&self.cache).add_bound_pod(info, &node);
             }
-            Err(reason) => *reasons.entry(reason).or_default() += 1,
+        } else if !ours(&pod) || pod.metadata.deletion_timestamp.is_some() {
+            lock(&self.queue).delete(&uid);
+        } else if !lock(&self.cache).is_assumed(&uid) {
+            lock(&self.queue).add(Arc::new(pod), Instant::now());
+            self.wake.notify_one();
         }
     }
-    match best {
-        Some((_, name)) => Ok(name.to_string()),
-        None => {
-            let parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {}", r.text())).collect();
-            let detail = if parts.is_empty() { String::new() } else { format!(" {}.", parts.join(", ")) };
-            Err(format!("0/{} nodes are available:{detail}", nodes.len()))
-        }
-    }
-}
 
-/// Records an event about `pod` that happened at `now`.
-async fn record(client: &kube::Client, pod: &Pod, now: jiff::Timestamp, type_: &str, reason: &str, message: &str) {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{}.{:x}", pod.metadata.name.as_deref().unwrap_or_default(), now.as_nanosecond())),
-            namespace: Some(namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: pod.metadata.name.clone(),
-            namespace: Some(namespace.clone()),
-            uid: pod.metadata.uid.clone(),
-            ..Default::default()
-        },
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some(type_.into()),
-        source: Some(EventSource { component: Some("default-scheduler".into()), host: None }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: Some(MicroTime(now)),
-        count: Some(1),
-        reporting_component: Some("default-scheduler".into()),
-        reporting_instance: Some("default-scheduler".into()),
-        action: Some(if reason == "Scheduled" { "Binding".into() } else { "Scheduling".into() }),
-        ..Default::default()
-    };
-    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    if let Err(e) = api.create(&PostParams::default(), &event).await {
-        tracing::debug!(error = %e, "cannot record scheduler event");
-    }
-}
-
-/// Schedules one pod: the node it was bound to, or why it stays pending.
-async fn schedule(client: &kube::Client, pod: &Pod, nodes: &[Arc<Node>], pods: &[Arc<Pod>]) -> Result<String, String> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let runtime = match pod.spec.as_ref().and_then(|s| s.runtime_class_name.clone()) {
-        Some(class) => match Api::<RuntimeClass>::all(client.clone()).get_opt(&class).await {
-            Ok(Some(rc)) => Some(rc.handler),
-            _ => return Err(format!("RuntimeClass {class:?} not found")),
-        },
-        None => None,
-    };
-    let node = choose(pod, nodes, pods, runtime.as_deref())?;
-    let binding = Binding {
-        metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
-        target: ObjectReference {
-            kind: Some("Node".into()),
-            name: Some(node.clone()),
-            api_version: Some("v1".into()),
-            ..Default::default()
-        },
-    };
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    // Stamped before the bind: the node's agent may record its first event before this one is written.
-    let bound_at = jiff::Timestamp::now();
-    match pods_api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await
-    {
-        Ok(_) => {
-            let message = format!("Successfully assigned {namespace}/{name} to {node}");
-            record(client, pod, bound_at, "Normal", "Scheduled", &message).await;
-            Ok(node)
+    fn on_pod_deleted(&self, pod: &Pod) {
+        let uid = uid_of(&pod.metadata);
+        lock(&self.queue).delete(&uid);
+        lock(&self.reported).remove(&uid);
+        if lock(&self.cache).remove_pod(&uid) {
+            self.cluster_changed();
         }
-        Err(e) => Err(format!("binding failed: {e}")),
+    }
+
+    fn on_node(&self, node: Node) {
+        if lock(&self.cache).upsert_node(Arc::new(node)) {
+            self.cluster_changed();
+        }
+    }
+
+    fn on_node_deleted(&self, node: &Node) {
+        lock(&self.cache).remove_node(node.metadata.name.as_deref().unwrap_or_default());
     }
 }
 
 /// Runs the scheduler until the task is dropped.
 pub async fn run(client: kube::Client) {
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let node_stream =
-        reflector::reflector(node_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-    let pod_stream =
-        reflector::reflector(pod_writer, watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
-    let waker = wake.clone();
-    tokio::spawn(node_stream.for_each(move |_| {
-        let _ = waker.try_send(());
-        async {}
-    }));
-    tokio::spawn(pod_stream.for_each(move |_| {
-        let _ = wake.try_send(());
-        async {}
-    }));
-    let _ = nodes.wait_until_ready().await;
-    let _ = pods.wait_until_ready().await;
-    let mut reported: HashMap<String, String> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = woken.recv() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-        scheduling_pass(&client, &nodes, &pods, &mut reported).await;
-    }
+    run_with(client, Options::default(), Arc::default()).await
 }
 
-async fn scheduling_pass(
-    client: &kube::Client,
-    nodes: &Store<Node>,
-    pods: &Store<Pod>,
-    reported: &mut HashMap<String, String>,
-) {
-    let node_list = nodes.state();
-    let mut pod_list = pods.state();
-    let pending: Vec<Arc<Pod>> = pod_list
-        .iter()
-        .filter(|p| {
-            let spec = p.spec.as_ref();
-            spec.is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))
-                && spec.and_then(|s| s.scheduler_name.as_deref()).is_none_or(|n| n == "default-scheduler")
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .cloned()
-        .collect();
-    for pod in pending {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        match schedule(client, &pod, &node_list, &pod_list).await {
-            Ok(node) => {
-                reported.remove(&uid);
-                // Count the new placement in this pass, before the watch catches up.
-                let mut placed = (*pod).clone();
-                if let Some(spec) = placed.spec.as_mut() {
-                    spec.node_name = Some(node);
+/// Runs the scheduler with `options`, counting into `metrics`, until the task is dropped.
+pub async fn run_with(client: kube::Client, options: Options, metrics: Arc<Metrics>) {
+    let shared = Arc::new(Shared {
+        cache: Mutex::default(),
+        queue: Mutex::default(),
+        wake: Notify::new(),
+        runtime_classes: Mutex::default(),
+        reported: Mutex::default(),
+        metrics,
+    });
+    let (nodes_ready, mut nodes_listed) = tokio::sync::watch::channel(false);
+    let (pods_ready, mut pods_listed) = tokio::sync::watch::channel(false);
+    tokio::spawn(watch_nodes(client.clone(), shared.clone(), nodes_ready));
+    tokio::spawn(watch_pods(client.clone(), shared.clone(), pods_ready));
+    tokio::spawn(watch_runtime_classes(client.clone(), shared.clone()));
+    // Schedule only once the cache has every node and every bound pod.
+    let _ = nodes_listed.wait_for(|listed| *listed).await;
+    let _ = pods_listed.wait_for(|listed| *listed).await;
+    tracing::info!(nodes = lock(&shared.cache).num_nodes(), "scheduler started");
+    schedule_loop(client, shared, options).await;
+}
+
+/// A watch stream of `api` with kube-runtime's default backoff.
+fn watch<K>(api: Api<K>) -> impl Stream<Item = watcher::Event<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default()).default_backoff().filter_map(|event| async move {
+        match event {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler watch failed; retrying");
+                None
+            }
+        }
+    })
+}
+
+async fn watch_nodes(client: kube::Client, shared: Arc<Shared>, ready: tokio::sync::watch::Sender<bool>) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut events = std::pin::pin!(watch(Api::<Node>::all(client)));
+    while let Some(event) = events.next().await {
+        match event {
+            watcher::Event::Init => seen.clear(),
+            watcher::Event::InitApply(node) => {
+                seen.insert(node.metadata.name.clone().unwrap_or_default());
+                shared.on_node(node);
+            }
+            watcher::Event::InitDone => {
+                let gone: Vec<String> =
+                    lock(&shared.cache).node_names().into_iter().filter(|n| !seen.contains(n)).collect();
+                for name in gone {
+                    lock(&shared.cache).remove_node(&name);
                 }
-                pod_list.push(Arc::new(placed));
+                let _ = ready.send(true);
             }
-            Err(message) if reported.get(&uid) != Some(&message) => {
-                let api: Api<Pod> =
-                    Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
-                let status = json!({"status": {"conditions": [{
-                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": message, "lastProbeTime": null,
-                    "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                }]}});
-                let name = pod.metadata.name.as_deref().unwrap_or_default();
-                let _ = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(status)).await;
-                record(client, &pod, jiff::Timestamp::now(), "Warning", "FailedScheduling", &message).await;
-                reported.insert(uid, message);
-            }
-            Err(_) => {}
+            watcher::Event::Apply(node) => shared.on_node(node),
+            watcher::Event::Delete(node) => shared.on_node_deleted(&node),
         }
     }
-    reported.retain(|uid, _| pod_list.iter().any(|p| p.metadata.uid.as_deref() == Some(uid)));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, ready: bool, labels: serde_json::Value, pods: &str) -> Arc<Node> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": labels},
-                "status": {
-                    "allocatable": {"cpu": "2", "memory": "1Gi", "pods": pods},
-                    "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-                },
-            }))
-            .unwrap(),
-        )
+async fn watch_pods(client: kube::Client, shared: Arc<Shared>, ready: tokio::sync::watch::Sender<bool>) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut events = std::pin::pin!(watch(Api::<Pod>::all(client)));
+    while let Some(event) = events.next().await {
+        match event {
+            watcher::Event::Init => seen.clear(),
+            watcher::Event::InitApply(pod) => {
+                seen.insert(uid_of(&pod.metadata));
+                shared.on_pod(pod);
+            }
+            watcher::Event::InitDone => {
+                let gone: Vec<String> =
+                    lock(&shared.cache).confirmed_pods().into_iter().filter(|uid| !seen.contains(uid)).collect();
+                for uid in gone {
+                    lock(&shared.cache).remove_pod(&uid);
+                    lock(&shared.queue).delete(&uid);
+                }
+                seen = HashSet::new();
+                let _ = ready.send(true);
+                shared.cluster_changed();
+            }
+            watcher::Event::Apply(pod) => shared.on_pod(pod),
+            watcher::Event::Delete(pod) => shared.on_pod_deleted(&pod),
+        }
     }
+}
 
-    fn pod(name: &str, node: Option<&str>, cpu: &str, selector: serde_json::Value) -> Arc<Pod> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": "default", "uid": name},
-                "spec": {"nodeName": node, "nodeSelector": selector, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]},
-            }))
-            .unwrap(),
-        )
+async fn watch_runtime_classes(client: kube::Client, shared: Arc<Shared>) {
+    let mut events = std::pin::pin!(watch(Api::<RuntimeClass>::all(client)).touched_objects_or_deleted());
+    while let Some((class, deleted)) = events.next().await {
+        let name = class.metadata.name.clone().unwrap_or_default();
+        if deleted {
+            lock(&shared.runtime_classes).remove(&name);
+        } else {
+            lock(&shared.runtime_classes).insert(name, Arc::new(class));
+            shared.cluster_changed();
+        }
     }
+}
 
-    #[test]
-    fn spreads_over_ready_nodes() {
-        let nodes =
-            vec![node("a", true, json!({}), "10"), node("b", true, json!({}), "10"), node("c", false, json!({}), "10")];
-        let pods = vec![pod("p1", Some("a"), "100m", json!({}))];
-        assert_eq!(choose(&pod("new", None, "100m", json!({})), &nodes, &pods, None).unwrap(), "b");
+/// Turns watch events into `(object, deleted)`, keeping init listings as applies.
+trait TouchedOrDeleted<K>: Stream<Item = watcher::Event<K>> + Sized {
+    fn touched_objects_or_deleted(self) -> impl Stream<Item = (K, bool)> {
+        self.flat_map(|event| {
+            futures::stream::iter(match event {
+                watcher::Event::Apply(k) | watcher::Event::InitApply(k) => Some((k, false)),
+                watcher::Event::Delete(k) => Some((k, true)),
+                watcher::Event::Init | watcher::Event::InitDone => None,
+            })
+        })
     }
+}
 
-    #[test]
-    fn explains_why_nothing_fits() {
-        let nodes = vec![
-            node("a", false, json!({}), "10"),
-            node("b", true, json!({"disk": "hdd"}), "10"),
-            node("c", true, json!({"disk": "ssd"}), "10"),
-        ];
-        let err = choose(&pod("new", None, "3", json!({"disk": "ssd"})), &nodes, &[], None).unwrap_err();
-        assert_eq!(
-            err,
-            "0/3 nodes are available: 1 node(s) were not ready, 1 node(s) didn't match Pod's node affinity/selector, 1 Insufficient cpu."
-        );
-    }
+impl<K, S: Stream<Item = watcher::Event<K>>> TouchedOrDeleted<K> for S {}
 
-    #[test]
-    fn honours_runtimes_and_pod_counts() {
-        let nodes = vec![
-            node("a", true, json!({runtime_label("wasmtime"): "true"}), "1"),
-            node("b", true, json!({runtime_label("wasmtime"): "true", runtime_label("youki"): "true"}), "10"),
-        ];
-        assert_eq!(choose(&pod("new", None, "0", json!({})), &nodes, &[], Some("youki")).unwrap(), "b");
-        let full = vec![pod("p1", Some("a"), "0", json!({}))];
-        let err = choose(&pod("new", None, "0", json!({})), &nodes[..1], &full, None).unwrap_err();
-        assert!(err.contains("Too many pods"), "{err}");
+/// What decides the pod's runtimes: its RuntimeClass, or its images.
+async fn runtime_requirements(shared: &Shared, images: &ImageRuntimes, pod: &Pod) -> RuntimeRequirements {
+    match pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref()).filter(|n| !n.is_empty()) {
+        Some(name) => match lock(&shared.runtime_classes).get(name) {
+            Some(class) => RuntimeRequirements { runtime_class: Some(class.clone()), ..Default::default() },
+            None => RuntimeRequirements { missing_runtime_class: Some(name.to_string()), ..Default::default() },
+        },
+        None => RuntimeRequirements { image_runtimes: images.for_pod(pod).await, ..Default::default() },
     }
+}
+
+async fn schedule_loop(client: kube::Client, shared: Arc<Shared>, options: Options) {
+    let mut framework = plugins::default_framework();
+    let images = ImageRuntimes::new(client.clone());
+    let recorder = Recorder::new(client.clone(), SCHEDULER_NAME);
+    let binds = Arc::new(Semaphore::new(options.bind_concurrency.max(1)));
+    loop {
+        let popped = lock(&shared.queue).pop(Instant::now());
+        let Some(popped) = popped else {
+            let next = lock(&shared.queue).next_backoff();
+            let deadline =
+                (Instant::now() + Duration::from_secs(1)).min(next.unwrap_or(Instant::now() + Duration::from_secs(1)));
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            continue;
+        };
+        let pod = popped.pod.clone();
+        let uid = uid_of(&pod.metadata);
+        if pod.metadata.deletion_timestamp.is_some() || bound_node(&pod).is_some() {
+            lock(&shared.queue).delete(&uid);
+            continue;
+        }
+        shared.metrics.attempts.fetch_add(1, Ordering::Relaxed);
+        let runtime = runtime_requirements(&shared, &images, &pod).await;
+        let info = Arc::new(PodInfo::new(pod.clone()));
+        let mut state = CycleState::new(info.clone(), runtime);
+        let chosen = {
+            let mut cache = lock(&shared.cache);
+            let chosen = framework.schedule(&mut state, &cache);
+            if let Ok(node) = &chosen {
+                cache.assume(info, node);
+            }
+            chosen
+        };
+        match chosen {
+            Ok(node) => {
+                lock(&shared.queue).done(&uid);
+                lock(&shared.reported).remove(&uid);
+                let Ok(permit) = binds.clone().acquire_owned().await else { return };
+                let (client, shared, recorder) = (client.clone(), shared.clone(), recorder.clone());
+                tokio::spawn(async move {
+                    bind(&client, &shared, &recorder, popped, &node).await;
+                    drop(permit);
+                });
+            }
+            Err(error) => {
+                shared.metrics.unschedulable.fetch_add(1, Ordering::Relaxed);
+                lock(&shared.queue).unschedulable(&uid, popped.cycle, Instant::now());
+                report_unschedulable(&client, &shared, &recorder, &pod, &error);
+            }
+        }
+    }
+}
+
+/// Writes the binding; the Scheduled event is stamped before it (so it sorts before the
+/// node's first event for the pod) and recorded once it succeeded. A failed binding takes
+/// the pod off its node in the cache and sends it back to the queue, unless the pod is gone
+/// or already bound (the watch tells the rest).
+async fn bind(client: &kube::Client, shared: &Shared, recorder: &Recorder, popped: queue::Popped, node: &str) {
+    let pod = &popped.pod;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = uid_of(&pod.metadata);
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.clone()),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+    };
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let stamped = jiff::Timestamp::now();
+    match api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
+        Ok(_) => {
+            shared.metrics.bound.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.observe(popped.added.elapsed());
+            let message = format!("Successfully assigned {namespace}/{name} to {node}");
+            recorder.record_at(reference(pod.as_ref()), stamped, EventType::Normal, "Scheduled", &message);
+        }
+        Err(e) => {
+            shared.metrics.bind_errors.fetch_add(1, Ordering::Relaxed);
+            lock(&shared.cache).forget(&uid);
+            let gone = matches!(&e, kube::Error::Api(status) if status.code == 404 || status.code == 409);
+            if gone {
+                tracing::debug!(pod = %format!("{namespace}/{name}"), error = %e, "binding refused; the watch has the pod's state");
+            } else {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), node, error = %e, "binding failed; retrying");
+                lock(&shared.queue).retry(popped.pod.clone(), popped.attempts, popped.added, Instant::now());
+                shared.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// The PodScheduled=False condition and a FailedScheduling event, when the message changed.
+fn report_unschedulable(client: &kube::Client, shared: &Shared, recorder: &Recorder, pod: &Arc<Pod>, error: &FitError) {
+    let uid = uid_of(&pod.metadata);
+    let message = error.to_string();
+    {
+        let mut reported = lock(&shared.reported);
+        if reported.get(&uid) == Some(&message) {
+            return;
+        }
+        reported.insert(uid, message.clone());
+    }
+    tracing::debug!(pod = pod.metadata.name.as_deref().unwrap_or_default(), %message, "unschedulable");
+    recorder.record(pod.as_ref(), EventType::Warning, "FailedScheduling", &message);
+    let api: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null,
+        "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }]}});
+    tokio::spawn(async move {
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(status)).await {
+            tracing::debug!(error = %e, "cannot mark the pod unschedulable");
+        }
+    });
 }

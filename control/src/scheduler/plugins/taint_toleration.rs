@@ -1,0 +1,184 @@
+//! TaintToleration: a node's NoSchedule and NoExecute taints keep out pods that do not tolerate
+//! them (the pod's tolerations plus its RuntimeClass's `scheduling.tolerations`); untolerated
+//! PreferNoSchedule taints lower the node's score.
+
+use k8s_openapi::api::core::v1::{Taint, Toleration};
+
+use crate::scheduler::cache::{Cache, NodeInfo};
+use crate::scheduler::framework::{CycleState, FilterPlugin, ScorePlugin, Unfit, default_normalize};
+
+/// Whether `toleration` tolerates `taint`, as Kubernetes decides.
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
+        && effect != taint.effect
+    {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or_default();
+    let operator = toleration.operator.as_deref().unwrap_or("Equal");
+    if key.is_empty() {
+        return operator == "Exists";
+    }
+    if key != taint.key {
+        return false;
+    }
+    match operator {
+        "Exists" => true,
+        "Equal" | "" => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        _ => false,
+    }
+}
+
+/// The tolerations a pod is scheduled with.
+struct Tolerations(Vec<Toleration>);
+
+/// Those that tolerate PreferNoSchedule taints.
+struct SoftTolerations(Vec<Toleration>);
+
+fn tolerations(state: &CycleState) -> &[Toleration] {
+    match state.read::<Tolerations>() {
+        Some(t) => &t.0,
+        None => state.pod.spec().and_then(|s| s.tolerations.as_deref()).unwrap_or_default(),
+    }
+}
+
+pub struct TaintToleration;
+
+impl FilterPlugin for TaintToleration {
+    fn name(&self) -> &'static str {
+        "TaintToleration"
+    }
+
+    fn pre_filter(&self, state: &mut CycleState, _cache: &Cache) -> Result<(), Unfit> {
+        let extra = state
+            .runtime
+            .runtime_class
+            .as_ref()
+            .and_then(|rc| rc.scheduling.as_ref())
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
+        if !extra.is_empty() {
+            let mut all = state.pod.spec().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+            all.extend(extra);
+            state.write(Tolerations(all));
+        }
+        Ok(())
+    }
+
+    fn filter(&self, state: &CycleState, node: &NodeInfo) -> Result<(), Unfit> {
+        let tolerations = tolerations(state);
+        let untolerated = node.taints.iter().find(|taint| {
+            matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
+                && !tolerations.iter().any(|t| tolerates(t, taint))
+        });
+        match untolerated {
+            None => Ok(()),
+            Some(taint) => Err(Unfit::new(format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+impl ScorePlugin for TaintToleration {
+    fn name(&self) -> &'static str {
+        "TaintToleration"
+    }
+
+    fn pre_score(&self, state: &mut CycleState, _cache: &Cache, _nodes: &[&NodeInfo]) {
+        let soft = tolerations(state)
+            .iter()
+            .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
+            .cloned()
+            .collect();
+        state.write(SoftTolerations(soft));
+    }
+
+    fn score(&self, state: &CycleState, node: &NodeInfo) -> i64 {
+        if node.taints.is_empty() {
+            return 0;
+        }
+        let tolerations = state.read::<SoftTolerations>().map(|t| t.0.as_slice()).unwrap_or_default();
+        node.taints
+            .iter()
+            .filter(|taint| taint.effect == "PreferNoSchedule" && !tolerations.iter().any(|t| tolerates(t, taint)))
+            .count() as i64
+    }
+
+    fn normalize(&self, _state: &CycleState, scores: &mut [i64]) {
+        default_normalize(scores, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::cache::tests::{node, pod};
+    use crate::scheduler::framework::RuntimeRequirements;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn toleration(value: serde_json::Value) -> Toleration {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn taint(key: &str, value: &str, effect: &str) -> Taint {
+        Taint { key: key.into(), value: Some(value.into()), effect: effect.into(), time_added: None }
+    }
+
+    #[test]
+    fn toleration_matching() {
+        let t = taint("k", "v", "NoSchedule");
+        assert!(tolerates(&toleration(json!({"key": "k", "value": "v"})), &t));
+        assert!(tolerates(&toleration(json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"})), &t));
+        assert!(tolerates(&toleration(json!({"operator": "Exists"})), &t));
+        assert!(!tolerates(&toleration(json!({"key": "k", "value": "w"})), &t));
+        assert!(!tolerates(&toleration(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})), &t));
+        assert!(!tolerates(&toleration(json!({"key": "other", "operator": "Exists"})), &t));
+    }
+
+    #[test]
+    fn untolerated_hard_taints_reject_the_node() {
+        let tainted = NodeInfo::from_node(node(
+            "a",
+            json!({"spec": {"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]}}),
+        ));
+        let state = CycleState::new(pod("p", json!({})), RuntimeRequirements::default());
+        assert_eq!(
+            TaintToleration.filter(&state, &tainted),
+            Err(Unfit::new("node(s) had untolerated taint {node.kubernetes.io/unreachable: }"))
+        );
+        let soft =
+            NodeInfo::from_node(node("b", json!({"spec": {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}})));
+        assert!(TaintToleration.filter(&state, &soft).is_ok());
+    }
+
+    #[test]
+    fn runtime_class_tolerations_are_added() {
+        let rc: k8s_openapi::api::node::v1::RuntimeClass = serde_json::from_value(json!({
+            "metadata": {"name": "wasm"}, "handler": "wasmtime",
+            "scheduling": {"tolerations": [{"key": "wasm-only", "operator": "Exists"}]},
+        }))
+        .unwrap();
+        let runtime = RuntimeRequirements { runtime_class: Some(Arc::new(rc)), ..Default::default() };
+        let mut state = CycleState::new(pod("p", json!({})), runtime);
+        let node =
+            NodeInfo::from_node(node("a", json!({"spec": {"taints": [{"key": "wasm-only", "effect": "NoSchedule"}]}})));
+        TaintToleration.pre_filter(&mut state, &Cache::default()).unwrap();
+        assert!(TaintToleration.filter(&state, &node).is_ok());
+    }
+
+    #[test]
+    fn prefer_no_schedule_taints_lower_the_score() {
+        let mut state = CycleState::new(pod("p", json!({})), RuntimeRequirements::default());
+        TaintToleration.pre_score(&mut state, &Cache::default(), &[]);
+        let clean = NodeInfo::from_node(node("a", json!({})));
+        let soft =
+            NodeInfo::from_node(node("b", json!({"spec": {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}})));
+        let mut scores = vec![TaintToleration.score(&state, &clean), TaintToleration.score(&state, &soft)];
+        TaintToleration.normalize(&state, &mut scores);
+        assert_eq!(scores, vec![100, 0]);
+    }
+}
