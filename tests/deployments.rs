@@ -144,6 +144,17 @@ fn deployment_rolls_out_scales_undoes_restarts_and_pauses_with_kubectl() {
     let history = cluster.ok(&["rollout", "history", "deployment/web"]);
     assert!(history.lines().any(|l| l.starts_with("1 ")), "{history}");
     assert!(history.lines().any(|l| l.starts_with("2 ") && l.contains("image v2")), "{history}");
+    let describe = cluster.ok(&["describe", "deployment", "web"]);
+    let v2_name = v2["metadata"]["name"].as_str().unwrap();
+    for line in [
+        format!("NewReplicaSet:   {v2_name} (2/2 replicas created)"),
+        format!("OldReplicaSets:  {rs_name} (0/0 replicas created)"),
+        "Progressing    True    NewReplicaSetAvailable".to_string(),
+        "Available      True    MinimumReplicasAvailable".to_string(),
+        format!("Scaled up replica set {v2_name} from 0 to 1"),
+    ] {
+        assert!(describe.contains(&line), "describe lacks {line:?}:\n{describe}");
+    }
     let revision = cluster.ok(&["rollout", "history", "deployment/web", "--revision=2"]);
     assert!(revision.contains("ticker:v2") && revision.contains("pod-template-hash"), "{revision}");
 

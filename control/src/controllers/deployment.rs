@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -502,6 +503,26 @@ pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action
     }
 }
 
+/// The Deployments a ReplicaSet's change concerns: its controller, or for an orphan every
+/// Deployment in its namespace whose selector matches it (which may adopt it).
+fn interested(deployments: &[Arc<Deployment>], rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
+    let namespace = rs.metadata.namespace.as_deref();
+    match controller_of(&rs.metadata) {
+        Some(r) if r.kind == "Deployment" => vec![ObjectRef::new(&r.name).within(namespace.unwrap_or("default"))],
+        Some(_) => Vec::new(),
+        None => deployments
+            .iter()
+            .filter(|d| d.metadata.namespace.as_deref() == namespace)
+            .filter(|d| {
+                d.spec.as_ref().is_some_and(|s| {
+                    !is_empty_selector(&s.selector) && selector_matches(&s.selector, rs.metadata.labels.as_ref())
+                })
+            })
+            .map(|d| ObjectRef::from_obj(&**d))
+            .collect(),
+    }
+}
+
 fn error_policy(d: Arc<Deployment>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
     match error {
         ReconcileError::Collision(_) => Action::requeue(Duration::from_millis(100)),
@@ -518,8 +539,10 @@ pub async fn run(client: kube::Client) {
     let deployments: Api<Deployment> = Api::all(client.clone());
     let sets: Api<ReplicaSet> = Api::all(client.clone());
     let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), "deployment-controller"), client });
-    Controller::new(deployments, watcher::Config::default())
-        .owns(sets, watcher::Config::default())
+    let controller = Controller::new(deployments, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(sets, watcher::Config::default(), move |rs| interested(&store.state(), &rs))
         .with_config(Config::default().debounce(Duration::from_millis(150)))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -564,5 +587,16 @@ mod tests {
         assert!(new.is_none());
         assert_eq!(old.len(), 3);
         assert!(is_empty_selector(&LabelSelector::default()));
+    }
+
+    #[test]
+    fn orphan_replica_sets_concern_the_deployments_that_select_them() {
+        let web = Arc::new(deployment("ticker:v1"));
+        let mut orphan = replica_set("web-x", "ticker:v1", "2026-01-01T00:00:00Z");
+        orphan.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        let refs = interested(&[web.clone()], &orphan);
+        assert_eq!(refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
+        orphan.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
+        assert!(interested(&[web], &orphan).is_empty());
     }
 }
