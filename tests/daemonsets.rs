@@ -111,7 +111,7 @@ fn a_daemonset_runs_one_pod_per_node_also_on_nodes_that_join_and_rolls_out() {
     assert_eq!(status, "1 1");
 
     // A node that joins gets its own pod.
-    let _second = cluster.join_agent("second");
+    let mut second = cluster.join_agent("second");
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
     let joined = Instant::now();
     let spread = cluster.eventually(Duration::from_secs(60), || {
@@ -152,6 +152,15 @@ fn a_daemonset_runs_one_pod_per_node_also_on_nodes_that_join_and_rolls_out() {
     assert_eq!(per_node(&after), BTreeMap::from([(local.clone(), 1), ("second".into(), 1)]));
     assert!(after.values().all(|p| p.revision != old_revision && !p.revision.is_empty()), "{after:#?}");
     assert!(after.keys().all(|name| !before.contains_key(name)), "every pod was replaced: {after:#?}");
+
+    // A node that goes away takes its daemon pod with it.
+    second.kill();
+    cluster.ok(&["delete", "node", "second"]);
+    let shrunk = cluster.eventually(Duration::from_secs(30), || {
+        let desired = cluster.ok(&["get", "ds", "agent", "-o", "jsonpath={.status.desiredNumberScheduled}"]);
+        per_node(&pods(&cluster, "app=agent")) == BTreeMap::from([(local.clone(), 1)]) && desired == "1"
+    });
+    assert!(shrunk, "{:#?}\n{}", pods(&cluster, "app=agent"), cluster.ok(&["get", "ds", "agent"]));
 
     let messages = events(&cluster, "DaemonSet", "agent");
     assert!(messages.iter().any(|m| m.starts_with("SuccessfulCreate Created pod: agent-")), "{messages:#?}");

@@ -8,7 +8,7 @@
 //! RollingUpdate deletes old pods up to maxUnavailable and the next pass creates new ones.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,8 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use super::workload::{self, claim_pods, controller_ref, is_available, is_ready, pod_from_template};
@@ -524,30 +523,39 @@ fn error_policy(ds: Arc<DaemonSet>, error: &ReconcileError, _ctx: Arc<Context>) 
     Action::requeue(Duration::from_secs(2))
 }
 
-/// What about a node matters to daemon placement: labels, taints, and that it exists.
+/// What about a node matters to daemon placement: its labels and taints.
 fn node_fingerprint(node: &Node) -> String {
-    json!([node.metadata.labels, node.spec.as_ref().map(|s| &s.taints), node.metadata.deletion_timestamp]).to_string()
+    json!([node.metadata.labels, node.spec.as_ref().map(|s| &s.taints)]).to_string()
+}
+
+/// Fires when a node joins, goes, or changes its labels or taints (not on status heartbeats):
+/// each of those concerns every DaemonSet.
+fn node_changes(client: kube::Client) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff().filter_map(move |event| {
+        let changed = match event {
+            Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
+                let print = node_fingerprint(&node);
+                seen.insert(node.metadata.name.unwrap_or_default(), print.clone()).as_ref() != Some(&print)
+            }
+            Ok(watcher::Event::Delete(node)) => seen.remove(&node.metadata.name.unwrap_or_default()).is_some(),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "node watch failed; retrying");
+                false
+            }
+        };
+        futures::future::ready(changed.then_some(()))
+    })
 }
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
-    let daemonsets: Api<DaemonSet> = Api::all(client.clone());
-    let controller = Controller::new(daemonsets, watcher::Config::default());
-    let store = controller.store();
-    // A node change (join, labels, taints) concerns every DaemonSet; status heartbeats do not.
-    let seen: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
-    let node_changed = move |node: Node| {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let print = node_fingerprint(&node);
-        let changed =
-            seen.lock().map(|mut seen| seen.insert(name, print.clone()).as_ref() != Some(&print)).unwrap_or(true);
-        if changed { store.state().iter().map(|ds| ObjectRef::from_obj(&**ds)).collect() } else { Vec::new() }
-    };
     let ctx =
         Arc::new(Context { recorder: Recorder::new(client.clone(), "daemonset-controller"), client: client.clone() });
-    controller
+    Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .watches(Api::<Node>::all(client), watcher::Config::default(), node_changed)
+        .reconcile_all_on(node_changes(client))
         .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
