@@ -430,3 +430,93 @@ fn report_unschedulable(client: &kube::Client, shared: &Shared, recorder: &Recor
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            cache: Mutex::default(),
+            queue: Mutex::default(),
+            wake: Notify::new(),
+            runtime_classes: Mutex::default(),
+            reported: Mutex::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    fn pod(name: &str, extra: serde_json::Value) -> Pod {
+        let mut value = json!({
+            "metadata": {"name": name, "namespace": "default", "uid": name},
+            "spec": {"containers": [{"name": "c", "image": "ticker:v1"}]},
+        });
+        cache::tests::merge(&mut value, extra);
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn node(name: &str) -> Node {
+        (*cache::tests::node(name, json!({}))).clone()
+    }
+
+    /// Pops the next pod and fails it, as a cycle that found no node.
+    fn fail_next(shared: &Shared) -> String {
+        let popped = lock(&shared.queue).pop(Instant::now()).expect("a pod to schedule");
+        let uid = uid_of(&popped.pod.metadata);
+        lock(&shared.queue).unschedulable(&uid, popped.cycle, Instant::now());
+        uid
+    }
+
+    #[test]
+    fn pending_pods_are_queued_unless_another_scheduler_owns_them_or_they_are_deleted() {
+        let shared = shared();
+        shared.on_pod(pod("mine", json!({})));
+        shared.on_pod(pod("theirs", json!({"spec": {"schedulerName": "other"}})));
+        shared.on_pod(pod("leaving", json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}})));
+        let queue = lock(&shared.queue);
+        assert!(queue.contains("mine") && !queue.contains("theirs") && !queue.contains("leaving"));
+    }
+
+    #[test]
+    fn bound_pods_fill_the_cache_and_leave_the_queue() {
+        let shared = shared();
+        shared.on_node(node("a"));
+        shared.on_pod(pod("p", json!({})));
+        shared.on_pod(pod("p", json!({"spec": {"nodeName": "a"}})));
+        assert!(!lock(&shared.queue).contains("p"));
+        assert_eq!(lock(&shared.cache).node("a").unwrap().pods.len(), 1);
+        // An assumed pod's own status updates do not queue it again.
+        lock(&shared.cache).assume(Arc::new(PodInfo::new(Arc::new(pod("q", json!({}))))), "a");
+        shared.on_pod(pod("q", json!({"status": {"conditions": []}})));
+        assert!(!lock(&shared.queue).contains("q"));
+    }
+
+    #[test]
+    fn unschedulable_pods_are_retried_when_a_pod_finishes_or_goes_or_a_node_changes() {
+        let shared = shared();
+        shared.on_node(node("a"));
+        shared.on_pod(pod("running", json!({"spec": {"nodeName": "a"}})));
+        shared.on_pod(pod("gone", json!({"spec": {"nodeName": "a"}})));
+        shared.on_pod(pod("waiting", json!({})));
+        let counts = || lock(&shared.queue).counts();
+
+        fail_next(&shared);
+        assert_eq!(counts(), (0, 0, 1));
+        shared.on_pod(pod("running", json!({"spec": {"nodeName": "a"}, "status": {"phase": "Succeeded"}})));
+        assert_eq!(counts(), (0, 1, 0), "a finished pod frees room");
+
+        std::thread::sleep(queue::INITIAL_BACKOFF);
+        fail_next(&shared);
+        shared.on_pod_deleted(&pod("gone", json!({"spec": {"nodeName": "a"}})));
+        assert_eq!(counts(), (0, 1, 0), "a deleted pod frees room");
+
+        std::thread::sleep(queue::backoff(2));
+        fail_next(&shared);
+        shared.on_node(node("a"));
+        assert_eq!(counts(), (0, 0, 1), "a heartbeat changes nothing");
+        let mut tainted = node("a");
+        tainted.spec.get_or_insert_default().unschedulable = Some(true);
+        shared.on_node(tainted);
+        assert_eq!(counts(), (0, 1, 0), "a node update does");
+    }
+}

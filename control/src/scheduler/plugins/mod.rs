@@ -152,20 +152,20 @@ mod tests {
 
     /// A cycle over 1,000 nodes samples some of them and still spreads a workload's pods.
     #[test]
-    fn a_thousand_nodes_and_ten_thousand_pods() {
+    fn a_thousand_nodes_sampled_and_spread() {
         let mut cache = Cache::default();
         for i in 0..1000 {
             cache.upsert_node(wasm_node(&format!("n{i}"), "64Gi"));
         }
         let mut framework = default_framework();
         let started = std::time::Instant::now();
-        for i in 0..10_000 {
+        for i in 0..2_000 {
             schedule(&mut framework, &mut cache, replica(&format!("r{i}"))).unwrap();
         }
         let elapsed = started.elapsed();
-        println!("10,000 pods on 1,000 nodes: {elapsed:?}, {:.0} pods/s", 10_000.0 / elapsed.as_secs_f64());
+        println!("2,000 pods on 1,000 nodes: {elapsed:?}, {:.0} pods/s", 2_000.0 / elapsed.as_secs_f64());
         let counts: Vec<usize> = cache.nodes().map(|n| n.pods.len()).collect();
-        assert_eq!(counts.iter().sum::<usize>(), 10_000);
+        assert_eq!(counts.iter().sum::<usize>(), 2_000);
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
         assert!(max - min <= 3, "replicas spread within the default hostname skew: {min}..{max}");
     }
