@@ -235,24 +235,20 @@ pub struct Plan {
     pub failed: Vec<(String, String)>,
 }
 
-/// The update strategy's maxUnavailable as a count of `desired` (a percentage rounds up); at
-/// least 1, since maxSurge is not supported and both being 0 would stall.
-fn max_unavailable(ds: &DaemonSet, desired: usize) -> usize {
-    let value = ds
-        .spec
-        .as_ref()
-        .and_then(|s| s.update_strategy.as_ref())
-        .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.clone())
-        .unwrap_or(IntOrString::Int(1));
-    let count = match value {
+/// A RollingUpdate's (maxUnavailable, maxSurge) as counts of `desired` nodes (percentages
+/// round up); maxUnavailable is 1 when both are 0, as Kubernetes does.
+fn budgets(ds: &DaemonSet, desired: usize) -> (usize, usize) {
+    let update = ds.spec.as_ref().and_then(|s| s.update_strategy.as_ref()).and_then(|s| s.rolling_update.as_ref());
+    let count = |value: Option<&IntOrString>, default: i32| match value.cloned().unwrap_or(IntOrString::Int(default)) {
         IntOrString::Int(n) => usize::try_from(n).unwrap_or(0),
         IntOrString::String(s) => {
             let percent: usize = s.trim_end_matches('%').parse().unwrap_or(0);
             (percent * desired).div_ceil(100)
         }
     };
-    count.max(1)
+    let unavailable = count(update.and_then(|u| u.max_unavailable.as_ref()), 1);
+    let surge = count(update.and_then(|u| u.max_surge.as_ref()), 0);
+    if unavailable == 0 && surge == 0 { (1, 0) } else { (unavailable, surge) }
 }
 
 fn rolling(ds: &DaemonSet) -> bool {
@@ -286,11 +282,13 @@ fn by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
 pub fn decide(ds: &DaemonSet, spec: &PodSpec, nodes: &[Node], pods: &[Pod], hash: &str, now: jiff::Timestamp) -> Plan {
     let mut plan = Plan::default();
     let grouped = by_node(pods);
-    let mut fits: BTreeMap<&str, Fit> = BTreeMap::new();
-    for node in nodes {
-        let node_name = node.metadata.name.as_deref().unwrap_or_default();
-        let fit = node_fit(spec, node);
-        fits.insert(node_name, fit);
+    let fits: BTreeMap<&str, Fit> =
+        nodes.iter().map(|n| (n.metadata.name.as_deref().unwrap_or_default(), node_fit(spec, n))).collect();
+    let desired = fits.values().filter(|f| f.should_run).count();
+    let (max_unavailable, max_surge) = budgets(ds, desired);
+    // While surging a node may hold one old and one new pod.
+    let surging = rolling(ds) && max_surge > 0;
+    for (&node_name, &fit) in &fits {
         let on_node = grouped.get(node_name).map(Vec::as_slice).unwrap_or_default();
         let live: Vec<&Pod> = on_node.iter().copied().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
         if !fit.should_continue_running {
@@ -311,9 +309,13 @@ pub fn decide(ds: &DaemonSet, spec: &PodSpec, nodes: &[Node], pods: &[Pod], hash
                 plan.create.push(node_name.to_string());
             }
         } else if running.len() > 1 {
-            // Keeps the oldest pod of the current revision if any, else the oldest.
-            let keep = running.iter().position(|p| pod_revision(p) == Some(hash)).unwrap_or(0);
-            plan.delete.extend(running.iter().enumerate().filter(|(i, _)| *i != keep).map(|(_, p)| name(p)));
+            // Keeps the oldest pod of the current revision (if any, else the oldest), and while
+            // surging the oldest old pod beside it.
+            let new = running.iter().position(|p| pod_revision(p) == Some(hash));
+            let old = running.iter().position(|p| pod_revision(p) != Some(hash)).filter(|_| surging);
+            let keep = if surging { [new, old] } else { [Some(new.unwrap_or(0)), None] };
+            plan.delete
+                .extend(running.iter().enumerate().filter(|(i, _)| !keep.contains(&Some(*i))).map(|(_, p)| name(p)));
         }
     }
     // Pods for nodes that are gone (or for no node at all) are deleted.
@@ -323,15 +325,76 @@ pub fn decide(ds: &DaemonSet, spec: &PodSpec, nodes: &[Node], pods: &[Pod], hash
         }
     }
     if rolling(ds) {
-        let desired = fits.values().filter(|f| f.should_run).count();
-        let budget = max_unavailable(ds, desired);
-        for pod in rolling_update(&grouped, &fits, hash, budget, min_ready_seconds(ds), now) {
+        let update = if surging {
+            surge_update(&grouped, &fits, hash, max_surge, min_ready_seconds(ds), now)
+        } else {
+            (rolling_update(&grouped, &fits, hash, max_unavailable, min_ready_seconds(ds), now), Vec::new())
+        };
+        for pod in update.0 {
             if !plan.delete.contains(&pod) {
                 plan.delete.push(pod);
             }
         }
+        for node in update.1 {
+            if !plan.create.contains(&node) {
+                plan.create.push(node);
+            }
+        }
     }
     plan
+}
+
+/// The new and the old daemon pod on a node (neither being deleted nor finished); None when
+/// there are duplicates of either, which the manage step sorts out first.
+fn new_and_old<'a>(on_node: Option<&Vec<&'a Pod>>, hash: &str) -> Option<(Option<&'a Pod>, Option<&'a Pod>)> {
+    let live = on_node.into_iter().flatten().copied().filter(|p| workload::is_active(p));
+    let (new, old): (Vec<&Pod>, Vec<&Pod>) = live.partition(|p| pod_revision(p) == Some(hash));
+    match (new.as_slice(), old.as_slice()) {
+        ([] | [_], [] | [_]) => Some((new.first().copied(), old.first().copied())),
+        _ => None,
+    }
+}
+
+/// A RollingUpdate step with maxSurge: (old pods to delete, nodes to start a new pod on). A
+/// new pod is started beside an available old one while fewer than `max_surge` nodes are
+/// surging, at once beside an unavailable one; an old pod goes when the new one is available.
+fn surge_update(
+    grouped: &BTreeMap<&str, Vec<&Pod>>,
+    fits: &BTreeMap<&str, Fit>,
+    hash: &str,
+    max_surge: usize,
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> (Vec<String>, Vec<String>) {
+    let (mut surging, mut delete, mut replace_now, mut candidates) = (0, Vec::new(), Vec::new(), Vec::new());
+    for (node_name, fit) in fits.iter().filter(|(_, f)| f.should_continue_running) {
+        match new_and_old(grouped.get(node_name), hash) {
+            None => surging += 1,
+            Some((_, None)) => {}
+            Some((None, Some(old))) if !is_available(old, min_ready_seconds, now) => {
+                if fit.should_run {
+                    replace_now.push(node_name.to_string());
+                } else {
+                    delete.push(name(old));
+                }
+            }
+            Some((None, Some(_))) => {
+                if surging < max_surge {
+                    candidates.push(node_name.to_string());
+                }
+            }
+            Some((Some(new), Some(old))) => {
+                if is_available(new, min_ready_seconds, now) {
+                    delete.push(name(old));
+                } else {
+                    surging += 1;
+                }
+            }
+        }
+    }
+    let room = max_surge.saturating_sub(surging).min(candidates.len());
+    replace_now.extend(candidates.into_iter().take(room));
+    (delete, replace_now)
 }
 
 /// The old pods a RollingUpdate step (maxSurge 0) deletes: every old pod that is not available,
@@ -351,18 +414,15 @@ fn rolling_update(
         if !fit.should_continue_running {
             continue;
         }
-        let live: Vec<&Pod> =
-            grouped.get(node_name).into_iter().flatten().copied().filter(|p| workload::is_active(p)).collect();
-        let (new, old): (Vec<&Pod>, Vec<&Pod>) = live.iter().partition(|p| pod_revision(p) == Some(hash));
-        match (new.as_slice(), old.as_slice()) {
-            ([], [old]) => {
+        match new_and_old(grouped.get(node_name), hash) {
+            Some((None, Some(old))) => {
                 if !is_available(old, min_ready_seconds, now) {
                     replace_now.push(name(old));
                 } else if unavailable < max_unavailable {
                     candidates.push(name(old));
                 }
             }
-            ([new], []) => {
+            Some((Some(new), None)) => {
                 if !is_available(new, min_ready_seconds, now) {
                     unavailable += 1;
                 }
@@ -772,9 +832,38 @@ mod tests {
     #[test]
     fn percentages_round_up() {
         let ds = daemonset(json!({}), json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%"}}));
-        assert_eq!(max_unavailable(&ds, 5), 2);
-        assert_eq!(max_unavailable(&ds, 0), 1);
-        assert_eq!(max_unavailable(&plain(), 10), 1);
+        assert_eq!(budgets(&ds, 5), (2, 0));
+        assert_eq!(budgets(&ds, 0), (1, 0), "both 0: one may be unavailable");
+        assert_eq!(budgets(&plain(), 10), (1, 0));
+        let surge = daemonset(
+            json!({}),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "10%"}}),
+        );
+        assert_eq!(budgets(&surge, 15), (0, 2));
+    }
+
+    #[test]
+    fn surge_starts_new_pods_beside_old_ones_then_deletes_the_old() {
+        let ds = daemonset(
+            json!({"containers": [{"name": "c", "image": "ticker:v2"}]}),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}),
+        );
+        let hash = template_hash(&ds.spec.as_ref().unwrap().template);
+        let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| node(n, json!({}), json!([]))).collect();
+        let t = "2026-01-01T00:00:00Z";
+        let mut pods = vec![
+            pod(&ds, "old-a", "a", "old", "Running", true, t),
+            pod(&ds, "old-b", "b", "old", "Running", true, t),
+            pod(&ds, "old-c", "c", "old", "Running", false, t),
+        ];
+        // c's old pod is unavailable: replaced at once; one surge slot goes to a.
+        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!((plan.create.as_slice(), plan.delete.len()), (&["c".to_string(), "a".to_string()][..], 0));
+        // a's new pod is starting: the surge slot is taken; c's new pod is available, its old goes.
+        pods.push(pod(&ds, "new-a", "a", &hash, "Running", false, "2026-01-01T00:05:00Z"));
+        pods.push(pod(&ds, "new-c", "c", &hash, "Running", true, "2026-01-01T00:05:00Z"));
+        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!((plan.create.len(), plan.delete.as_slice()), (0, &["old-c".to_string()][..]));
     }
 
     #[test]
