@@ -242,4 +242,19 @@ fn recreate_replaces_all_pods_at_once_and_adopts_orphans() {
     let down = events.find("Scaled down replica set").expect("scaled down");
     let up_new = events.rfind("Scaled up replica set").expect("scaled up");
     assert!(down < up_new, "old scaled down before new scaled up:\n{events}");
+
+    // A rollout that cannot progress fails `rollout status` at its progress deadline.
+    cluster.ok(&["create", "deployment", "stuck", "--image=missing:v1", "--replicas=1"]);
+    cluster.ok(&["patch", "deployment", "stuck", "-p", r#"{"spec":{"progressDeadlineSeconds":2}}"#]);
+    let start = Instant::now();
+    let failed = cluster.fails(&["rollout", "status", "deployment/stuck", "--timeout=60s"], None);
+    assert!(failed.contains("deployment \"stuck\" exceeded its progress deadline"), "{failed}");
+    println!("progress deadline reported after {:?}", start.elapsed());
+    let d = json(&cluster.ok(&["get", "deployment", "stuck", "-o", "json"]));
+    let progressing = condition(&d, "Progressing");
+    assert_eq!(
+        (progressing["status"].as_str(), progressing["reason"].as_str()),
+        (Some("False"), Some("ProgressDeadlineExceeded"))
+    );
+    assert_eq!(condition(&d, "Available")["reason"], "MinimumReplicasUnavailable");
 }

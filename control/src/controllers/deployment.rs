@@ -594,7 +594,7 @@ mod tests {
         let web = Arc::new(deployment("ticker:v1"));
         let mut orphan = replica_set("web-x", "ticker:v1", "2026-01-01T00:00:00Z");
         orphan.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
-        let refs = interested(&[web.clone()], &orphan);
+        let refs = interested(std::slice::from_ref(&web), &orphan);
         assert_eq!(refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
         orphan.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
         assert!(interested(&[web], &orphan).is_empty());
