@@ -10,6 +10,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod statefulset;
+pub mod taint_eviction;
 pub mod ttl_after_finished;
 pub mod workload;
 
@@ -46,6 +47,7 @@ impl Default for ControllerOptions {
 pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(node_lifecycle::run(client.clone(), options.node_monitor_grace_period));
+    tokio::spawn(taint_eviction::run(client.clone()));
     tokio::spawn(garbage_collector::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
     tokio::spawn(deployment::run(client.clone()));

@@ -267,24 +267,8 @@ fn pod(o: &mut Map<String, Value>) {
         set(spec, "priority", 0);
     }
     set(spec, "preemptionPolicy", "PreemptLowerPriority");
-    // The DefaultTolerationSeconds admission plugin.
-    if spec.get("tolerations").is_none_or(|v| v.is_array() || v.is_null()) {
-        let tolerates = |tolerations: &[Value], key: &str| {
-            tolerations.iter().any(|t| {
-                let k = t["key"].as_str().unwrap_or("");
-                let effect = t["effect"].as_str().unwrap_or("");
-                (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
-            })
-        };
-        let mut tolerations = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            if !tolerates(&tolerations, key) {
-                tolerations
-                    .push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-            }
-        }
-        spec.insert("tolerations".into(), tolerations.into());
-    }
+    // The DefaultTolerationSeconds admission plugin runs at creation only, with the server's
+    // flags: api/admission.rs.
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,13 +605,6 @@ mod tests {
         assert_eq!(spec["serviceAccount"], "default");
         assert_eq!(spec["priority"], 0);
         assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority");
-        assert_eq!(
-            spec["tolerations"],
-            json!([
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ])
-        );
         let c = &spec["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
