@@ -276,4 +276,20 @@ fn a_statefulset_starts_in_order_scales_down_from_the_top_and_brings_pods_back()
         pods(&cluster, "app=web").get("web-0").is_some_and(|p| p.revision == update && p.ready)
     });
     assert!(rolled, "web-0 not at {update}: {:#?}", pods(&cluster, "app=web"));
+
+    // volumeClaimTemplates are not supported yet: the claim becomes an emptyDir, and a Warning says so.
+    cluster.apply(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 1\n  \
+         selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      \
+         containers:\n      - name: ticker\n        image: ticker:v1\n        volumeMounts:\n        - {name: data, mountPath: /data}\n  \
+         volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [ReadWriteOnce]\n      \
+         resources:\n        requests:\n          storage: 1Gi\n",
+    );
+    let db = cluster.wait_pod("db-0", "ran", Duration::from_secs(60), |p| p["status"]["phase"] == "Running");
+    let volumes = db["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["name"] == "data" && v["emptyDir"].is_object()), "{volumes:#?}");
+    let warned = cluster.eventually(Duration::from_secs(10), || {
+        events(&cluster, "StatefulSet", "db").iter().any(|m| m.starts_with("VolumeClaimTemplatesNotSupported "))
+    });
+    assert!(warned, "{:#?}", events(&cluster, "StatefulSet", "db"));
 }

@@ -327,6 +327,8 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
     let steps = decide(&sts, &pods, &revision, now);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let acts = steps.iter().map(|step| act(&api, &sts, step, &revision));
+    // A name held by a pod this set does not control blocks that ordinal until it goes.
+    let mut blocked = false;
     for (pod, verb, result) in futures::future::join_all(acts).await {
         let (reason, failed) = match verb {
             "create" => ("SuccessfulCreate", "FailedCreate"),
@@ -337,12 +339,17 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
                 let message = format!("{verb} Pod {pod} in StatefulSet {set} successful");
                 ctx.recorder.record(&*sts, EventType::Normal, reason, &message);
             }
-            // Created meanwhile (the watch will bring it): nothing to report.
-            Err(kube::Error::Api(e)) if e.code == 409 && verb == "create" => {}
             Err(e) => {
-                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {e}");
+                let cause = match &e {
+                    kube::Error::Api(status) => status.message.clone(),
+                    other => other.to_string(),
+                };
+                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {cause}");
                 ctx.recorder.record(&*sts, EventType::Warning, failed, &message);
-                return Err(e.into());
+                match e {
+                    kube::Error::Api(status) if status.code == 409 => blocked = true,
+                    e => return Err(e.into()),
+                }
             }
         }
     }
@@ -358,7 +365,13 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
     }
     // A pod ready but not yet available for minReadySeconds becomes so without an event.
     let waiting = min_ready_seconds(&sts) > 0 && next.available_replicas < next.ready_replicas;
-    Ok(if waiting { Action::requeue(Duration::from_secs(1)) } else { Action::requeue(Duration::from_secs(300)) })
+    Ok(Action::requeue(Duration::from_secs(if waiting {
+        1
+    } else if blocked {
+        10
+    } else {
+        300
+    })))
 }
 
 fn error_policy(sts: Arc<StatefulSet>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
