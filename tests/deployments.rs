@@ -243,6 +243,14 @@ fn recreate_replaces_all_pods_at_once_and_adopts_orphans() {
     let up_new = events.rfind("Scaled up replica set").expect("scaled up");
     assert!(down < up_new, "old scaled down before new scaled up:\n{events}");
 
+    // maxSurge and maxUnavailable may not both be 0.
+    let frozen = manifest.replace("name: web", "name: frozen").replace(
+        "    type: Recreate\n",
+        "    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 0\n      maxUnavailable: 0%\n",
+    );
+    let refused = cluster.fails(&["apply", "-f", "-"], Some(&frozen));
+    assert!(refused.contains("spec.strategy.rollingUpdate.maxUnavailable"), "{refused}");
+
     // A rollout that cannot progress fails `rollout status` at its progress deadline.
     cluster.ok(&["create", "deployment", "stuck", "--image=missing:v1", "--replicas=1"]);
     cluster.ok(&["patch", "deployment", "stuck", "-p", r#"{"spec":{"progressDeadlineSeconds":2}}"#]);

@@ -371,6 +371,34 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_rollout_stays_within_surge_and_unavailability() {
+        for (surge, unavailable) in [(3, 2), (1, 0), (0, 1), (10, 10)] {
+            let p = params(10, surge, unavailable);
+            let mut old = rs("old", 1, 10, 10);
+            let mut new = rs("new", 2, 0, 0);
+            let mut steps = 0;
+            while new.replicas != 10 || old.replicas != 0 {
+                steps += 1;
+                assert!(steps < 50, "no convergence with surge {surge}, unavailable {unavailable}");
+                let all = [&old, &new];
+                if let Some(to) = new_rs_target(&p, &all, &new) {
+                    new.replicas = to;
+                } else {
+                    for (_, to) in old_rs_targets(&p, &new, std::slice::from_ref(&old)) {
+                        old.replicas = to;
+                    }
+                }
+                // Right after the step, before new pods are ready.
+                old.available = old.available.min(old.replicas);
+                assert!(old.replicas + new.replicas <= 10 + surge, "surge exceeded at step {steps}");
+                assert!(old.available + new.available >= 10 - unavailable, "too few available at step {steps}");
+                // Then the new pods become available.
+                new.available = new.replicas;
+            }
+        }
+    }
+
+    #[test]
     fn max_unavailable_zero_waits_for_new_pods() {
         let p = params(3, 1, 0);
         let old = rs("old", 1, 3, 3);
