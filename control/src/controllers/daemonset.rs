@@ -495,6 +495,14 @@ pub enum ReconcileError {
     Api(#[from] kube::Error),
 }
 
+/// What an event says of a failed request: the API's own message when it gave one.
+pub(super) fn failure(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The pod to start on `node`: the template with the daemon tolerations, pinned to the node.
 fn daemon_pod(ds: &DaemonSet, template: &PodTemplateSpec, spec: &PodSpec, node: &str, hash: &str) -> Pod {
     let namespace = ds.metadata.namespace.as_deref().unwrap_or("default");
@@ -536,7 +544,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
             Ok(_) => ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {pod}")),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
-                let message = format!("Error deleting: {e}");
+                let message = format!("Error deleting: {}", failure(&e));
                 ctx.recorder.record(&*ds, EventType::Warning, "FailedDelete", &message);
                 return Err(e.into());
             }
@@ -554,7 +562,12 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
                 ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulCreate", &message);
             }
             Err(e) => {
-                ctx.recorder.record(&*ds, EventType::Warning, "FailedCreate", &format!("Error creating: {e}"));
+                ctx.recorder.record(
+                    &*ds,
+                    EventType::Warning,
+                    "FailedCreate",
+                    &format!("Error creating: {}", failure(&e)),
+                );
                 return Err(e.into());
             }
         }

@@ -22,7 +22,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::daemonset::{REVISION_LABEL, pod_revision, template_hash};
+use super::daemonset::{REVISION_LABEL, failure, pod_revision, template_hash};
 use super::workload::{claim_pods, controller_ref, is_available, is_ready, pod_from_template};
 use crate::events::{EventType, Recorder};
 
@@ -340,11 +340,7 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
                 ctx.recorder.record(&*sts, EventType::Normal, reason, &message);
             }
             Err(e) => {
-                let cause = match &e {
-                    kube::Error::Api(status) => status.message.clone(),
-                    other => other.to_string(),
-                };
-                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {cause}");
+                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {}", failure(&e));
                 ctx.recorder.record(&*sts, EventType::Warning, failed, &message);
                 match e {
                     kube::Error::Api(status) if status.code == 409 => blocked = true,
