@@ -174,25 +174,11 @@ fn runaway_guests_and_bad_images_are_contained_and_reported() {
 
 #[test]
 fn a_second_agent_joins_shares_the_pods_and_goes_not_ready_when_stopped() {
-    let cluster = cluster();
+    // A grace period short enough to wait for, longer than the agent's 10 s Lease renewals.
+    let cluster = Cluster::start_with(&["--backoff-base-ms", "300", "--node-monitor-grace-period", "15s"]);
     cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
-    let agent_dir = tempfile::tempdir().unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["agent", "--server", &cluster.url, "--token-file"])
-        .arg(cluster.data_dir().join("node-token"))
-        .args(["--name", "second", "--data-dir"])
-        .arg(agent_dir.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    assert!(
-        cluster.eventually(Duration::from_secs(30), || {
-            let nodes = cluster.ok(&["get", "nodes"]);
-            nodes.lines().filter(|l| l.contains(" Ready ")).count() == 2
-        }),
-        "the second node never became Ready"
-    );
+    let mut agent = cluster.join_agent("second");
+    cluster.wait_nodes_ready(2, Duration::from_secs(30));
     for i in 0..4 {
         cluster.apply(&simple_pod(&format!("tick-{i}"), "ticker:v1", "Always", ""));
     }
@@ -203,16 +189,14 @@ fn a_second_agent_joins_shares_the_pods_and_goes_not_ready_when_stopped() {
             && nodes.split_whitespace().any(|n| n != "second")
     }));
 
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    agent.kill();
     let stopped = Instant::now();
     assert!(
         cluster.eventually(Duration::from_secs(60), || { cluster.ok(&["get", "node", "second"]).contains("NotReady") }),
         "the stopped node never went NotReady"
     );
+    // The lease was renewed at most 10 s before the stop; NotReady follows 15 s after that.
     println!("node NotReady {:?} after its agent stopped", stopped.elapsed());
-    // The lease was renewed at most 10 s before the stop; NotReady follows 40 s after the last renewal.
-    assert!(stopped.elapsed() <= Duration::from_secs(42), "NotReady took {:?}", stopped.elapsed());
 }
 
 #[test]

@@ -90,3 +90,86 @@ fn dependents_follow_their_owners_by_the_cascade_asked_for() {
     wait_gone(&cluster, "cm", "stray", "was not collected though its owner does not exist");
     assert!(exists(&cluster, "cm", "anchored"));
 }
+
+fn deployment(name: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: main\n        image: ticker:v1\n"
+    )
+}
+
+fn items(cluster: &Cluster, kind: &str, app: &str) -> Vec<Value> {
+    json(cluster, &["get", kind, "-l", &format!("app={app}")])["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn running_pods(cluster: &Cluster, app: &str) -> usize {
+    items(cluster, "pods", app)
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running" && p["metadata"].get("deletionTimestamp").is_none())
+        .count()
+}
+
+fn deploy_and_wait(cluster: &Cluster, name: &str) {
+    cluster.apply(&deployment(name));
+    let up = cluster.eventually(Duration::from_secs(60), || running_pods(cluster, name) == 2);
+    assert!(up, "deployment {name} never ran 2 pods:\n{}", cluster.ok(&["get", "pods", "-o", "wide"]));
+}
+
+fn no_owners(obj: &Value) -> bool {
+    obj["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)
+}
+
+#[test]
+fn deleting_a_deployment_cascades_to_its_replica_sets_and_pods() {
+    let cluster = Cluster::start();
+    cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
+
+    // Background: the Deployment goes at once, its ReplicaSet and pods after it.
+    deploy_and_wait(&cluster, "bg");
+    let started = Instant::now();
+    cluster.ok(&["delete", "deploy", "bg"]);
+    let collected = cluster.eventually(Duration::from_secs(60), || {
+        items(&cluster, "rs", "bg").is_empty() && items(&cluster, "pods", "bg").is_empty()
+    });
+    assert!(collected, "{}", cluster.ok(&["get", "rs,pods"]));
+    println!("background: ReplicaSet and pods gone {:?} after the delete", started.elapsed());
+
+    // Orphan: the ReplicaSet stays and keeps its pods; orphaning it in turn frees the pods.
+    deploy_and_wait(&cluster, "orph");
+    cluster.ok(&["delete", "deploy", "orph", "--cascade=orphan"]);
+    assert!(!cluster.kubectl(&["get", "deploy", "orph"]).status.success());
+    let sets = items(&cluster, "rs", "orph");
+    assert_eq!(sets.len(), 1, "{sets:#?}");
+    assert!(no_owners(&sets[0]), "{:#}", sets[0]);
+    let rs = sets[0]["metadata"]["name"].as_str().unwrap().to_string();
+    cluster.ok(&["delete", "rs", &rs, "--cascade=orphan"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let pods = items(&cluster, "pods", "orph");
+    assert_eq!(running_pods(&cluster, "orph"), 2, "{pods:#?}");
+    assert!(pods.iter().all(no_owners), "{pods:#?}");
+
+    // Foreground: the Deployment stays, marked, until its ReplicaSet and pods are gone. One
+    // pod is held by a finalizer of ours, so the wait can be seen.
+    deploy_and_wait(&cluster, "fg");
+    let held = items(&cluster, "pods", "fg")[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let hold = r#"{"metadata":{"finalizers":["example.com/hold"]}}"#;
+    cluster.ok(&["patch", "pod", &held, "--type=merge", "-p", hold]);
+    let started = Instant::now();
+    cluster.ok(&["delete", "deploy", "fg", "--cascade=foreground", "--wait=false"]);
+    let waiting = cluster.eventually(Duration::from_secs(30), || {
+        let pods = items(&cluster, "pods", "fg");
+        pods.len() == 1 && pods[0]["metadata"].get("deletionTimestamp").is_some()
+    });
+    assert!(waiting, "the pods were not deleted first:\n{}", cluster.ok(&["get", "deploy,rs,pods", "-o", "wide"]));
+    let deploy = json(&cluster, &["get", "deploy", "fg"]);
+    assert_eq!(deploy["metadata"]["finalizers"], serde_json::json!(["foregroundDeletion"]), "{deploy:#}");
+    assert!(deploy["metadata"].get("deletionTimestamp").is_some(), "{deploy:#}");
+    let sets = items(&cluster, "rs", "fg");
+    assert_eq!(sets.len(), 1, "the ReplicaSet waits for its pod too");
+    assert!(sets[0]["metadata"].get("deletionTimestamp").is_some(), "{:#}", sets[0]);
+    cluster.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    let gone =
+        cluster.eventually(Duration::from_secs(30), || !cluster.kubectl(&["get", "deploy", "fg"]).status.success());
+    assert!(gone, "the Deployment was never deleted:\n{}", cluster.ok(&["get", "deploy,rs,pods", "-o", "wide"]));
+    assert!(items(&cluster, "rs", "fg").is_empty() && items(&cluster, "pods", "fg").is_empty());
+    println!("foreground: Deployment gone {:?} after the delete", started.elapsed());
+}

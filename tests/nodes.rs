@@ -25,9 +25,9 @@ fn cluster() -> Cluster {
     cluster
 }
 
-fn replica_set(replicas: usize) -> String {
+fn deployment(replicas: usize) -> String {
     format!(
-        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: main\n        image: ticker:v1\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: main\n        image: ticker:v1\n"
     )
 }
 
@@ -52,7 +52,7 @@ fn ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// Live (not terminating) ready pods of the ReplicaSet, by node.
+/// Live (not terminating) ready pods of the Deployment, by node.
 fn ready_on(cluster: &Cluster, node_is_second: bool) -> usize {
     pods(cluster).iter().filter(|p| !terminating(p) && ready(p) && (node_of(p) == "second") == node_is_second).count()
 }
@@ -75,7 +75,7 @@ fn pods_of_a_killed_node_are_evicted_and_replaced_on_the_living_one() {
     let cluster = cluster();
     let mut agent = cluster.join_agent("second");
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
-    cluster.apply(&replica_set(4));
+    cluster.apply(&deployment(4));
     spread_over_both(&cluster, 4);
     let pod = &pods(&cluster)[0];
     let tolerations = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
@@ -111,7 +111,7 @@ fn pods_of_a_killed_node_are_evicted_and_replaced_on_the_living_one() {
     assert!(cluster.ok(&["get", "node", "second"]).contains("NotReady"));
 
     // Its pods are marked not ready, then evicted (Terminating: their agent is gone), and the
-    // ReplicaSet replaces them on the living node.
+    // Deployment replaces them on the living node.
     let recovered = cluster.eventually(Duration::from_secs(60), || {
         let all = pods(&cluster);
         let evicted = doomed.iter().all(|name| {
@@ -140,13 +140,13 @@ fn cordon_drain_and_uncordon_move_pods_off_a_node_and_back_in() {
     let cluster = cluster();
     let _agent = cluster.join_agent("second");
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
-    cluster.apply(&replica_set(4));
+    cluster.apply(&deployment(4));
     spread_over_both(&cluster, 4);
 
     cluster.ok(&["cordon", "second"]);
     assert_eq!(cluster.ok(&["get", "node", "second", "-o", "jsonpath={.spec.unschedulable}"]), "true");
     assert!(cluster.ok(&["get", "node", "second"]).contains("SchedulingDisabled"));
-    cluster.ok(&["scale", "rs", "web", "--replicas=6"]);
+    cluster.ok(&["scale", "deploy", "web", "--replicas=6"]);
     let placed =
         cluster.eventually(Duration::from_secs(60), || ready_on(&cluster, false) + ready_on(&cluster, true) == 6);
     assert!(placed, "{}", cluster.ok(&["get", "pods", "-o", "wide"]));
