@@ -203,6 +203,18 @@ mod tests {
     }
 
     #[test]
+    fn pods_eviction_is_served_as_policy_v1_as_kubectl_drain_checks() {
+        let core = resource_list("", "v1").unwrap();
+        let eviction =
+            core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap().clone();
+        assert_eq!(
+            (eviction["group"].as_str(), eviction["version"].as_str(), eviction["kind"].as_str()),
+            (Some("policy"), Some("v1"), Some("Eviction"))
+        );
+        assert_eq!(eviction["verbs"], json!(["create"]));
+    }
+
+    #[test]
     fn aggregated_lists_every_resource_once() {
         let core = aggregated(true);
         let groups = aggregated(false);
