@@ -416,8 +416,11 @@ impl Sync<'_> {
             return self.sync_rollout_status(&all, new.as_ref()).await;
         }
         if self.old_pods_running(&old).await? {
+            // Terminating pods no longer count in their ReplicaSet's status, so no change of it
+            // says when they are gone: look again shortly.
             let all: Vec<ReplicaSet> = old.iter().cloned().chain(new.clone()).collect();
-            return self.sync_rollout_status(&all, new.as_ref()).await;
+            self.sync_rollout_status(&all, new.as_ref()).await?;
+            return Ok(Action::requeue(Duration::from_millis(500)));
         }
         let mut new = match new {
             Some(new) => new,
