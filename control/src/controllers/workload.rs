@@ -79,19 +79,12 @@ pub async fn claim_pods(
     deleting: bool,
 ) -> Result<Vec<Pod>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut params = ListParams::default();
-    if let Some(query) = selector_query(selector) {
-        params = params.labels(&query);
-    }
-    let mut listed = api.list(&params).await?.items;
-    if params.label_selector.is_some() {
-        // Pods it controls that the selector no longer matches are only found by listing all.
-        let all = api.list(&ListParams::default()).await?.items;
-        listed.extend(all.into_iter().filter(|p| {
-            controller_of(&p.metadata).is_some_and(|r| r.uid == owner.uid)
-                && !selector_matches(selector, p.metadata.labels.as_ref())
-        }));
-    }
+    // One list of the namespace, filtered here: pods this owner controls that its selector no
+    // longer matches must be found too, to be released.
+    let listed = api.list(&ListParams::default()).await?.items.into_iter().filter(|p| {
+        selector_matches(selector, p.metadata.labels.as_ref())
+            || controller_of(&p.metadata).is_some_and(|r| r.uid == owner.uid)
+    });
     let mut claimed = Vec::new();
     for pod in listed {
         let name = pod.metadata.name.clone().unwrap_or_default();
