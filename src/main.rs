@@ -254,9 +254,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// A duration flag as Kubernetes components take them: `40s`, `500ms`, `2m`.
+/// A duration flag as Kubernetes components take them (Go syntax): `40s`, `500ms`, `1m30s`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed: jiff::SignedDuration =
-        text.parse().map_err(|e| format!("{text:?} is not a duration like 40s or 500ms: {e}"))?;
-    Duration::try_from(parsed).map_err(|_| format!("{text:?} must not be negative"))
+    let seconds = wharf_control::registry::validation::parse_duration(text)?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} must be a duration of zero or more, like 40s"))
 }
