@@ -307,6 +307,7 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>, options: Optio
     let images = ImageRuntimes::new(client.clone());
     let recorder = Recorder::new(client.clone(), SCHEDULER_NAME);
     let binds = Arc::new(Semaphore::new(options.bind_concurrency.max(1)));
+    tokio::spawn(log_progress(shared.clone(), binds.clone(), options.bind_concurrency.max(1)));
     loop {
         let popped = lock(&shared.queue).pop(Instant::now());
         let Some(popped) = popped else {
@@ -354,6 +355,37 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>, options: Optio
                 report_unschedulable(&client, &shared, &recorder, &pod, &error);
             }
         }
+    }
+}
+
+/// Logs what the scheduler did every 10 s, when it did anything.
+async fn log_progress(shared: Arc<Shared>, binds: Arc<Semaphore>, concurrency: usize) {
+    let mut last = (0, 0, 0);
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let m = &shared.metrics;
+        let now = (
+            m.attempts.load(Ordering::Relaxed),
+            m.bound.load(Ordering::Relaxed),
+            m.bind_errors.load(Ordering::Relaxed),
+        );
+        if now == last {
+            continue;
+        }
+        let (active, backoff, unschedulable) = lock(&shared.queue).counts();
+        tracing::info!(
+            attempts = now.0 - last.0,
+            bound = now.1 - last.1,
+            bind_errors = now.2 - last.2,
+            binding = concurrency - binds.available_permits(),
+            active,
+            backoff,
+            unschedulable,
+            p50 = ?m.latency_quantile(0.5),
+            p99 = ?m.latency_quantile(0.99),
+            "scheduler progress in the last 10 s"
+        );
+        last = now;
     }
 }
 

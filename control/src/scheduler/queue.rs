@@ -68,6 +68,8 @@ pub struct SchedulingQueue {
     entries: HashMap<String, Entry>,
     active: BTreeSet<((Reverse<i32>, u64), String)>,
     backoff: BTreeSet<(Instant, String)>,
+    /// Unschedulable pods by the time they became so.
+    unschedulable: BTreeSet<(Instant, String)>,
     seq: u64,
     cycle: u64,
     /// The cycle at which the last cluster event asked to move pods: a pod that fails in a
@@ -110,7 +112,10 @@ impl SchedulingQueue {
             Place::Backoff => {
                 self.backoff.remove(&(entry.at, uid.to_string()));
             }
-            Place::Unschedulable | Place::InFlight => {}
+            Place::Unschedulable => {
+                self.unschedulable.remove(&(entry.at, uid.to_string()));
+            }
+            Place::InFlight => {}
         }
     }
 
@@ -129,7 +134,8 @@ impl SchedulingQueue {
                 let changed = entry.pod.spec != pod.spec || entry.pod.metadata.labels != pod.metadata.labels;
                 entry.pod = pod;
                 if changed && entry.place == Place::Unschedulable {
-                    let until = entry.at.max(now);
+                    let until = entry.at + backoff(entry.attempts);
+                    self.unlink(&uid);
                     self.move_one(&uid, until, now);
                 }
             }
@@ -157,13 +163,11 @@ impl SchedulingQueue {
             self.backoff.pop_first();
             self.push_active(&uid);
         }
-        let stale: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.place == Place::Unschedulable && now.duration_since(e.at) >= MAX_UNSCHEDULABLE)
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in stale {
+        while let Some((since, uid)) = self.unschedulable.first().cloned() {
+            if now.duration_since(since) < MAX_UNSCHEDULABLE {
+                break;
+            }
+            self.unschedulable.pop_first();
             self.push_active(&uid);
         }
     }
@@ -197,6 +201,7 @@ impl SchedulingQueue {
         } else {
             entry.place = Place::Unschedulable;
             entry.at = now;
+            self.unschedulable.insert((now, uid.to_string()));
         }
     }
 
@@ -230,21 +235,16 @@ impl SchedulingQueue {
     /// backoff has not passed) or straight to the active queue.
     pub fn move_all(&mut self, now: Instant) {
         self.move_request_cycle = self.cycle;
-        let waiting: Vec<(String, Instant)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.place == Place::Unschedulable)
-            .map(|(uid, e)| (uid.clone(), e.at + backoff(e.attempts)))
-            .collect();
-        for (uid, until) in waiting {
-            self.move_one(&uid, until, now);
+        let waiting = std::mem::take(&mut self.unschedulable);
+        for (since, uid) in waiting {
+            let attempts = self.entries.get(&uid).map_or(0, |e| e.attempts);
+            self.move_one(&uid, since + backoff(attempts), now);
         }
     }
 
     /// How many pods wait in each queue: (active, backoff, unschedulable).
     pub fn counts(&self) -> (usize, usize, usize) {
-        let unschedulable = self.entries.values().filter(|e| e.place == Place::Unschedulable).count();
-        (self.active.len(), self.backoff.len(), unschedulable)
+        (self.active.len(), self.backoff.len(), self.unschedulable.len())
     }
 }
 
