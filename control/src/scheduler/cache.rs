@@ -266,9 +266,9 @@ impl Cache {
         true
     }
 
-    /// Uids of all pods in the cache that are confirmed (not assumed).
-    pub fn confirmed_pods(&self) -> Vec<String> {
-        self.pods.iter().filter(|(_, e)| !e.assumed).map(|(uid, _)| uid.clone()).collect()
+    /// Uids of all pods in the cache, assumed or confirmed.
+    pub fn pod_uids(&self) -> Vec<String> {
+        self.pods.keys().cloned().collect()
     }
 
     /// Names of all nodes with an object.

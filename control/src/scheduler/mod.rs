@@ -247,12 +247,18 @@ async fn watch_pods(client: kube::Client, shared: Arc<Shared>, ready: tokio::syn
                 shared.on_pod(pod);
             }
             watcher::Event::InitDone => {
+                // An assumed pod still exists (its binding is in flight), so it is in the listing:
+                // whatever the listing lacks is gone.
                 let gone: Vec<String> =
-                    lock(&shared.cache).confirmed_pods().into_iter().filter(|uid| !seen.contains(uid)).collect();
+                    lock(&shared.cache).pod_uids().into_iter().filter(|uid| !seen.contains(uid)).collect();
                 for uid in gone {
                     lock(&shared.cache).remove_pod(&uid);
-                    lock(&shared.queue).delete(&uid);
                 }
+                let mut queue = lock(&shared.queue);
+                for uid in queue.uids().into_iter().filter(|uid| !seen.contains(uid)) {
+                    queue.delete(&uid);
+                }
+                drop(queue);
                 seen = HashSet::new();
                 let _ = ready.send(true);
                 shared.cluster_changed();

@@ -148,6 +148,11 @@ impl SchedulingQueue {
         self.entries.remove(uid);
     }
 
+    /// Uids of every pod the queue holds.
+    pub fn uids(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
     /// Whether the queue holds the pod (in any queue, or in flight).
     pub fn contains(&self, uid: &str) -> bool {
         self.entries.contains_key(uid)
