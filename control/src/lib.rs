@@ -7,6 +7,7 @@ pub mod controllers;
 pub mod error;
 pub mod events;
 pub mod oci;
+pub mod placement;
 pub mod registry;
 pub mod scheduler;
 pub mod server;

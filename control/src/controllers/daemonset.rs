@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
-    PodTemplateSpec, Taint, Toleration,
+    PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::workload::{self, claim_pods, controller_ref, is_available, is_ready, pod_from_template};
 use crate::events::{EventType, Recorder};
+use crate::placement::{node_term_matches, tolerates};
 
 /// The label on a workload's pods naming the template revision they were made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -102,59 +103,11 @@ fn with_daemon_tolerations(spec: &PodSpec) -> PodSpec {
     spec
 }
 
-/// Whether `toleration` tolerates `taint` (core/v1 Toleration.ToleratesTaint).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
-
-/// Whether a node-selector requirement holds for `value` (a label's or a field's).
-fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| values.iter().all(|x| x != v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (value.and_then(number), values.first().and_then(|v| number(v))) {
-            (Some(v), Some(bound)) => {
-                if r.operator == "Gt" {
-                    v > bound
-                } else {
-                    v < bound
-                }
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
 /// Whether `node` matches one term: every expression on its labels and field on its name (an
 /// empty term matches nothing).
 fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if expressions.is_empty() && fields.is_empty() {
-        return false;
-    }
-    expressions.iter().all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| r.key == NAME_FIELD && requirement_holds(r, node.metadata.name.as_deref()))
+    node_term_matches(term, node.metadata.name.as_deref().unwrap_or_default(), &labels)
 }
 
 /// Whether `node` matches the pod's nodeName, nodeSelector and required node affinity.
@@ -720,22 +673,6 @@ mod tests {
             json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]),
         );
         assert!(!node_fit(&spec, &network).should_run, "network-unavailable is tolerated by host-network pods only");
-    }
-
-    #[test]
-    fn tolerations_match_as_kubernetes_does() {
-        let taint = Taint { key: "k".into(), value: Some("v".into()), effect: "NoSchedule".into(), time_added: None };
-        let t = |key: Option<&str>, op: &str, value: Option<&str>, effect: Option<&str>| Toleration {
-            key: key.map(Into::into),
-            operator: Some(op.into()),
-            value: value.map(Into::into),
-            effect: effect.map(Into::into),
-            toleration_seconds: None,
-        };
-        assert!(tolerates(&t(None, "Exists", None, None), &taint), "an empty key with Exists tolerates everything");
-        assert!(tolerates(&t(Some("k"), "Equal", Some("v"), Some("NoSchedule")), &taint));
-        assert!(!tolerates(&t(Some("k"), "Equal", Some("w"), None), &taint));
-        assert!(!tolerates(&t(Some("k"), "Exists", None, Some("NoExecute")), &taint));
     }
 
     #[test]

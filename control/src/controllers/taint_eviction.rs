@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
+use crate::placement::tolerates;
 
 /// How often tainted nodes' pods are looked at.
 const PERIOD: Duration = Duration::from_secs(1);
@@ -28,23 +29,6 @@ enum Eviction {
     Now,
     At(jiff::Timestamp),
     Never,
-}
-
-/// Whether `toleration` tolerates `taint` (Kubernetes' ToleratesTaint).
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
-        _ => false,
-    }
 }
 
 /// When a pod with `tolerations` must leave a node with `taints` (only NoExecute ones count),

@@ -5,48 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PreferredSchedulingTerm};
+use k8s_openapi::api::core::v1::{NodeSelectorTerm, PreferredSchedulingTerm};
 
 use crate::scheduler::cache::{Cache, NodeInfo};
 use crate::scheduler::framework::{CycleState, FilterPlugin, ScorePlugin, Unfit, default_normalize};
 
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (value.and_then(number), values.first().and_then(|v| number(v))) {
-            (Some(have), Some(bound)) => {
-                if req.operator == "Gt" {
-                    have > bound
-                } else {
-                    have < bound
-                }
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// Whether `node` matches a term: every expression on its labels and every field (only
-/// `metadata.name` exists) holds; an empty term matches nothing.
+/// Whether the node matches a term (see [`crate::placement::node_term_matches`]).
 pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if expressions.is_empty() && fields.is_empty() {
-        return false;
-    }
-    expressions.iter().all(|r| requirement_matches(r, node.labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name").then_some(node.name.as_str());
-            value.is_some() && requirement_matches(r, value)
-        })
+    crate::placement::node_term_matches(term, &node.name, &node.labels)
 }
 
 /// What a node must match: the selector labels and, if any, one of the required terms.

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Taint;
 
-use super::taint_toleration::tolerates;
+use crate::placement::tolerates;
 use crate::scheduler::cache::NodeInfo;
 use crate::scheduler::framework::{CycleState, FilterPlugin, Unfit};
 

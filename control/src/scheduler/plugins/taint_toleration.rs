@@ -2,32 +2,11 @@
 //! them (the pod's tolerations plus its RuntimeClass's `scheduling.tolerations`); untolerated
 //! PreferNoSchedule taints lower the node's score.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 
+use crate::placement::tolerates;
 use crate::scheduler::cache::{Cache, NodeInfo};
 use crate::scheduler::framework::{CycleState, FilterPlugin, ScorePlugin, Unfit, default_normalize};
-
-/// Whether `toleration` tolerates `taint`, as Kubernetes decides.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    let operator = toleration.operator.as_deref().unwrap_or("Equal");
-    if key.is_empty() {
-        return operator == "Exists";
-    }
-    if key != taint.key {
-        return false;
-    }
-    match operator {
-        "Exists" => true,
-        "Equal" | "" => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
-        _ => false,
-    }
-}
 
 /// The tolerations a pod is scheduled with.
 struct Tolerations(Vec<Toleration>);
@@ -119,25 +98,6 @@ mod tests {
     use crate::scheduler::framework::RuntimeRequirements;
     use serde_json::json;
     use std::sync::Arc;
-
-    fn toleration(value: serde_json::Value) -> Toleration {
-        serde_json::from_value(value).unwrap()
-    }
-
-    fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint { key: key.into(), value: Some(value.into()), effect: effect.into(), time_added: None }
-    }
-
-    #[test]
-    fn toleration_matching() {
-        let t = taint("k", "v", "NoSchedule");
-        assert!(tolerates(&toleration(json!({"key": "k", "value": "v"})), &t));
-        assert!(tolerates(&toleration(json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"})), &t));
-        assert!(tolerates(&toleration(json!({"operator": "Exists"})), &t));
-        assert!(!tolerates(&toleration(json!({"key": "k", "value": "w"})), &t));
-        assert!(!tolerates(&toleration(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})), &t));
-        assert!(!tolerates(&toleration(json!({"key": "other", "operator": "Exists"})), &t));
-    }
 
     #[test]
     fn untolerated_hard_taints_reject_the_node() {
