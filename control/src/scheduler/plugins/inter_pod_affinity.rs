@@ -107,17 +107,18 @@ impl FilterPlugin for InterPodAffinity {
 
     fn filter(&self, state: &CycleState, node: &NodeInfo) -> Result<(), Unfit> {
         let Some(s) = state.read::<FilterState>() else { return Ok(()) };
-        if in_domains(&s.existing_anti, node) {
-            return Err(Unfit::new(EXISTING_ANTI_AFFINITY));
-        }
-        if in_domains(&s.anti, node) {
-            return Err(Unfit::new(ANTI_AFFINITY));
-        }
+        // kube-scheduler's order: the pod's affinity, its anti-affinity, then existing pods'.
         for (domains, key) in s.affinity.iter().zip(&s.affinity_keys) {
             let Some(domains) = domains else { continue };
             if !node.labels.get(key).is_some_and(|v| domains.contains(v)) {
                 return Err(Unfit::new(AFFINITY));
             }
+        }
+        if in_domains(&s.anti, node) {
+            return Err(Unfit::new(ANTI_AFFINITY));
+        }
+        if in_domains(&s.existing_anti, node) {
+            return Err(Unfit::new(EXISTING_ANTI_AFFINITY));
         }
         Ok(())
     }
@@ -216,6 +217,10 @@ mod tests {
         let mut cache = cache_of(&["a", "b"]);
         cache.assume(pod("p1", anti("db")), "a");
         let results = filtered(&cache, anti("db"));
+        assert_eq!(results[0], Err(Unfit::new(ANTI_AFFINITY)), "the pod's own terms are reported first");
+        assert!(results[1].is_ok());
+        // An existing pod's term against an incoming pod without terms.
+        let results = filtered(&cache, json!({"metadata": {"labels": {"app": "db"}}}));
         assert_eq!(results[0], Err(Unfit::new(EXISTING_ANTI_AFFINITY)));
         assert!(results[1].is_ok());
         // The incoming pod's own term, against a pod without terms.
