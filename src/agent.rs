@@ -26,6 +26,8 @@ pub struct JoinOptions {
     pub max_pods: u32,
     pub pids_limit: i64,
     pub insecure_registries: Vec<String>,
+    /// `leaseDurationSeconds` of the node's Lease (renewed every quarter of it).
+    pub node_lease_duration_seconds: u32,
 }
 
 /// The machine's host name, the default node name.
@@ -69,11 +71,16 @@ async fn client(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Where the wasmtime shim keeps compiled code.
+fn wasm_cache(data_dir: &Path) -> PathBuf {
+    data_dir.join("wasm-cache")
+}
+
 /// The shims this binary runs containers with.
 fn shims(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn Shim>>> {
     let config = wharf_shim_wasmtime::WasmtimeConfig {
         max_instances: max_pods.max(16),
-        ..wharf_shim_wasmtime::WasmtimeConfig::new(data_dir.join("wasm-cache"))
+        ..wharf_shim_wasmtime::WasmtimeConfig::new(wasm_cache(data_dir))
     };
     let wasmtime = wharf_shim_wasmtime::WasmtimeShim::new(config).context("cannot start the wasmtime shim")?;
     let mut shims: Vec<Arc<dyn Shim>> = vec![Arc::new(wasmtime)];
@@ -100,7 +107,8 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         &ca_pem,
         &options.token,
         &options.insecure_registries,
-    )?;
+    )
+    .await?;
     let config = AgentConfig {
         name: options.name.clone(),
         data_dir: options.data_dir.clone(),
@@ -110,6 +118,8 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         backoff: BackoffPolicy::with_base(options.backoff_base),
         max_pods: options.max_pods,
         pids_limit: options.pids_limit,
+        lease_duration_seconds: options.node_lease_duration_seconds,
+        compiled_cache: Some(wasm_cache(&options.data_dir)),
     };
     let shims = shims(&options.data_dir, options.max_pods)?;
     wharf_runtime::run(config, client, shims, images).await?;

@@ -102,6 +102,11 @@ struct AgentTuning {
     /// A registry (`host:port`) to pull from over plain HTTP instead of HTTPS; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
+    /// leaseDurationSeconds of the node's Lease, renewed every quarter of it (at least every
+    /// second); the server's --node-monitor-grace-period should exceed it.
+    #[arg(long, default_value_t = wharf_runtime::node::DEFAULT_LEASE_DURATION_SECONDS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    node_lease_duration_seconds: u32,
 }
 
 /// `$XDG_DATA_HOME/wharf`, else `~/.local/share/wharf`.
@@ -220,6 +225,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     max_pods: tuning.max_pods,
                     pids_limit: tuning.pids_limit,
                     insecure_registries: tuning.insecure_registries,
+                    node_lease_duration_seconds: tuning.node_lease_duration_seconds,
                 };
                 agent::run(options).await.context("the local node agent stopped")
             };
@@ -243,6 +249,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 max_pods: tuning.max_pods,
                 pids_limit: tuning.pids_limit,
                 insecure_registries: tuning.insecure_registries,
+                node_lease_duration_seconds: tuning.node_lease_duration_seconds,
             };
             tokio::select! {
                 result = agent::run(options) => result,

@@ -226,3 +226,66 @@ fn init_containers_run_first_and_a_failed_one_fails_the_pod() {
     assert!(failed["status"]["containerStatuses"][0]["state"].get("running").is_none(), "the app container never ran");
     assert!(cluster.ok(&["get", "pod", "broken-init"]).contains("Init:Error"));
 }
+
+#[test]
+fn the_node_lists_its_images_and_renews_its_lease_as_configured() {
+    let mut cluster = Cluster::start_with(&[
+        "--backoff-base-ms",
+        "300",
+        "--node-lease-duration-seconds",
+        "4",
+        "--node-monitor-grace-period",
+        "4s",
+    ]);
+    cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
+    cluster.apply(&simple_pod("ticker", "ticker:v1", "Always", ""));
+    cluster.wait_pod("ticker", "running", Duration::from_secs(60), |p| phase(p) == "Running");
+    let node = cluster.ok(&["get", "pod", "ticker", "-o", "jsonpath={.spec.nodeName}"]);
+    let ticker_image = |cluster: &Cluster| -> Option<Value> {
+        let images = cluster.ok(&["get", "node", &node, "-o", "jsonpath={.status.images}"]);
+        let images: Vec<Value> = serde_json::from_str(&images).unwrap_or_default();
+        images.into_iter().find(|i| i["names"].as_array().is_some_and(|n| n.iter().any(|n| n == "ticker:v1")))
+    };
+    assert!(
+        cluster.eventually(Duration::from_secs(30), || ticker_image(&cluster).is_some()),
+        "node.status.images never listed ticker:v1:\n{}",
+        cluster.ok(&["get", "node", &node, "-o", "jsonpath={.status.images}"])
+    );
+    let image = ticker_image(&cluster).unwrap();
+    println!("{image}");
+    assert!(image["sizeBytes"].as_i64().unwrap() > 0, "{image}");
+    let names: Vec<&str> = image["names"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(names.iter().any(|n| n.ends_with("/ticker:v1")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("/ticker@sha256:")), "{names:?}");
+
+    // The Lease holds the configured duration and is renewed every quarter of it.
+    let lease = |field: &str| {
+        cluster.ok(&["get", "lease", "-n", "kube-node-lease", &node, "-o", &format!("jsonpath={{.spec.{field}}}")])
+    };
+    assert_eq!(lease("leaseDurationSeconds"), "4");
+    let renewed = lease("renewTime");
+    let since = Instant::now();
+    assert!(cluster.eventually(Duration::from_secs(20), || lease("renewTime") != renewed), "the lease was not renewed");
+    println!("lease renewed again within {:?}", since.elapsed());
+    assert!(cluster.ok(&["get", "node", &node]).contains(" Ready "), "the node stays Ready with a 4 s grace period");
+
+    // A restarted agent lists what its store holds, with no pod pulling it again.
+    cluster.ok(&["delete", "pod", "ticker", "--grace-period", "1"]);
+    let heartbeat = |cluster: &Cluster| {
+        cluster.ok(&[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}",
+        ])
+    };
+    let before = heartbeat(&cluster);
+    std::thread::sleep(Duration::from_millis(1100));
+    cluster.restart();
+    assert!(
+        cluster.eventually(Duration::from_secs(30), || heartbeat(&cluster) > before),
+        "the restarted agent never refreshed its node"
+    );
+    assert!(ticker_image(&cluster).is_some_and(|i| i["sizeBytes"].as_i64().unwrap_or(0) > 0), "images lost on restart");
+}

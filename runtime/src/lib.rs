@@ -55,17 +55,25 @@ pub struct AgentConfig {
     pub max_pods: u32,
     /// Most processes one Linux container may hold (0: no limit).
     pub pids_limit: i64,
+    /// `leaseDurationSeconds` of the node's Lease, renewed every quarter of it (kubelet's
+    /// `--node-lease-duration-seconds`, default 40).
+    pub lease_duration_seconds: u32,
+    /// The wasmtime shim's compiled-code cache, counted with the images in node.status.images.
+    pub compiled_cache: Option<PathBuf>,
 }
 
-/// The image puller agents use: the node's image store behind the cluster's registry.
-pub fn images_puller(
+/// The image puller agents use: the node's image store behind the cluster's registry, with the
+/// inventory of the images it already holds loaded.
+pub async fn images_puller(
     root: &std::path::Path,
     server: &str,
     ca_pem: &str,
     token: &str,
     insecure_registries: &[String],
 ) -> Result<Arc<dyn ImagePuller>, AgentError> {
-    Ok(Arc::new(pull::RegistryPuller::open(root, server, ca_pem, token, insecure_registries)?))
+    let puller = pull::RegistryPuller::open(root, server, ca_pem, token, insecure_registries)?;
+    puller.load_inventory().await;
+    Ok(Arc::new(puller))
 }
 
 /// Registers the node and runs its pods until the task is dropped.
@@ -88,8 +96,13 @@ pub async fn run(
         runtimes: shims.iter().map(|s| s.name().to_string()).collect(),
         max_pods: config.max_pods,
     };
-    node::register(&client, &info).await?;
-    tracing::info!(node = %info.name, endpoint = %addr, runtimes = ?info.runtimes, "node registered");
+    let inventory = images.inventory();
+    if let (Some(inventory), Some(dir)) = (&inventory, &config.compiled_cache) {
+        inventory.set_compiled_cache(dir);
+    }
+    let held = inventory.as_ref().map(|i| i.list()).unwrap_or_default();
+    node::register(&client, &info, &held).await?;
+    tracing::info!(node = %info.name, endpoint = %addr, runtimes = ?info.runtimes, images = held.len(), "node registered");
     let ctx = Arc::new(Context {
         client: client.clone(),
         node: info.clone(),
@@ -103,7 +116,9 @@ pub async fn run(
         pids_limit: config.pids_limit,
     });
     let serving = tokio::spawn(serve);
-    let heartbeat = tokio::spawn(node::heartbeat(client, info));
+    let heartbeat =
+        node::Heartbeat { lease_duration_seconds: config.lease_duration_seconds, images: inventory, reported: held };
+    let heartbeat = tokio::spawn(node::heartbeat(client, info, heartbeat));
     pods::run(ctx).await;
     serving.abort();
     heartbeat.abort();

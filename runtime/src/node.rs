@@ -1,21 +1,32 @@
-//! The agent's Node: registering it with capacity, labels, addresses and conditions, renewing
-//! its Lease in kube-node-lease every 10 s, and refreshing its status conditions.
+//! The agent's Node: registering it with capacity, labels, addresses, conditions and images,
+//! renewing its Lease in kube-node-lease every quarter of the lease duration (10 s for the
+//! default 40 s, as the kubelet), and refreshing its status conditions and images.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    ContainerImage, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::AgentError;
+use crate::images::ImageInventory;
 
-/// How often the Lease is renewed; the node lifecycle controller marks a node NotReady after 40 s.
-pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// The kubelet's default `--node-lease-duration-seconds`: how long the Lease is valid.
+pub const DEFAULT_LEASE_DURATION_SECONDS: u32 = 40;
+
+/// How often the Lease is renewed: a quarter of its duration (as the kubelet), at least 1 s.
+pub fn lease_renew_interval(lease_duration_seconds: u32) -> Duration {
+    Duration::from_millis(u64::from(lease_duration_seconds) * 1000 / 4).max(Duration::from_secs(1))
+}
+
 /// The label (set to `true`) by which a node offers a runtime handler, e.g.
 /// `runtime.wharf.dev/youki`: one per shim, so nodeSelectors and the scheduler can match it.
 pub fn runtime_label(handler: &str) -> String {
@@ -80,8 +91,8 @@ fn conditions(ready: bool) -> Vec<NodeCondition> {
     ]
 }
 
-/// The Node object this agent registers.
-pub fn node_object(info: &NodeInfo) -> Node {
+/// The Node object this agent registers, holding `images`.
+pub fn node_object(info: &NodeInfo, images: &[ContainerImage]) -> Node {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let capacity = BTreeMap::from([
         ("cpu".to_string(), Quantity(cpus.to_string())),
@@ -109,6 +120,7 @@ pub fn node_object(info: &NodeInfo) -> Node {
                 NodeAddress { type_: "Hostname".into(), address: info.name.clone() },
             ]),
             conditions: Some(conditions(true)),
+            images: (!images.is_empty()).then(|| images.to_vec()),
             daemon_endpoints: Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
                 kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint { port: info.port as i32 }),
             }),
@@ -135,10 +147,11 @@ pub fn node_object(info: &NodeInfo) -> Node {
     }
 }
 
-/// Creates the Node, or takes over an existing one of the same name (an agent restart).
-pub async fn register(client: &kube::Client, info: &NodeInfo) -> Result<(), AgentError> {
+/// Creates the Node, or takes over an existing one of the same name (an agent restart), with
+/// the images the node holds.
+pub async fn register(client: &kube::Client, info: &NodeInfo, images: &[ContainerImage]) -> Result<(), AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node = node_object(info);
+    let node = node_object(info, images);
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -149,46 +162,102 @@ pub async fn register(client: &kube::Client, info: &NodeInfo) -> Result<(), Agen
         }
         Err(e) => return Err(e.into()),
     }
-    let status = json!({"status": node.status});
+    let mut status = json!({"status": node.status});
+    // Images an earlier run reported but the store no longer holds go.
+    status["status"]["images"] = json!(node.status.as_ref().and_then(|s| s.images.as_ref()));
     nodes.patch_status(&info.name, &PatchParams::default(), &Patch::Merge(status)).await?;
     Ok(())
 }
 
-/// Renews the Lease and refreshes the node's conditions until the task is dropped.
-pub async fn heartbeat(client: kube::Client, info: NodeInfo) {
+/// How the heartbeat runs.
+#[derive(Clone)]
+pub struct Heartbeat {
+    /// `leaseDurationSeconds` written into the Lease; it is renewed every quarter of it.
+    pub lease_duration_seconds: u32,
+    /// The node's images; reported when they change.
+    pub images: Option<Arc<ImageInventory>>,
+    /// The images registration reported.
+    pub reported: Vec<ContainerImage>,
+}
+
+/// Waits for the inventory to change; never, without one.
+async fn images_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let changed = match changes {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Renews the Lease and refreshes the node's conditions until the task is dropped; a change of
+/// the node's images is reported at once (after a short pause gathering a burst of pulls).
+pub async fn heartbeat(client: kube::Client, info: NodeInfo, config: Heartbeat) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
-    let mut tick = tokio::time::interval(LEASE_RENEW);
+    let duration = i32::try_from(config.lease_duration_seconds).unwrap_or(i32::MAX);
+    let mut tick = tokio::time::interval(lease_renew_interval(config.lease_duration_seconds));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = config.images.as_ref().map(|i| i.subscribe());
+    let mut reported = config.reported;
     loop {
-        tick.tick().await;
-        let renew = MicroTime(Timestamp::now());
-        let lease = Lease {
-            metadata: ObjectMeta { name: Some(info.name.clone()), ..Default::default() },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(info.name.clone()),
-                lease_duration_seconds: Some(40),
-                renew_time: Some(renew.clone()),
-                ..Default::default()
-            }),
+        let renew = tokio::select! {
+            _ = tick.tick() => true,
+            _ = images_changed(&mut changes) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                false
+            }
         };
-        let renewed = match leases.get_opt(&info.name).await {
-            Ok(Some(_)) => leases
-                .patch(
-                    &info.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": {"renewTime": renew, "holderIdentity": info.name}})),
-                )
-                .await
-                .map(|_| ()),
-            Ok(None) => leases.create(&PostParams::default(), &lease).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = renewed {
-            tracing::warn!(error = %e, "lease renewal failed");
+        if renew {
+            let renewed = renew_lease(&leases, &info.name, duration).await;
+            if let Err(e) = renewed {
+                tracing::warn!(error = %e, "lease renewal failed");
+            }
         }
-        let status = json!({"status": {"conditions": conditions(true)}});
-        if let Err(e) = nodes.patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(status)).await {
-            tracing::warn!(error = %e, "node status update failed");
+        let images = config.images.as_ref().map(|i| i.list()).unwrap_or_default();
+        let new_images = images != reported;
+        if !renew && !new_images {
+            continue;
+        }
+        let mut status = json!({});
+        if renew {
+            status["conditions"] = json!(conditions(true));
+        }
+        if new_images {
+            status["images"] = json!(images);
+        }
+        let patch = Patch::Strategic(json!({ "status": status }));
+        match nodes.patch_status(&info.name, &PatchParams::default(), &patch).await {
+            Ok(_) if new_images => {
+                tracing::debug!(images = images.len(), "node images reported");
+                reported = images;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "node status update failed"),
+        }
+    }
+}
+
+/// Creates or renews the node's Lease.
+async fn renew_lease(leases: &Api<Lease>, name: &str, duration: i32) -> Result<(), kube::Error> {
+    let renew = MicroTime(Timestamp::now());
+    match leases.get_opt(name).await? {
+        Some(_) => {
+            let spec = json!({"spec": {"renewTime": renew, "holderIdentity": name, "leaseDurationSeconds": duration}});
+            leases.patch(name, &PatchParams::default(), &Patch::Merge(spec)).await.map(|_| ())
+        }
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(name.to_string()),
+                    lease_duration_seconds: Some(duration),
+                    renew_time: Some(renew),
+                    ..Default::default()
+                }),
+            };
+            leases.create(&PostParams::default(), &lease).await.map(|_| ())
         }
     }
 }
@@ -206,7 +275,7 @@ mod tests {
             runtimes: vec!["wasmtime".into()],
             max_pods: 2500,
         };
-        let node = node_object(&info);
+        let node = node_object(&info, &[]);
         assert_eq!(node.metadata.labels.as_ref().unwrap()["runtime.wharf.dev/wasmtime"], "true");
         let status = node.status.unwrap();
         assert_eq!(status.capacity.as_ref().unwrap()["pods"].0, "2500");
@@ -214,5 +283,13 @@ mod tests {
         assert_eq!(status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
         let ready = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn the_lease_is_renewed_every_quarter_of_its_duration() {
+        assert_eq!(lease_renew_interval(DEFAULT_LEASE_DURATION_SECONDS), Duration::from_secs(10));
+        assert_eq!(lease_renew_interval(4), Duration::from_secs(1));
+        assert_eq!(lease_renew_interval(6), Duration::from_millis(1500));
+        assert_eq!(lease_renew_interval(1), Duration::from_secs(1));
     }
 }

@@ -2,6 +2,7 @@
 //! the image calls for. The images module provides it; tests can provide their own.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wharf_shim::BoxFuture;
 
@@ -58,6 +59,11 @@ pub trait ImagePuller: Send + Sync {
         secrets: &'a PullSecrets,
         progress: Option<&'a ProgressSender>,
     ) -> BoxFuture<'a, Result<Artifact, PullError>>;
+
+    /// The images this puller holds, for node.status.images; `None` when it keeps no record.
+    fn inventory(&self) -> Option<Arc<crate::images::ImageInventory>> {
+        None
+    }
 }
 
 impl ImageConfig {
@@ -95,6 +101,7 @@ pub struct RegistryPuller {
     store: crate::images::ImageStore,
     default_registry: String,
     token: String,
+    inventory: Arc<crate::images::ImageInventory>,
 }
 
 impl RegistryPuller {
@@ -115,7 +122,15 @@ impl RegistryPuller {
         };
         let store = crate::images::ImageStore::open(root, options)
             .map_err(|e| crate::AgentError::Setup(format!("image store: {e}")))?;
-        Ok(Self { store, default_registry, token: token.to_string() })
+        let inventory = Arc::new(crate::images::ImageInventory::new(&default_registry));
+        Ok(Self { store, default_registry, token: token.to_string(), inventory })
+    }
+
+    /// Fills the image inventory from what the store already holds (once, at start).
+    pub async fn load_inventory(&self) {
+        for image in self.store.tagged().await {
+            self.inventory.record(&image, None).await;
+        }
     }
 
     fn credentials(&self, registry: &str, secrets: &PullSecrets) -> crate::images::Credentials {
@@ -148,6 +163,7 @@ impl ImagePuller for RegistryPuller {
                 .pull_with_progress(&reference, &credentials, policy, progress)
                 .await
                 .map_err(|e| PullError(e.to_string()))?;
+            self.inventory.record(&pulled, Some(image)).await;
             let image_id = format!("{}/{}@{}", reference.registry, reference.repository, pulled.digest);
             Ok(match pulled.runtime {
                 crate::images::Runtime::Wasm { module, digest } => Artifact {
@@ -168,6 +184,10 @@ impl ImagePuller for RegistryPuller {
                 },
             })
         })
+    }
+
+    fn inventory(&self) -> Option<Arc<crate::images::ImageInventory>> {
+        Some(self.inventory.clone())
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod auth;
 mod client;
+mod inventory;
 mod manifest;
 mod reference;
 mod store;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 
 pub use auth::{Credentials, docker_config_credentials};
 pub use client::{BlobSource, ClientOptions, ImageSummary, PushBlob, PushManifest, RegistryClient};
+pub use inventory::{HeldImage, ImageInventory, MAX_NODE_IMAGES, node_images};
 pub use manifest::{
     DOCKER_LIST, DOCKER_MANIFEST, Descriptor, ImageIndex, ImageManifest, OCI_CONFIG, OCI_INDEX, OCI_LAYER,
     OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST, Platform, RuntimeKind, WASM_CONFIG, WASM_LAYER, WASM_LAYER_TYPES,

@@ -207,6 +207,22 @@ impl ImageStore {
         self.load(reference, &digest).await
     }
 
+    /// Every tagged image the store holds, as its last pull left it (for the node's image
+    /// inventory at start; images pulled only by digest are not remembered by name).
+    pub async fn tagged(&self) -> Vec<PulledImage> {
+        let refs = self.root.join("refs");
+        let found = tokio::task::spawn_blocking(move || tag_references(&refs)).await.unwrap_or_default();
+        let mut images = Vec::new();
+        for reference in found {
+            match self.local(&reference).await {
+                Ok(Some(image)) => images.push(image),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(image = %reference, error = %e, "cannot read a stored image"),
+            }
+        }
+        images
+    }
+
     /// Makes `reference` present under `policy` and describes it. Only missing blobs are
     /// downloaded; each is verified against its digest and size before it enters the store, and
     /// the layers of a Linux image are unpacked.
@@ -424,6 +440,39 @@ impl ImageStore {
     }
 }
 
+/// The references `refs/<registry>/<repository>/_tags/<tag>` files name.
+fn tag_references(refs: &Path) -> Vec<Reference> {
+    let mut found = Vec::new();
+    let mut pending = vec![refs.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if entry.file_name() != "_tags" {
+                pending.push(path);
+                continue;
+            }
+            let Some(name) = dir.strip_prefix(refs).ok().and_then(|n| n.to_str()) else { continue };
+            let Some((registry, repository)) = name.split_once('/') else { continue };
+            let Ok(tags) = std::fs::read_dir(&path) else { continue };
+            for tag in tags.flatten() {
+                let Some(tag) = tag.file_name().to_str().map(str::to_string) else { continue };
+                found.push(Reference {
+                    registry: registry.to_string(),
+                    repository: repository.to_string(),
+                    tag: Some(tag),
+                    digest: None,
+                });
+            }
+        }
+    }
+    found.sort_by_key(|r| r.to_string());
+    found
+}
+
 /// The Wasm module of a Wasm image: its first layer of a Wasm media type, else a single layer
 /// that starts with the Wasm magic number.
 async fn wasm_module(manifest: &ImageManifest, layers: &[Layer]) -> std::result::Result<(PathBuf, String), String> {
@@ -462,6 +511,18 @@ mod tests {
         send(&store.pull(&reference, &Credentials::Anonymous, PullPolicy::Always));
         send(&store.client().push(&reference, &Credentials::Anonymous, &[], &[]));
         send(&store.client().inspect(&reference, &Credentials::Anonymous));
+    }
+
+    #[test]
+    fn tags_are_found_under_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        for tag in ["127.0.0.1:6443/ticker/_tags/v1", "docker.io/library/busybox/_tags/1.36"] {
+            let path = dir.path().join(tag);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "sha256:00").unwrap();
+        }
+        let found: Vec<String> = tag_references(dir.path()).iter().map(|r| r.to_string()).collect();
+        assert_eq!(found, ["127.0.0.1:6443/ticker:v1", "docker.io/library/busybox:1.36"]);
     }
 
     #[test]
