@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 use common::{Cluster, wasm_fixture};
 use serde_json::Value;
 
-/// The agent renews its Lease every 10 s (as a kubelet does), so the grace period must be
-/// longer than that or healthy nodes would flap NotReady between renewals.
+/// Leases of 4 s, renewed every second (a quarter, as a kubelet does), so a node is NotReady
+/// 4 s after its agent stops; pods tolerate that for 3 s.
+const LEASE: &[&str] = &["--node-lease-duration-seconds", "4"];
+
 fn cluster() -> Cluster {
     let cluster = Cluster::start_with(&[
         "--node-monitor-grace-period",
-        "20s",
+        "4s",
+        LEASE[0],
+        LEASE[1],
         "--default-not-ready-toleration-seconds",
         "3",
         "--default-unreachable-toleration-seconds",
@@ -73,7 +77,7 @@ fn events(cluster: &Cluster) -> String {
 #[test]
 fn pods_of_a_killed_node_are_evicted_and_replaced_on_the_living_one() {
     let cluster = cluster();
-    let mut agent = cluster.join_agent("second");
+    let mut agent = cluster.join_agent_with("second", LEASE);
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
     cluster.apply(&deployment(4));
     spread_over_both(&cluster, 4);
@@ -138,7 +142,7 @@ fn pods_of_a_killed_node_are_evicted_and_replaced_on_the_living_one() {
 #[test]
 fn cordon_drain_and_uncordon_move_pods_off_a_node_and_back_in() {
     let cluster = cluster();
-    let _agent = cluster.join_agent("second");
+    let _agent = cluster.join_agent_with("second", LEASE);
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
     cluster.apply(&deployment(4));
     spread_over_both(&cluster, 4);

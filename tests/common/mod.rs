@@ -216,6 +216,11 @@ impl Cluster {
     /// Starts `wharf agent --name NAME` joined to this cluster; returns once it is running
     /// (use [`Cluster::wait_nodes_ready`] to wait for its node to be Ready).
     pub fn join_agent(&self, name: &str) -> Agent {
+        self.join_agent_with(name, &[])
+    }
+
+    /// [`Cluster::join_agent`] with extra `wharf agent` flags.
+    pub fn join_agent_with(&self, name: &str, args: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
         let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .args(["agent", "--server", &self.url, "--token-file"])
@@ -223,6 +228,7 @@ impl Cluster {
             .args(["--name", name, "--data-dir"])
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn,libcgroups=error")
             .spawn()
             .expect("wharf agent starts");
