@@ -50,6 +50,15 @@ async fn empty(client: &kube::Client, namespace: &str) -> Result<usize, Reconcil
     Ok(remaining)
 }
 
+/// The namespace without this controller's finalizer (others' stay), for the `finalize` subresource.
+fn finalized(ns: &Namespace) -> Namespace {
+    let mut finalized = ns.clone();
+    if let Some(spec) = finalized.spec.as_mut() {
+        spec.finalizers.get_or_insert_with(Vec::new).retain(|f| f != FINALIZER);
+    }
+    finalized
+}
+
 pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     if ns.metadata.deletion_timestamp.is_none() {
         return Ok(Action::await_change());
@@ -60,12 +69,8 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
         tracing::info!(namespace = %name, remaining, "waiting for namespace contents to go");
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let mut finalized = (*ns).clone();
-    if let Some(spec) = finalized.spec.as_mut() {
-        spec.finalizers.get_or_insert_with(Vec::new).retain(|f| f != FINALIZER);
-    }
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    api.replace_subresource("finalize", &name, &PostParams::default(), &finalized).await?;
+    api.replace_subresource("finalize", &name, &PostParams::default(), &finalized(&ns)).await?;
     tracing::info!(namespace = %name, "namespace emptied and finalized");
     Ok(Action::await_change())
 }
@@ -81,4 +86,21 @@ pub async fn run(client: kube::Client) {
         .run(reconcile, error_policy, Arc::new(Context { client }))
         .for_each(|_| async {})
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finalizing_removes_only_the_kubernetes_finalizer() {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"finalizers": ["kubernetes", "example.com/keep"]},
+        }))
+        .unwrap();
+        let done = finalized(&ns);
+        assert_eq!(done.spec.unwrap().finalizers.unwrap(), ["example.com/keep"]);
+        assert_eq!(done.metadata.name.as_deref(), Some("demo"));
+    }
 }
