@@ -46,6 +46,9 @@ enum Command {
         /// How long a node may go without renewing its Lease before it is NotReady (e.g. 40s).
         #[arg(long, default_value = "40s", value_parser = parse_duration)]
         node_monitor_grace_period: Duration,
+        /// How long an Event is kept after it last happened (e.g. 1h).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        event_ttl: Duration,
         /// tolerationSeconds of the not-ready:NoExecute toleration added to every pod without one.
         #[arg(long, default_value_t = 300)]
         default_not_ready_toleration_seconds: i64,
@@ -182,6 +185,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node_name,
             agent_listen,
             node_monitor_grace_period,
+            event_ttl,
             default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds,
             tuning,
@@ -191,7 +195,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 data_dir: data_dir.clone(),
                 listen,
                 store: wharf_control::store::StoreOptions { window: watch_window, ..Default::default() },
-                controllers: wharf_control::controllers::ControllerOptions { node_monitor_grace_period },
+                controllers: wharf_control::controllers::ControllerOptions { node_monitor_grace_period, event_ttl },
                 admission: wharf_control::server::AdmissionOptions {
                     default_not_ready_toleration_seconds,
                     default_unreachable_toleration_seconds,

@@ -152,3 +152,27 @@ fn a_restarted_server_reuses_its_credentials_and_data() {
     assert!(cluster.ok(&["get", "ns", "kept", "-o", "name"]).contains("namespace/kept"));
     assert!(cluster.data_dir().join("wharf.db").exists());
 }
+
+#[test]
+fn events_are_deleted_once_the_event_ttl_has_passed() {
+    let cluster = Cluster::start_with(&["--no-agent", "--event-ttl", "5s"]);
+    let event = r#"apiVersion: v1
+kind: Event
+metadata:
+  name: hand-made.1
+involvedObject:
+  kind: ConfigMap
+  name: settings
+  namespace: default
+reason: Tested
+message: kept for the TTL only
+type: Normal
+"#;
+    cluster.apply(event);
+    let listed = cluster.ok(&["get", "events", "--no-headers"]);
+    assert!(listed.contains("kept for the TTL only"), "a fresh event is listed: {listed}");
+    let gone = cluster.eventually(Duration::from_secs(30), || {
+        !cluster.ok(&["get", "events", "--no-headers"]).contains("kept for the TTL only")
+    });
+    assert!(gone, "the event outlived --event-ttl 5s by more than 25 s");
+}

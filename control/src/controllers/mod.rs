@@ -4,6 +4,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod event_ttl;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
@@ -35,11 +36,13 @@ pub struct ControllerOptions {
     /// `--node-monitor-grace-period`: how long a node may go without renewing its Lease before
     /// it is marked NotReady (Unknown).
     pub node_monitor_grace_period: Duration,
+    /// `--event-ttl` (kube-apiserver's): how long an Event is kept after it last happened.
+    pub event_ttl: Duration,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        ControllerOptions { node_monitor_grace_period: Duration::from_secs(40) }
+        ControllerOptions { node_monitor_grace_period: Duration::from_secs(40), event_ttl: Duration::from_secs(3600) }
     }
 }
 
@@ -47,6 +50,7 @@ impl Default for ControllerOptions {
 pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(node_lifecycle::run(client.clone(), options.node_monitor_grace_period));
+    tokio::spawn(event_ttl::run(client.clone(), options.event_ttl));
     tokio::spawn(taint_eviction::run(client.clone()));
     tokio::spawn(garbage_collector::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
