@@ -15,6 +15,12 @@ pub fn kubectl_path() -> PathBuf {
     path
 }
 
+/// The log filter of the processes a test starts: warnings, unless `WHARF_TEST_LOG` says more
+/// (e.g. `WHARF_TEST_LOG=warn,wharf_runtime=debug` to follow a pod's worker).
+fn log_filter() -> String {
+    std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,libcgroups=error".into())
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -53,7 +59,7 @@ impl Cluster {
             .arg(self.dir.path())
             .args(["--listen", &self.listen])
             .args(&self.args)
-            .env("RUST_LOG", "warn,libcgroups=error")
+            .env("RUST_LOG", log_filter())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -229,7 +235,7 @@ impl Cluster {
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn,libcgroups=error")
+            .env("RUST_LOG", log_filter())
             .spawn()
             .expect("wharf agent starts");
         Agent { name: name.into(), dir, child: Some(child) }

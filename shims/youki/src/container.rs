@@ -24,6 +24,8 @@ use crate::process::Process;
 
 /// How long forwarding the rest of the output may take once the init ended.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How long `stop` waits for the end of a SIGKILLed init before it looks at the process itself.
+const KILLED_PATIENCE: Duration = Duration::from_secs(5);
 /// Bytes read from an output FIFO at a time.
 const CHUNK: usize = 64 << 10;
 
@@ -123,6 +125,11 @@ impl LinuxContainer {
     }
 }
 
+/// Whether `/proc/PID/stat` shows the process in `state` (the field after the command name).
+fn process_state_is(stat: &str, state: char) -> bool {
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) == Some(state)
+}
+
 impl Container for LinuxContainer {
     fn id(&self) -> &str {
         &self.id
@@ -152,9 +159,25 @@ impl Container for LinuxContainer {
             }
             tracing::debug!(container = %self.id, pid = self.init.pid(), "grace period over, killing");
             self.stopped_with.store(libc::SIGKILL, Ordering::SeqCst);
-            self.init.signal(Signal::KILL);
-            self.cgroup.kill_all();
-            self.wait().await
+            loop {
+                self.init.signal(Signal::KILL);
+                self.cgroup.kill_all();
+                if let Ok(exit) = tokio::time::timeout(KILLED_PATIENCE, self.wait()).await {
+                    return exit;
+                }
+                // The end of a SIGKILLed init was not seen: if the process is gone (or a zombie
+                // nobody reaps) the pod must not wait for it forever; if it lives, say how.
+                let pid = self.init.pid();
+                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                    Ok(stat) if !process_state_is(&stat, 'Z') => {
+                        tracing::warn!(container = %self.id, pid, stat = %stat.trim(), "killed container init still runs");
+                    }
+                    _ => {
+                        tracing::warn!(container = %self.id, pid, "killed container init ended unseen");
+                        return Exit::Killed { signal: libc::SIGKILL };
+                    }
+                }
+            }
         })
     }
 
@@ -164,5 +187,17 @@ impl Container for LinuxContainer {
 
     fn exec(&self, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, ShimError>> {
         Box::pin(crate::exec::exec(self.exec.clone(), spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_state_is;
+
+    #[test]
+    fn the_state_is_read_after_the_command_name() {
+        assert!(process_state_is("4242 (sh) Z 1 4242 4242 0", 'Z'));
+        assert!(!process_state_is("4242 (odd) name) S 1 4242", 'Z'));
+        assert!(process_state_is("4242 (odd) name) D 1 4242", 'D'));
     }
 }

@@ -68,6 +68,18 @@ pub(crate) async fn exec(ctx: Arc<ExecContext>, spec: ExecSpec) -> Result<ExecPr
     if spec.args.is_empty() {
         return Err(ShimError::Runtime("exec needs a command".into()));
     }
+    // Started and watched on a task of its own: a caller that stops polling (a probe whose
+    // container is being stopped) must not leave the process unreaped, or the container's init
+    // could never finish exiting (the kernel waits for every process of its PID namespace).
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = started_tx.send(start_watched(ctx, spec).await);
+    });
+    started_rx.await.map_err(|e| runtime("exec task", e))?
+}
+
+/// Starts the process and a task that reaps it when it ends, whatever becomes of the caller.
+async fn start_watched(ctx: Arc<ExecContext>, spec: ExecSpec) -> Result<ExecProcess, ShimError> {
     let started =
         tokio::task::spawn_blocking(move || start(&ctx, &spec)).await.map_err(|e| runtime("exec task", e))??;
     let process = match Process::open(started.pid) {
