@@ -21,23 +21,13 @@ use serde_json::json;
 
 use super::job::finished;
 use super::workload::{controller_of, controller_ref};
-use crate::events::{EventType, Recorder};
+use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
+use crate::events::EventType;
 
 /// The annotation a scheduled Job carries: its scheduled time (RFC 3339, in the CronJob's zone).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// More missed start times than this are reported (and only the latest is started).
 const TOO_MANY_MISSED: u64 = 100;
-
-pub struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
 
 /// What one reconcile does.
 #[derive(Debug, Default)]
@@ -325,20 +315,15 @@ pub async fn reconcile(cron_job: Arc<CronJob>, ctx: Arc<Context>) -> Result<Acti
     Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn error_policy(cron_job: Arc<CronJob>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(cronjob = ?cron_job.metadata.name, %error, "cronjob reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
     let cron_jobs: Api<CronJob> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
-    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), "cronjob-controller"), client });
+    let ctx = Context::new(client, "cronjob-controller");
     Controller::new(cron_jobs, watcher::Config::default())
         .owns(jobs, watcher::Config::default())
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
-        .run(reconcile, error_policy, ctx)
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
+        .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -24,7 +24,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use super::workload::{self, claim_pods, controller_ref, is_available, is_ready, pod_from_template};
-use crate::events::{EventType, Recorder};
+use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
+use crate::events::EventType;
 use crate::placement::{node_term_matches, tolerates};
 
 /// The label on a workload's pods naming the template revision they were made from.
@@ -437,25 +438,6 @@ pub fn status(
     s
 }
 
-pub struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
-
-/// What an event says of a failed request: the API's own message when it gave one.
-pub(super) fn failure(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The pod to start on `node`: the template with the daemon tolerations, pinned to the node.
 fn daemon_pod(ds: &DaemonSet, template: &PodTemplateSpec, spec: &PodSpec, node: &str, hash: &str) -> Pod {
     let namespace = ds.metadata.namespace.as_deref().unwrap_or("default");
@@ -497,7 +479,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
             Ok(_) => ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {pod}")),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
-                let message = format!("Error deleting: {}", failure(&e));
+                let message = format!("Error deleting: {}", api_message(&e));
                 ctx.recorder.record(&*ds, EventType::Warning, "FailedDelete", &message);
                 return Err(e.into());
             }
@@ -519,7 +501,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
                     &*ds,
                     EventType::Warning,
                     "FailedCreate",
-                    &format!("Error creating: {}", failure(&e)),
+                    &format!("Error creating: {}", api_message(&e)),
                 );
                 return Err(e.into());
             }
@@ -542,11 +524,6 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
     // Pods ready but not yet available for minReadySeconds become available without an event.
     let waiting = min_ready_seconds(&ds) > 0 && next.number_available < Some(next.number_ready);
     Ok(if waiting { Action::requeue(Duration::from_secs(1)) } else { Action::requeue(Duration::from_secs(300)) })
-}
-
-fn error_policy(ds: Arc<DaemonSet>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(daemonset = ?ds.metadata.name, %error, "daemonset reconcile failed");
-    Action::requeue(Duration::from_secs(2))
 }
 
 /// What about a node matters to daemon placement: its labels and taints.
@@ -577,13 +554,12 @@ fn node_changes(client: kube::Client) -> impl futures::Stream<Item = ()> + Send 
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
-    let ctx =
-        Arc::new(Context { recorder: Recorder::new(client.clone(), "daemonset-controller"), client: client.clone() });
+    let ctx = Context::new(client.clone(), "daemonset-controller");
     Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .reconcile_all_on(node_changes(client))
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
-        .run(reconcile, error_policy, ctx)
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
+        .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -26,14 +26,9 @@ use serde_json::json;
 
 use self::history::{HASH_LABEL, REVISION};
 use self::rolling::{Params, RsState};
-use super::replicaset::error_message;
 use super::workload::{controller_of, controller_ref, selector_matches, selector_query};
-use crate::events::{EventType, Recorder};
-
-pub struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
+use super::{Context, api_message, retry_soon};
+use crate::events::EventType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -308,7 +303,7 @@ impl Sync<'_> {
                 existing
             }
             Err(e) => {
-                let message = format!("Failed to create new replica set {name:?}: {}", error_message(&e));
+                let message = format!("Failed to create new replica set {name:?}: {}", api_message(&e));
                 if status::has_progress_deadline(&self.d) {
                     let c =
                         status::condition(status::PROGRESSING, "False", status::FAILED_RS_CREATE, message.clone(), now);
@@ -526,14 +521,11 @@ fn interested(deployments: &[Arc<Deployment>], rs: &ReplicaSet) -> Vec<ObjectRef
     }
 }
 
-fn error_policy(d: Arc<Deployment>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+fn error_policy(d: Arc<Deployment>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     match error {
         ReconcileError::Collision(_) => Action::requeue(Duration::from_millis(100)),
         ReconcileError::Api(kube::Error::Api(e)) if e.code == 409 => Action::requeue(Duration::from_millis(200)),
-        _ => {
-            tracing::warn!(deployment = ?d.metadata.name, %error, "deployment reconcile failed");
-            Action::requeue(Duration::from_secs(2))
-        }
+        _ => retry_soon(d, error, ctx),
     }
 }
 
@@ -541,7 +533,7 @@ fn error_policy(d: Arc<Deployment>, error: &ReconcileError, _ctx: Arc<Context>) 
 pub async fn run(client: kube::Client) {
     let deployments: Api<Deployment> = Api::all(client.clone());
     let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), "deployment-controller"), client });
+    let ctx = Context::new(client.clone(), "deployment-controller");
     let controller = Controller::new(deployments, watcher::Config::default());
     let store = controller.store();
     controller

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::api_resource;
 use crate::registry::kinds::{self, RESOURCES, ResourceInfo};
 
 /// The finalizer of an object deleted with `propagationPolicy: Orphan`: its dependents lose
@@ -230,16 +231,6 @@ fn decide(item: &Item, owners: &[(Owner, OwnerState)], has_dependents: bool) -> 
     } else {
         "Background"
     })
-}
-
-fn api_resource(r: &ResourceInfo) -> ApiResource {
-    ApiResource {
-        group: r.group.into(),
-        version: r.version.into(),
-        api_version: r.api_version(),
-        kind: r.kind.into(),
-        plural: r.plural.into(),
-    }
 }
 
 fn api(client: &kube::Client, resource: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {

@@ -23,7 +23,8 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::workload::{claim_pods, controller_ref, is_active, is_ready, pod_from_template};
-use crate::events::{EventType, Recorder};
+use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
+use crate::events::EventType;
 
 /// The annotation and label holding an Indexed Job pod's index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -34,17 +35,6 @@ const BACKOFF_BASE: SignedDuration = SignedDuration::from_secs(10);
 const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(600);
 /// At most this many pods are created or deleted per reconcile.
 const MAX_BURST: usize = 500;
-
-pub struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
 
 /// How a finished Job ended: its `Complete` or `Failed` condition (True), and when.
 pub fn finished(job: &Job) -> Option<(&str, Option<Timestamp>)> {
@@ -440,20 +430,15 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Recon
     Ok(plan.requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn error_policy(job: Arc<Job>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(job = ?job.metadata.name, %error, "job reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
     let jobs: Api<Job> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), "job-controller"), client });
+    let ctx = Context::new(client, "job-controller");
     Controller::new(jobs, watcher::Config::default())
         .owns(pods, watcher::Config::default())
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
-        .run(reconcile, error_policy, ctx)
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
+        .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
         .await;
 }

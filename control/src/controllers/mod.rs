@@ -16,9 +16,68 @@ pub mod ttl_after_finished;
 pub mod workload;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use kube::Resource;
+use kube::runtime::controller::Action;
+
 use crate::error::{Error, Result};
+use crate::events::Recorder;
+
+/// What a controller's reconcile works with: the API client and its Event recorder.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// The context of the controller that records Events as `component` (`job-controller`, …).
+    pub fn new(client: kube::Client, component: &'static str) -> Arc<Self> {
+        Arc::new(Context { recorder: Recorder::new(client.clone(), component), client })
+    }
+}
+
+/// Why a reconcile failed: an API request did.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// How long a controller lets changes to one object settle before it reconciles it, so a burst
+/// of pod status updates costs one reconcile, not one each.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The controllers' error policy: log the failure and try again in 2 s.
+pub fn retry_soon<K: Resource<DynamicType = ()>, C>(
+    obj: Arc<K>,
+    error: &impl std::fmt::Display,
+    _ctx: Arc<C>,
+) -> Action {
+    let meta = obj.meta();
+    tracing::warn!(kind = %K::kind(&()), namespace = ?meta.namespace, name = ?meta.name, %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// A served kind as kube-rs names it, for dynamic clients (`Api<DynamicObject>`).
+pub fn api_resource(r: &crate::registry::kinds::ResourceInfo) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: r.group.into(),
+        version: r.version.into(),
+        api_version: r.api_version(),
+        kind: r.kind.into(),
+        plural: r.plural.into(),
+    }
+}
+
+/// What an Event says of a failed request: the API's own message when it gave one.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
 
 /// An API client for in-process controllers, from the admin kubeconfig the server wrote.
 pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {

@@ -6,34 +6,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use crate::registry::kinds::{RESOURCES, ResourceInfo};
+use super::api_resource;
+use super::{Context, ReconcileError, retry_soon};
+use crate::registry::kinds::RESOURCES;
 
 /// Name of the finalizer the namespace controller owns (in `spec.finalizers`).
 pub const FINALIZER: &str = "kubernetes";
-
-pub struct Context {
-    client: kube::Client,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
-
-fn api_resource(r: &ResourceInfo) -> ApiResource {
-    ApiResource {
-        group: r.group.into(),
-        version: r.version.into(),
-        api_version: r.api_version(),
-        kind: r.kind.into(),
-        plural: r.plural.into(),
-    }
-}
 
 /// Deletes what is left in `namespace`; returns how many objects still remain.
 async fn empty(client: &kube::Client, namespace: &str) -> Result<usize, ReconcileError> {
@@ -75,15 +57,10 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
     Ok(Action::await_change())
 }
 
-fn error_policy(_ns: Arc<Namespace>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "namespace reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 pub async fn run(client: kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(reconcile, retry_soon, Context::new(client, "namespace-controller"))
         .for_each(|_| async {})
         .await;
 }

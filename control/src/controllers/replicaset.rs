@@ -24,7 +24,8 @@ use super::workload::{
     claim_pods, controller_of, controller_ref, is_active, is_available, is_ready, pod_from_template, ready_since,
     selector_matches,
 };
-use crate::events::{EventType, Recorder};
+use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
+use crate::events::EventType;
 
 /// At most this many pods are created or deleted by one reconcile (kube-controller-manager's
 /// `burstReplicas`); the rest follow on the next one.
@@ -33,25 +34,6 @@ pub const BURST_REPLICAS: usize = 500;
 const IN_FLIGHT: usize = 32;
 /// The annotation that tells which pods to delete first (lower cost first).
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-pub struct Context {
-    client: kube::Client,
-    recorder: Recorder,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
-
-/// The message of an API error as the server wrote it (its Status message), else the error.
-pub fn error_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    }
-}
 
 /// Sizes of the batches in which `count` pods are created: 1, 2, 4, … (kube-controller-manager's
 /// slow start, so a template the API refuses costs one failed request, not hundreds).
@@ -232,7 +214,7 @@ async fn create_pods(ctx: &Context, rs: &ReplicaSet, namespace: &str, count: usi
                     ctx.recorder.record(rs, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {pod_name}"));
                 }
                 Err(e) => {
-                    let message = error_message(&e);
+                    let message = api_message(&e);
                     tracing::warn!(replicaset = %name, error = %message, "cannot create a pod");
                     ctx.recorder.record(rs, EventType::Warning, "FailedCreate", &format!("Error creating: {message}"));
                     failed.get_or_insert(message);
@@ -266,7 +248,7 @@ async fn delete_pods(ctx: &Context, rs: &ReplicaSet, namespace: &str, pods: Vec<
             Ok(_) => ctx.recorder.record(rs, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}")),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
-                let message = error_message(&e);
+                let message = api_message(&e);
                 ctx.recorder.record(rs, EventType::Warning, "FailedDelete", &format!("Error deleting: {message}"));
             }
         }
@@ -341,22 +323,17 @@ fn interested(sets: &[Arc<ReplicaSet>], pod: &Pod) -> Vec<ObjectRef<ReplicaSet>>
     }
 }
 
-fn error_policy(rs: Arc<ReplicaSet>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(replicaset = ?rs.metadata.name, %error, "replicaset reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
     let sets: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Context { recorder: Recorder::new(client.clone(), "replicaset-controller"), client });
+    let ctx = Context::new(client.clone(), "replicaset-controller");
     let controller = Controller::new(sets, watcher::Config::default());
     let store = controller.store();
     controller
         .watches(pods, watcher::Config::default(), move |pod| interested(&store.state(), &pod))
-        .with_config(Config::default().debounce(Duration::from_millis(200)))
-        .run(reconcile, error_policy, ctx)
+        .with_config(Config::default().debounce(DEBOUNCE))
+        .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -22,8 +22,9 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::daemonset::{REVISION_LABEL, failure, pod_revision, template_hash};
+use super::daemonset::{REVISION_LABEL, pod_revision, template_hash};
 use super::workload::{claim_pods, controller_ref, is_available, is_ready, pod_from_template};
+use super::{DEBOUNCE, ReconcileError, api_message, retry_soon};
 use crate::events::{EventType, Recorder};
 
 /// The label naming a StatefulSet pod (for per-pod Services).
@@ -262,12 +263,6 @@ pub struct Context {
     warned: Mutex<HashSet<String>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
-
 /// Records once per set that its claim templates became emptyDir volumes.
 fn warn_claims_once(sts: &StatefulSet, ctx: &Context) {
     let claims: Vec<String> = sts
@@ -340,7 +335,7 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
                 ctx.recorder.record(&*sts, EventType::Normal, reason, &message);
             }
             Err(e) => {
-                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {}", failure(&e));
+                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {}", api_message(&e));
                 ctx.recorder.record(&*sts, EventType::Warning, failed, &message);
                 match e {
                     kube::Error::Api(status) if status.code == 409 => blocked = true,
@@ -370,11 +365,6 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
     })))
 }
 
-fn error_policy(sts: Arc<StatefulSet>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(statefulset = ?sts.metadata.name, %error, "statefulset reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Context {
@@ -384,8 +374,8 @@ pub async fn run(client: kube::Client) {
     });
     Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
-        .run(reconcile, error_policy, ctx)
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
+        .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
         .await;
 }

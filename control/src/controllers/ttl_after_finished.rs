@@ -13,16 +13,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
 use super::job::finished;
-
-pub struct Context {
-    client: kube::Client,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
+use super::{Context, ReconcileError, retry_soon};
 
 /// How long until `job` expires: None if it never does (not finished, no TTL, being deleted),
 /// zero if it already has.
@@ -57,16 +48,11 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Recon
     Ok(Action::await_change())
 }
 
-fn error_policy(job: Arc<Job>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(job = ?job.metadata.name, %error, "ttl-after-finished reconcile failed");
-    Action::requeue(Duration::from_secs(2))
-}
-
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
     let jobs: Api<Job> = Api::all(client.clone());
     Controller::new(jobs, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(reconcile, retry_soon, Context::new(client, "ttl-after-finished-controller"))
         .for_each(|_| async {})
         .await;
 }
