@@ -1066,6 +1066,17 @@ fn cpu_table(out: &mut String, phases: &[(String, &Cpu)]) {
     table(out, ["Phase", "wall", "server CPU", "benchmark CPU", "other processes CPU"], &rows);
 }
 
+/// Appends a "Problems" list to a report, if there are any.
+fn problems_section(out: &mut String, problems: impl IntoIterator<Item = impl std::fmt::Display>) {
+    let mut problems = problems.into_iter().peekable();
+    if problems.peek().is_some() {
+        let _ = writeln!(out, "\nProblems:\n");
+        for problem in problems {
+            let _ = writeln!(out, "- {problem}");
+        }
+    }
+}
+
 fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
     let mut widths: [usize; N] = header.map(|h| h.chars().count());
     for row in rows {

@@ -19,8 +19,8 @@ use kube::Api;
 
 use super::wasm::{self, NODE, PodWatch};
 use super::{
-    Memory, REQUEST_LIMIT, SETTLE, Server, build, count, memory_of, memory_total, ms, percentile, progress, secs,
-    table, terminate, thousands,
+    Memory, REQUEST_LIMIT, SETTLE, Server, build, count, memory_of, memory_total, ms, percentile, problems_section,
+    progress, secs, table, terminate, thousands,
 };
 
 const NAMESPACE: &str = "bench-density";
@@ -533,12 +533,7 @@ impl Run {
             SETTLE.as_secs()
         );
         table(&mut out, ["Measure", "Result", "Target", "Met"], &rows);
-        if !self.problems.is_empty() {
-            let _ = writeln!(out, "\nProblems:\n");
-            for problem in &self.problems {
-                let _ = writeln!(out, "- {problem}");
-            }
-        }
+        problems_section(&mut out, &self.problems);
         out
     }
 }

@@ -26,7 +26,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use super::wasm::{self, NODE};
 use super::{
     Cpu, CpuMeter, Memory, REQUEST_LIMIT, SETTLE, Server, build, count, cpu_table, memory_of, memory_total, ms,
-    percentile, progress, secs, table, thousands,
+    percentile, problems_section, progress, secs, table, thousands,
 };
 
 const NAMESPACE: &str = "bench-deployment";
@@ -442,12 +442,6 @@ fn render(args: &DeploymentArgs, runs: &[Run], place: &Path, load_avg: &str) -> 
         out.push('\n');
         cpu_table(&mut out, &cpu);
     }
-    let problems: Vec<&String> = runs.iter().flat_map(|r| &r.problems).collect();
-    if !problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:\n");
-        for problem in problems {
-            let _ = writeln!(out, "- {problem}");
-        }
-    }
+    problems_section(&mut out, runs.iter().flat_map(|r| &r.problems));
     out
 }

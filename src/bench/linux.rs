@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
 use super::wasm::{self, NODE, PodWatch};
-use super::{Server, build, count, ms, percentile, progress, result_row, table};
+use super::{Server, build, count, ms, percentile, problems_section, progress, result_row, table};
 
 const NAMESPACE: &str = "bench-linux";
 /// Longest one pod may take to be Running before it counts as stuck.
@@ -324,11 +324,6 @@ fn render(
         runc_path.display(),
         youki_path.display()
     );
-    if !problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:\n");
-        for p in problems {
-            let _ = writeln!(out, "- {p}");
-        }
-    }
+    problems_section(&mut out, problems);
     out
 }

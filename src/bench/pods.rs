@@ -33,7 +33,7 @@ use kube::api::ListParams;
 use super::wasm::{self, NODE, PodWatch};
 use super::{
     Cpu, CpuMeter, Memory, PHASE_LIMIT, REQUEST_LIMIT, SETTLE, Server, build, count, memory_total, ms, percentile,
-    progress, secs, table, thousands,
+    problems_section, progress, secs, table, thousands,
 };
 
 /// Longest one pod may take to succeed before it counts as stuck.
@@ -733,12 +733,7 @@ impl Report<'_> {
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
         }
-        if !problems.is_empty() {
-            let _ = writeln!(out, "\nProblems:\n");
-            for problem in problems {
-                let _ = writeln!(out, "- {problem}");
-            }
-        }
+        problems_section(&mut out, problems);
         out
     }
 }

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Cpu, CpuMeter, REQUEST_LIMIT, SETTLE, Server, build, count, cpu_table, memory_total, meta, ms, percentile,
-    progress, secs, table, thousands, wasm,
+    problems_section, progress, secs, table, thousands, wasm,
 };
 
 const NAMESPACE: &str = "bench-scheduler";
@@ -930,13 +930,7 @@ fn render(args: &SchedulerArgs, runs: &[Run], place: &Path, load_avg: &str) -> S
         out.push('\n');
         cpu_table(&mut out, &cpu);
     }
-    let problems: Vec<&String> = runs.iter().flat_map(|r| &r.problems).collect();
-    if !problems.is_empty() {
-        let _ = writeln!(out, "\nProblems:\n");
-        for problem in problems {
-            let _ = writeln!(out, "- {problem}");
-        }
-    }
+    problems_section(&mut out, runs.iter().flat_map(|r| &r.problems));
     out
 }
 
