@@ -381,6 +381,9 @@ fn rolling_update(
                     unavailable += 1;
                 }
             }
+            // No pod where none should start (e.g. an untolerated NoSchedule taint such as
+            // not-ready): nothing is missing there, so it takes no share of the budget.
+            Some((None, None)) if !fit.should_run => {}
             // Nothing yet, both, or duplicates: the manage step is at work; count it unavailable.
             _ => unavailable += 1,
         }
@@ -753,6 +756,27 @@ mod tests {
             now(),
         );
         assert_eq!(plan, Plan::default(), "OnDelete leaves old pods alone");
+    }
+
+    #[test]
+    fn nodes_where_no_pod_should_start_do_not_stall_a_rolling_update() {
+        let ds = daemonset(
+            json!({"containers": [{"name": "c", "image": "ticker:v2"}]}),
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}),
+        );
+        let hash = template_hash(&ds.spec.as_ref().unwrap().template);
+        let t = "2026-01-01T00:00:00Z";
+        // c went not-ready: node_lifecycle's NoSchedule taint keeps new daemon pods off it.
+        let nodes = vec![
+            node("a", json!({}), json!([])),
+            node("b", json!({}), json!([])),
+            node("c", json!({}), json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}])),
+        ];
+        let pods =
+            vec![pod(&ds, "old-a", "a", "old", "Running", true, t), pod(&ds, "old-b", "b", "old", "Running", true, t)];
+        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert!(plan.create.is_empty(), "{:?}", plan.create);
+        assert_eq!(plan.delete, ["old-a"], "the node without a pod takes none of maxUnavailable");
     }
 
     #[test]
