@@ -4,12 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::registry::well_known::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 use crate::server::AdmissionOptions;
-
-/// The taint the node lifecycle controller puts on a node whose Ready condition is False.
-pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
-/// The taint put on a node whose Ready condition is Unknown (it stopped reporting).
-pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 
 /// Whether one of `tolerations` already covers the NoExecute taint `key` (a toleration of that
 /// key or of every key, for NoExecute or every effect, as the plugin checks).

@@ -664,7 +664,7 @@ pub(super) fn delete_options_from(opts: &Value, query: &Query) -> Result<DeleteO
 /// deletionFinalizersForGarbageCollection: Orphan and Foreground add theirs (and drop the
 /// other's), Background drops both; no policy keeps what is there.
 fn finalizers_for(current: &[String], policy: Option<Propagation>) -> Vec<String> {
-    use crate::controllers::garbage_collector::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+    use crate::registry::well_known::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
     let (add, drop): (Option<&str>, &[&str]) = match policy {
         None => return current.to_vec(),
         Some(Propagation::Orphan) => (Some(ORPHAN_FINALIZER), &[FOREGROUND_FINALIZER]),

@@ -25,13 +25,7 @@ use tokio::sync::mpsc;
 
 use super::api_resource;
 use crate::registry::kinds::{self, RESOURCES, ResourceInfo};
-
-/// The finalizer of an object deleted with `propagationPolicy: Orphan`: its dependents lose
-/// their ownerReferences to it before it goes.
-pub const ORPHAN_FINALIZER: &str = "orphan";
-/// The finalizer of an object deleted with `propagationPolicy: Foreground`: its dependents go
-/// first.
-pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+use crate::registry::well_known::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 
 /// How many objects are worked on at once.
 const WORKERS: usize = 8;

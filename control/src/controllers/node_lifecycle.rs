@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::api::admission::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 use crate::events::{EventType, Recorder};
+use crate::registry::well_known::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 
 /// How long a node may go without renewing its Lease before it is NotReady.
 pub const GRACE: Duration = Duration::from_secs(40);

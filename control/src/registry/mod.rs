@@ -11,3 +11,4 @@ pub mod selector;
 pub mod strategy;
 pub mod table;
 pub mod validation;
+pub mod well_known;
