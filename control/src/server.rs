@@ -36,12 +36,6 @@ pub struct AdmissionOptions {
     pub default_unreachable_toleration_seconds: i64,
 }
 
-impl Default for AdmissionOptions {
-    fn default() -> Self {
-        AdmissionOptions { default_not_ready_toleration_seconds: 300, default_unreachable_toleration_seconds: 300 }
-    }
-}
-
 /// What a started server tells its operator (and the in-process agent).
 pub struct Started {
     pub url: String,
@@ -135,9 +129,8 @@ pub async fn run(
 
     let auth = tokens::Authenticator::new(&token).with_node_token(&node_token);
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
-    let mut state = ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry);
-    state.admission = config.admission.clone();
-    let state = Arc::new(state);
+    let state =
+        Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry, config.admission));
     let app = api::router(state);
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
     crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?, &config.controllers);

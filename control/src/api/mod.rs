@@ -59,17 +59,9 @@ impl ApiState {
         node_token: String,
         ca_pem: String,
         registry: crate::oci::Registry,
+        admission: crate::server::AdmissionOptions,
     ) -> Self {
-        Self {
-            store,
-            auth,
-            max_body: MAX_BODY,
-            node_token,
-            agents: logs::agent_client(),
-            ca_pem,
-            registry,
-            admission: crate::server::AdmissionOptions::default(),
-        }
+        Self { store, auth, max_body: MAX_BODY, node_token, agents: logs::agent_client(), ca_pem, registry, admission }
     }
 }
 

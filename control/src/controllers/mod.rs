@@ -99,12 +99,6 @@ pub struct ControllerOptions {
     pub event_ttl: Duration,
 }
 
-impl Default for ControllerOptions {
-    fn default() -> Self {
-        ControllerOptions { node_monitor_grace_period: Duration::from_secs(40), event_ttl: Duration::from_secs(3600) }
-    }
-}
-
 /// Starts every controller and the scheduler; they run until the process ends.
 pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));

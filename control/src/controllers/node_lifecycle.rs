@@ -17,9 +17,6 @@ use serde_json::json;
 use crate::events::{EventType, Recorder};
 use crate::registry::well_known::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 
-/// How long a node may go without renewing its Lease before it is NotReady.
-pub const GRACE: Duration = Duration::from_secs(40);
-
 /// Whether a lease last renewed at `renewed` is stale at `now`.
 fn stale(renewed: Option<jiff::Timestamp>, now: jiff::Timestamp, grace: Duration) -> bool {
     match renewed {
@@ -179,6 +176,7 @@ mod tests {
     #[test]
     fn leases_go_stale_after_the_grace_period() {
         let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        const GRACE: Duration = Duration::from_secs(40);
         assert!(!stale(Some("2026-01-01T00:00:30Z".parse().unwrap()), now, GRACE));
         assert!(stale(Some("2026-01-01T00:00:10Z".parse().unwrap()), now, GRACE));
         assert!(stale(None, now, GRACE));
