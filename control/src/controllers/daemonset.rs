@@ -18,13 +18,15 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-use super::workload::{self, claim_pods, controller_ref, is_available, is_ready, pod_from_template};
-use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
+use super::workload::{
+    self, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready, pod_from_template,
+};
+use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
 use crate::placement::{node_term_matches, tolerates};
 
@@ -473,43 +475,9 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
         let message = format!("Found failed daemon pod {namespace}/{pod} on node {node}, will try to kill it");
         ctx.recorder.record(&*ds, EventType::Warning, "FailedDaemonPod", &message);
     }
-    let deletes = plan.delete.iter().map(|pod| {
-        let api = api.clone();
-        async move { (pod, api.delete(pod, &DeleteParams::default()).await) }
-    });
-    for (pod, result) in futures::future::join_all(deletes).await {
-        match result {
-            Ok(_) => ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {pod}")),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                let message = format!("Error deleting: {}", api_message(&e));
-                ctx.recorder.record(&*ds, EventType::Warning, "FailedDelete", &message);
-                return Err(e.into());
-            }
-        }
-    }
-    let creates = plan.create.iter().map(|node| {
-        let api = api.clone();
-        let pod = daemon_pod(&ds, template, &spec, node, &hash);
-        async move { api.create(&PostParams::default(), &pod).await }
-    });
-    for result in futures::future::join_all(creates).await {
-        match result {
-            Ok(pod) => {
-                let message = format!("Created pod: {}", name(&pod));
-                ctx.recorder.record(&*ds, EventType::Normal, "SuccessfulCreate", &message);
-            }
-            Err(e) => {
-                ctx.recorder.record(
-                    &*ds,
-                    EventType::Warning,
-                    "FailedCreate",
-                    &format!("Error creating: {}", api_message(&e)),
-                );
-                return Err(e.into());
-            }
-        }
-    }
+    delete_pods(&api, &ctx.recorder, &*ds, plan.delete.clone()).await?;
+    let pods_to_create = plan.create.iter().map(|node| daemon_pod(&ds, template, &spec, node, &hash)).collect();
+    create_pods(&api, &ctx.recorder, &*ds, pods_to_create).await?;
     if !plan.create.is_empty() || !plan.delete.is_empty() {
         tracing::debug!(daemonset = ?ds.metadata.name, create = ?plan.create, delete = ?plan.delete, "daemonset pass");
     }

@@ -17,12 +17,12 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::workload::{claim_pods, controller_ref, is_active, is_ready, pod_from_template};
+use super::workload::{claim_pods, controller_ref, create_pods, delete_pods, is_active, is_ready, pod_from_template};
 use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
 
@@ -403,23 +403,9 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Recon
     let plan = decide(&job, &pods, Timestamp::now());
 
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    for pod_name in &plan.delete {
-        match pod_api.delete(pod_name, &DeleteParams::default()).await {
-            Ok(_) => ctx.recorder.record(
-                job.as_ref(),
-                EventType::Normal,
-                "SuccessfulDelete",
-                &format!("Deleted pod: {pod_name}"),
-            ),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for index in &plan.create {
-        let created = pod_api.create(&PostParams::default(), &new_pod(&job, *index)).await?;
-        let pod_name = created.metadata.name.unwrap_or_default();
-        ctx.recorder.record(job.as_ref(), EventType::Normal, "SuccessfulCreate", &format!("Created pod: {pod_name}"));
-    }
+    delete_pods(&pod_api, &ctx.recorder, job.as_ref(), plan.delete.clone()).await?;
+    let pods = plan.create.iter().map(|index| new_pod(&job, *index)).collect();
+    create_pods(&pod_api, &ctx.recorder, job.as_ref(), pods).await?;
     if job.status.as_ref() != Some(&plan.status) {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status_patch(&plan.status))).await?;

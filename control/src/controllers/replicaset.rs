@@ -9,45 +9,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 
 use super::workload::{
-    claim_pods, controller_of, controller_ref, is_active, is_available, is_ready, pod_from_template, ready_since,
-    selector_matches,
+    claim_pods, controller_of, controller_ref, create_pods, delete_pods, is_active, is_available, is_ready,
+    pod_from_template, ready_since, selector_matches,
 };
 use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
-use crate::events::EventType;
 
 /// At most this many pods are created or deleted by one reconcile (kube-controller-manager's
 /// `burstReplicas`); the rest follow on the next one.
 pub const BURST_REPLICAS: usize = 500;
-/// Pod creations or deletions in flight at once.
-const IN_FLIGHT: usize = 32;
 /// The annotation that tells which pods to delete first (lower cost first).
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-/// Sizes of the batches in which `count` pods are created: 1, 2, 4, … (kube-controller-manager's
-/// slow start, so a template the API refuses costs one failed request, not hundreds).
-pub fn slow_start_batches(count: usize) -> Vec<usize> {
-    let mut batches = Vec::new();
-    let (mut left, mut size) = (count, 1);
-    while left > 0 {
-        let batch = size.min(left);
-        batches.push(batch);
-        left -= batch;
-        size *= 2;
-    }
-    batches
-}
 
 fn phase_rank(pod: &Pod) -> u8 {
     match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
@@ -193,68 +176,6 @@ fn status_patch(status: &ReplicaSetStatus) -> serde_json::Value {
     }})
 }
 
-/// Creates `count` pods from the template in slow-start batches; the first error stops it
-/// and is returned.
-async fn create_pods(ctx: &Context, rs: &ReplicaSet, namespace: &str, count: usize) -> Option<String> {
-    let name = rs.metadata.name.clone().unwrap_or_default();
-    let Some(template) = rs.spec.as_ref().and_then(|s| s.template.as_ref()) else {
-        return Some("the ReplicaSet has no pod template".into());
-    };
-    let pod = pod_from_template(template, namespace, controller_ref(rs), None, &format!("{name}-"));
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = PostParams::default();
-    for batch in slow_start_batches(count) {
-        let results: Vec<_> =
-            stream::iter(0..batch).map(|_| api.create(&params, &pod)).buffer_unordered(IN_FLIGHT).collect().await;
-        let mut failed = None;
-        for result in results {
-            match result {
-                Ok(created) => {
-                    let pod_name = created.metadata.name.unwrap_or_default();
-                    ctx.recorder.record(rs, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {pod_name}"));
-                }
-                Err(e) => {
-                    let message = api_message(&e);
-                    tracing::warn!(replicaset = %name, error = %message, "cannot create a pod");
-                    ctx.recorder.record(rs, EventType::Warning, "FailedCreate", &format!("Error creating: {message}"));
-                    failed.get_or_insert(message);
-                }
-            }
-        }
-        if failed.is_some() {
-            return failed;
-        }
-    }
-    None
-}
-
-/// Deletes `pods` (concurrently); a pod already gone is no error.
-async fn delete_pods(ctx: &Context, rs: &ReplicaSet, namespace: &str, pods: Vec<&Pod>) {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
-    let results: Vec<_> = stream::iter(names)
-        .map(|name| {
-            let api = api.clone();
-            async move {
-                let result = api.delete(&name, &DeleteParams::default()).await;
-                (name, result)
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    for (name, result) in results {
-        match result {
-            Ok(_) => ctx.recorder.record(rs, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}")),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => {
-                let message = api_message(&e);
-                ctx.recorder.record(rs, EventType::Warning, "FailedDelete", &format!("Error deleting: {message}"));
-            }
-        }
-    }
-}
-
 pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let name = rs.metadata.name.clone().unwrap_or_default();
     let namespace = rs.metadata.namespace.clone().unwrap_or_else(|| "default".into());
@@ -264,17 +185,27 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     let active: Vec<&Pod> = pods.iter().filter(|p| is_active(p)).collect();
     let wanted = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
     let mut create_error = None;
+    let mut delete_error = None;
     let mut more = false;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     if !deleting {
         if active.len() < wanted {
             let missing = wanted - active.len();
             more = missing > BURST_REPLICAS;
             tracing::debug!(replicaset = %name, missing, "creating pods");
-            create_error = create_pods(&ctx, &rs, &namespace, missing.min(BURST_REPLICAS)).await;
+            match spec.template.as_ref() {
+                Some(template) => {
+                    let pod = pod_from_template(template, &namespace, controller_ref(&*rs), None, &format!("{name}-"));
+                    let pods = vec![pod; missing.min(BURST_REPLICAS)];
+                    create_error = create_pods(&api, &ctx.recorder, &*rs, pods).await.err().map(|e| api_message(&e));
+                }
+                None => create_error = Some("the ReplicaSet has no pod template".into()),
+            }
         } else if active.len() > wanted {
             let extra = (active.len() - wanted).min(BURST_REPLICAS);
             more = active.len() - wanted > BURST_REPLICAS;
-            delete_pods(&ctx, &rs, &namespace, pods_to_delete(&active, extra)).await;
+            let names = pods_to_delete(&active, extra).iter().filter_map(|p| p.metadata.name.clone()).collect();
+            delete_error = delete_pods(&api, &ctx.recorder, &*rs, names).await.err();
         }
     }
     let now = Timestamp::now();
@@ -286,6 +217,9 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Action::await_change()),
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(e) = delete_error {
+        return Err(e.into());
     }
     if more {
         return Ok(Action::requeue(Duration::from_millis(10)));
@@ -388,15 +322,6 @@ mod tests {
             ..Default::default()
         }]);
         assert_eq!(names(interested(&sets, &orphan)), ["mine"]);
-    }
-
-    #[test]
-    fn slow_start_doubles_batches() {
-        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
-        assert_eq!(slow_start_batches(1), vec![1]);
-        assert_eq!(slow_start_batches(10), vec![1, 2, 4, 3]);
-        assert_eq!(slow_start_batches(1000).len(), 10);
-        assert_eq!(slow_start_batches(1000).iter().sum::<usize>(), 1000);
     }
 
     #[test]

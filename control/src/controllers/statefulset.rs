@@ -17,14 +17,16 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, Volume};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use serde_json::json;
 
 use super::daemonset::{REVISION_LABEL, pod_revision, template_hash};
-use super::workload::{claim_pods, controller_ref, is_available, is_ready, pod_from_template};
-use super::{DEBOUNCE, ReconcileError, api_message, retry_soon};
+use super::workload::{
+    claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready, pod_from_template,
+};
+use super::{DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::{EventType, Recorder};
 
 /// The label naming a StatefulSet pod (for per-pod Services).
@@ -285,28 +287,6 @@ fn warn_claims_once(sts: &StatefulSet, ctx: &Context) {
     ctx.recorder.record(sts, EventType::Warning, "VolumeClaimTemplatesNotSupported", &message);
 }
 
-/// Carries out one step: the pod's name, the verb, and the outcome (a pod already gone is deleted).
-async fn act(
-    api: &Api<Pod>,
-    sts: &StatefulSet,
-    step: &Step,
-    revision: &str,
-) -> (String, &'static str, Result<(), kube::Error>) {
-    match step {
-        Step::Create(i) => {
-            let pod = stateful_pod(sts, *i, revision);
-            (name(&pod), "create", api.create(&PostParams::default(), &pod).await.map(drop))
-        }
-        Step::Delete(pod) => {
-            let result = match api.delete(pod, &DeleteParams::default()).await {
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                other => other.map(drop),
-            };
-            (pod.clone(), "delete", result)
-        }
-    }
-}
-
 pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let Some(spec) = sts.spec.as_ref() else { return Ok(Action::await_change()) };
     let namespace = sts.metadata.namespace.clone().unwrap_or_else(|| "default".into());
@@ -321,29 +301,22 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
     let now = jiff::Timestamp::now();
     let steps = decide(&sts, &pods, &revision, now);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let acts = steps.iter().map(|step| act(&api, &sts, step, &revision));
-    // A name held by a pod this set does not control blocks that ordinal until it goes.
-    let mut blocked = false;
-    for (pod, verb, result) in futures::future::join_all(acts).await {
-        let (reason, failed) = match verb {
-            "create" => ("SuccessfulCreate", "FailedCreate"),
-            _ => ("SuccessfulDelete", "FailedDelete"),
-        };
-        match result {
-            Ok(()) => {
-                let message = format!("{verb} Pod {pod} in StatefulSet {set} successful");
-                ctx.recorder.record(&*sts, EventType::Normal, reason, &message);
-            }
-            Err(e) => {
-                let message = format!("{verb} Pod {pod} in StatefulSet {set} failed error: {}", api_message(&e));
-                ctx.recorder.record(&*sts, EventType::Warning, failed, &message);
-                match e {
-                    kube::Error::Api(status) if status.code == 409 => blocked = true,
-                    e => return Err(e.into()),
-                }
-            }
+    let (mut deletes, mut creates) = (Vec::new(), Vec::new());
+    for step in &steps {
+        match step {
+            Step::Create(i) => creates.push(stateful_pod(&sts, *i, &revision)),
+            Step::Delete(pod) => deletes.push(pod.clone()),
         }
     }
+    delete_pods(&api, &ctx.recorder, &*sts, deletes).await?;
+    // A name held by a pod this set does not control blocks that ordinal until it goes.
+    let blocked = match create_pods(&api, &ctx.recorder, &*sts, creates).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => true,
+        other => {
+            other?;
+            false
+        }
+    };
 
     let next = status(&sts, &pods, &revision, now);
     if sts.status.as_ref() != Some(&next) {

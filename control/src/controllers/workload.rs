@@ -5,11 +5,18 @@
 
 use std::collections::BTreeMap;
 
+use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+
+use super::api_message;
+use crate::events::{EventType, Recorder};
+
+/// Pod creations or deletions in flight at once.
+const IN_FLIGHT: usize = 32;
 
 /// The controller reference a controller puts on what it creates: `controller` and
 /// `blockOwnerDeletion` set, as Kubernetes does.
@@ -150,6 +157,111 @@ pub fn pod_from_template(
     }
 }
 
+/// Sizes of the batches in which `count` pods are created: 1, 2, 4, … (kube-controller-manager's
+/// slow start, so a template the API refuses costs one failed request, not hundreds).
+fn slow_start_batches(count: usize) -> Vec<usize> {
+    let mut batches = Vec::new();
+    let (mut left, mut size) = (count, 1);
+    while left > 0 {
+        let batch = size.min(left);
+        batches.push(batch);
+        left -= batch;
+        size *= 2;
+    }
+    batches
+}
+
+/// The Event messages of a pod created or deleted for `owner`, in its controller's words: a
+/// StatefulSet's name the pod and verb ("create Pod web-0 in StatefulSet web successful"),
+/// the others' say "Created pod: web-abc12" / "Error creating: …".
+fn pod_message<K: Resource<DynamicType = ()>>(owner: &K, verb: &str, pod: &str, error: Option<&str>) -> String {
+    if K::kind(&()) == "StatefulSet" {
+        let set = owner.meta().name.as_deref().unwrap_or_default();
+        return match error {
+            None => format!("{verb} Pod {pod} in StatefulSet {set} successful"),
+            Some(error) => format!("{verb} Pod {pod} in StatefulSet {set} failed error: {error}"),
+        };
+    }
+    match (verb, error) {
+        ("create", None) => format!("Created pod: {pod}"),
+        ("create", Some(error)) => format!("Error creating: {error}"),
+        (_, None) => format!("Deleted pod: {pod}"),
+        (_, Some(error)) => format!("Error deleting: {error}"),
+    }
+}
+
+/// Creates `pods` for `owner` in slow-start batches (at most 32 requests in flight), recording
+/// SuccessfulCreate or FailedCreate for each. A batch with a failure ends it: the pods of later
+/// batches are not tried, and the first error is returned (the reconcile then tries again soon).
+pub async fn create_pods<K: Resource<DynamicType = ()>>(
+    api: &Api<Pod>,
+    recorder: &Recorder,
+    owner: &K,
+    pods: Vec<Pod>,
+) -> Result<(), kube::Error> {
+    let mut pods = pods.into_iter();
+    for batch in slow_start_batches(pods.len()) {
+        let requests = pods.by_ref().take(batch).map(|pod| async move {
+            let result = api.create(&PostParams::default(), &pod).await;
+            (pod.metadata.name.unwrap_or_default(), result)
+        });
+        let results: Vec<_> = stream::iter(requests).buffer_unordered(IN_FLIGHT).collect().await;
+        let mut failed = None;
+        for (name, result) in results {
+            match result {
+                Ok(created) => {
+                    let message = pod_message(owner, "create", created.metadata.name.as_deref().unwrap_or(&name), None);
+                    recorder.record(owner, EventType::Normal, "SuccessfulCreate", &message);
+                }
+                Err(e) => {
+                    let message = pod_message(owner, "create", &name, Some(&api_message(&e)));
+                    tracing::warn!(kind = %K::kind(&()), owner = ?owner.meta().name, error = %e, "cannot create a pod");
+                    recorder.record(owner, EventType::Warning, "FailedCreate", &message);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the pods named `names` for `owner` (at most 32 requests in flight), recording
+/// SuccessfulDelete or FailedDelete for each; a pod already gone is no error. Every pod is tried;
+/// the first error is returned (the reconcile then tries again soon).
+pub async fn delete_pods<K: Resource<DynamicType = ()>>(
+    api: &Api<Pod>,
+    recorder: &Recorder,
+    owner: &K,
+    names: Vec<String>,
+) -> Result<(), kube::Error> {
+    let requests = names.into_iter().map(|name| async move {
+        let result = api.delete(&name, &DeleteParams::default()).await;
+        (name, result)
+    });
+    let results: Vec<_> = stream::iter(requests).buffer_unordered(IN_FLIGHT).collect().await;
+    let mut failed = None;
+    for (name, result) in results {
+        match result {
+            Ok(_) => recorder.record(
+                owner,
+                EventType::Normal,
+                "SuccessfulDelete",
+                &pod_message(owner, "delete", &name, None),
+            ),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                let message = pod_message(owner, "delete", &name, Some(&api_message(&e)));
+                recorder.record(owner, EventType::Warning, "FailedDelete", &message);
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
 /// Succeeded or Failed.
 pub fn is_terminal(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
@@ -209,6 +321,15 @@ mod tests {
         assert!(!selector_matches(&selector, None));
         assert!(selector_matches(&LabelSelector::default(), None), "an empty selector matches everything");
         assert_eq!(selector_query(&selector).unwrap(), "app=web,tier in (front,edge),!canary");
+    }
+
+    #[test]
+    fn slow_start_doubles_batches() {
+        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
+        assert_eq!(slow_start_batches(1), vec![1]);
+        assert_eq!(slow_start_batches(10), vec![1, 2, 4, 3]);
+        assert_eq!(slow_start_batches(1000).len(), 10);
+        assert_eq!(slow_start_batches(1000).iter().sum::<usize>(), 1000);
     }
 
     #[test]
