@@ -6,7 +6,8 @@
 //! of every kind the API serves (Events aside: nothing owns them and they are many), so a
 //! watch event costs a map update and only objects whose situation changed are looked at:
 //! - a dependent whose owners are all absent (no object with that uid, checked with a live GET
-//!   by name, since the graph may lag) is deleted in the background;
+//!   by name, since the graph may lag) is deleted in the background, pinned to the
+//!   resourceVersion the graph saw (a reference removed meanwhile makes the delete fail);
 //! - an owner marked with the `orphan` finalizer has its ownerReferences removed from its
 //!   dependents, then the finalizer;
 //! - an owner marked with `foregroundDeletion` has its dependents deleted, and loses the
@@ -18,7 +19,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ObjectMeta, PartialObjectMeta, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -57,6 +61,8 @@ struct Item {
     resource: usize,
     namespace: Option<String>,
     name: String,
+    /// The version the graph last saw: a deletion decided from it is made on that version only.
+    resource_version: Option<String>,
     owners: Vec<Owner>,
     /// deletionTimestamp is set.
     deleting: bool,
@@ -64,10 +70,18 @@ struct Item {
     foreground: bool,
 }
 
+fn has_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == finalizer)
+}
+
+/// An object deleted in the foreground, waiting for its dependents to go.
+fn waits_for_dependents(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some() && has_finalizer(meta, FOREGROUND_FINALIZER)
+}
+
 impl Item {
-    fn from_meta(resource: usize, meta: &kube::api::ObjectMeta) -> Option<(String, Item)> {
+    fn from_meta(resource: usize, meta: &ObjectMeta) -> Option<(String, Item)> {
         let uid = meta.uid.clone()?;
-        let finalizers = meta.finalizers.as_deref().unwrap_or_default();
         let owners = meta
             .owner_references
             .iter()
@@ -84,10 +98,11 @@ impl Item {
             resource,
             namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
             name: meta.name.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone(),
             owners,
             deleting: meta.deletion_timestamp.is_some(),
-            orphan: finalizers.iter().any(|f| f == ORPHAN_FINALIZER),
-            foreground: finalizers.iter().any(|f| f == FOREGROUND_FINALIZER),
+            orphan: has_finalizer(meta, ORPHAN_FINALIZER),
+            foreground: has_finalizer(meta, FOREGROUND_FINALIZER),
         };
         Some((uid, item))
     }
@@ -195,13 +210,13 @@ enum OwnerState {
 }
 
 /// What to do with a dependent, given how each of its owners stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Decision {
     Keep,
     /// Remove the references to these owner uids (absent or waiting owners, when a solid one
     /// remains).
     RemoveReferences(Vec<String>),
-    Delete(&'static str),
+    Delete(PropagationPolicy),
 }
 
 /// kube-controller-manager's attemptToDeleteItem decision.
@@ -216,15 +231,29 @@ fn decide(item: &Item, owners: &[(Owner, OwnerState)], has_dependents: bool) -> 
     }
     if with(OwnerState::WaitingForDependents).next().is_some() && has_dependents {
         // Its owner waits for the whole chain below it.
-        return Decision::Delete("Foreground");
+        return Decision::Delete(PropagationPolicy::Foreground);
     }
     Decision::Delete(if item.orphan {
-        "Orphan"
+        PropagationPolicy::Orphan
     } else if item.foreground {
-        "Foreground"
+        PropagationPolicy::Foreground
     } else {
-        "Background"
+        PropagationPolicy::Background
     })
+}
+
+/// How the collector deletes the dependent `uid`: only the version of it the decision was made
+/// on. The graph may lag (an owner's delete event seen before the update that removed the
+/// reference to it, say): then the API answers 409 and that update's event queues it again.
+fn delete_params(uid: &str, item: &Item, policy: PropagationPolicy) -> DeleteParams {
+    DeleteParams {
+        propagation_policy: Some(policy),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: item.resource_version.clone(),
+        }),
+        ..Default::default()
+    }
 }
 
 fn api(client: &kube::Client, resource: &ResourceInfo, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -238,20 +267,49 @@ fn not_found_or_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
 }
 
+/// The bookkeeping of the work queue, as client-go's workqueue: a uid is queued once however
+/// many events name it, and never worked on by two workers at once (one queued while it is
+/// being worked on is sent again when that is done).
+#[derive(Debug, Default)]
+struct Pending {
+    /// Waiting to be worked on.
+    dirty: HashSet<String>,
+    /// Being worked on.
+    processing: HashSet<String>,
+}
+
+impl Pending {
+    /// Marks `uid` as waiting; whether to send it to the workers now.
+    fn add(&mut self, uid: &str) -> bool {
+        self.dirty.insert(uid.to_string()) && !self.processing.contains(uid)
+    }
+
+    /// A worker takes `uid`.
+    fn start(&mut self, uid: &str) {
+        self.dirty.remove(uid);
+        self.processing.insert(uid.to_string());
+    }
+
+    /// A worker is done with `uid`; whether to send it again (it was queued meanwhile).
+    fn done(&mut self, uid: &str) -> bool {
+        self.processing.remove(uid);
+        self.dirty.contains(uid)
+    }
+}
+
 struct Shared {
     client: kube::Client,
     graph: Mutex<Graph>,
-    /// Uids waiting in the queue (an object is queued once however many events name it).
-    queued: Mutex<HashSet<String>>,
+    pending: Mutex<Pending>,
     absent: Mutex<HashSet<String>>,
     queue: mpsc::UnboundedSender<String>,
 }
 
 impl Shared {
     fn enqueue(&self, uids: Vec<String>) {
-        let mut queued = self.queued.lock().expect("queue lock");
+        let mut pending = self.pending.lock().expect("queue lock");
         for uid in uids {
-            if queued.insert(uid.clone()) {
+            if pending.add(&uid) {
                 let _ = self.queue.send(uid);
             }
         }
@@ -280,8 +338,7 @@ impl Shared {
         };
         let state = match api(&self.client, resource, namespace).get_metadata_opt(&owner.name).await? {
             Some(found) if found.metadata.uid.as_deref() == Some(&owner.uid) => {
-                let (_, item) = Item::from_meta(0, &found.metadata).expect("uid is set");
-                if item.deleting_dependents() { OwnerState::WaitingForDependents } else { OwnerState::Solid }
+                if waits_for_dependents(&found.metadata) { OwnerState::WaitingForDependents } else { OwnerState::Solid }
             }
             _ => OwnerState::Absent,
         };
@@ -329,18 +386,9 @@ impl Shared {
             Decision::Keep => {}
             Decision::RemoveReferences(stale) => remove_references(&api, &item.name, uid, &stale).await?,
             Decision::Delete(policy) => {
-                tracing::info!(kind = resource.kind, namespace = ?item.namespace, name = %item.name, policy,
+                tracing::info!(kind = resource.kind, namespace = ?item.namespace, name = %item.name, ?policy,
                     "deleting an object whose owners are gone");
-                let params = DeleteParams {
-                    propagation_policy: Some(match policy {
-                        "Orphan" => kube::api::PropagationPolicy::Orphan,
-                        "Foreground" => kube::api::PropagationPolicy::Foreground,
-                        _ => kube::api::PropagationPolicy::Background,
-                    }),
-                    preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
-                    ..Default::default()
-                };
-                match api.delete(&item.name, &params).await {
+                match api.delete(&item.name, &delete_params(uid, &item, policy)).await {
                     Ok(_) => {}
                     Err(e) if not_found_or_conflict(&e) => {}
                     Err(e) => return Err(e.into()),
@@ -475,7 +523,7 @@ pub async fn run(client: kube::Client) {
     let shared = Arc::new(Shared {
         client,
         graph: Mutex::new(Graph::default()),
-        queued: Mutex::new(HashSet::new()),
+        pending: Mutex::new(Pending::default()),
         absent: Mutex::new(HashSet::new()),
         queue: tx,
     });
@@ -490,8 +538,12 @@ pub async fn run(client: kube::Client) {
         .for_each_concurrent(WORKERS, |uid| {
             let shared = shared.clone();
             async move {
-                shared.queued.lock().expect("queue lock").remove(&uid);
-                if let Err(e) = shared.process(&uid).await {
+                shared.pending.lock().expect("queue lock").start(&uid);
+                let result = shared.process(&uid).await;
+                if shared.pending.lock().expect("queue lock").done(&uid) {
+                    let _ = shared.queue.send(uid.clone());
+                }
+                if let Err(e) = result {
                     tracing::warn!(error = %e, uid, "garbage collection failed; retrying");
                     shared.retry_later(uid);
                 }
@@ -513,6 +565,7 @@ mod tests {
             resource: 0,
             namespace: Some("default".into()),
             name: "x".into(),
+            resource_version: Some("7".into()),
             owners,
             deleting: false,
             orphan: false,
@@ -524,7 +577,7 @@ mod tests {
     fn a_dependent_whose_owners_are_all_absent_is_deleted_in_the_background() {
         let dep = item(vec![owner("a", true), owner("b", false)]);
         let gone = [(owner("a", true), OwnerState::Absent), (owner("b", false), OwnerState::Absent)];
-        assert_eq!(decide(&dep, &gone, false), Decision::Delete("Background"));
+        assert_eq!(decide(&dep, &gone, false), Decision::Delete(PropagationPolicy::Background));
         // One owner left: only the dangling reference goes.
         let one_left = [(owner("a", true), OwnerState::Absent), (owner("b", false), OwnerState::Solid)];
         assert_eq!(decide(&dep, &one_left, false), Decision::RemoveReferences(vec!["a".into()]));
@@ -541,8 +594,40 @@ mod tests {
     fn a_dependent_of_a_foreground_owner_goes_and_takes_its_own_dependents_first() {
         let dep = item(vec![owner("a", true)]);
         let waiting = [(owner("a", true), OwnerState::WaitingForDependents)];
-        assert_eq!(decide(&dep, &waiting, true), Decision::Delete("Foreground"));
-        assert_eq!(decide(&dep, &waiting, false), Decision::Delete("Background"));
+        assert_eq!(decide(&dep, &waiting, true), Decision::Delete(PropagationPolicy::Foreground));
+        assert_eq!(decide(&dep, &waiting, false), Decision::Delete(PropagationPolicy::Background));
+    }
+
+    #[test]
+    fn a_dependent_is_deleted_only_as_the_graph_saw_it() {
+        // The owner's delete event came first; the dependent's update that dropped the
+        // reference is still on its way. The delete is pinned to the version decided on, so
+        // the API refuses it (409) and the update's event queues the dependent again.
+        let dep = item(vec![owner("a", true)]);
+        let params = delete_params("d", &dep, PropagationPolicy::Background);
+        let preconditions = params.preconditions.unwrap();
+        assert_eq!((preconditions.uid.as_deref(), preconditions.resource_version.as_deref()), (Some("d"), Some("7")));
+        assert_eq!(params.propagation_policy, Some(PropagationPolicy::Background));
+        // That update reaches the graph: nothing left to look at.
+        let mut graph = Graph::default();
+        graph.apply("d", dep);
+        let mut orphaned = item(vec![]);
+        orphaned.resource_version = Some("8".into());
+        assert!(graph.apply("d", orphaned).is_empty());
+    }
+
+    #[test]
+    fn a_uid_is_queued_once_and_never_worked_on_twice_at_once() {
+        let mut pending = Pending::default();
+        assert!(pending.add("a"));
+        assert!(!pending.add("a"), "already waiting");
+        pending.start("a");
+        assert!(!pending.add("a"), "being worked on: waits for the worker");
+        assert!(!pending.add("a"));
+        assert!(pending.done("a"), "queued meanwhile: sent again once done");
+        pending.start("a");
+        assert!(!pending.done("a"));
+        assert!(pending.add("a"));
     }
 
     #[test]
