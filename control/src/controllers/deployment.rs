@@ -239,7 +239,7 @@ impl Sync<'_> {
         let p = self.params();
         let spec = self.d.spec.clone().unwrap_or_default();
         let collision_count = self.d.status.as_ref().and_then(|s| s.collision_count);
-        let hash = history::template_hash(&spec.template, collision_count);
+        let hash = super::workload::template_hash(&spec.template, collision_count);
         let mut template = spec.template.clone();
         let meta = template.metadata.get_or_insert_with(Default::default);
         meta.labels.get_or_insert_with(BTreeMap::new).insert(HASH_LABEL.into(), hash.clone());

@@ -22,9 +22,9 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::daemonset::{REVISION_LABEL, pod_revision, template_hash};
 use super::workload::{
-    claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready, pod_from_template,
+    REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready, pod_from_template,
+    pod_revision, template_hash,
 };
 use super::{DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::{EventType, Recorder};
@@ -61,7 +61,7 @@ fn ordinal(set: &str, pod: &Pod) -> Option<i32> {
 /// The revision name of the set's current template: `NAME-HASH`.
 pub fn revision_name(sts: &StatefulSet) -> String {
     let template = sts.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    format!("{}-{}", set_name(sts), template_hash(&template))
+    format!("{}-{}", set_name(sts), template_hash(&template, sts.status.as_ref().and_then(|s| s.collision_count)))
 }
 
 /// The ordinals the set should have: `[start, start + replicas)`.

@@ -262,6 +262,32 @@ pub async fn delete_pods<K: Resource<DynamicType = ()>>(
     failed.map_or(Ok(()), Err)
 }
 
+/// The label on a DaemonSet's or StatefulSet's pods naming the template revision they were made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+/// The alphabet of generated names (no vowels, no confusable characters).
+const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// FNV-1a, 32 bits.
+fn fnv32a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |hash, b| (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+}
+
+/// The hash of a pod template that names its revision (a Deployment's pod-template-hash, a
+/// DaemonSet's or StatefulSet's controller-revision-hash): FNV-1a of the template (and the
+/// collision count), its decimal digits spelled in the safe alphabet, as Kubernetes' `ComputeHash`.
+pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
+    if let Some(count) = collision_count {
+        bytes.extend_from_slice(&(count as u32).to_le_bytes());
+    }
+    fnv32a(&bytes).to_string().bytes().map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char).collect()
+}
+
+/// The revision `pod` was made from (its [`REVISION_LABEL`]).
+pub fn pod_revision(pod: &Pod) -> Option<&str> {
+    pod.metadata.labels.as_ref()?.get(REVISION_LABEL).map(String::as_str)
+}
+
 /// Succeeded or Failed.
 pub fn is_terminal(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
@@ -330,6 +356,29 @@ mod tests {
         assert_eq!(slow_start_batches(10), vec![1, 2, 4, 3]);
         assert_eq!(slow_start_batches(1000).len(), 10);
         assert_eq!(slow_start_batches(1000).iter().sum::<usize>(), 1000);
+    }
+
+    fn template(image: &str) -> PodTemplateSpec {
+        serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "ticker", "image": image}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn template_hash_is_stable_safe_and_moves_with_collisions() {
+        let a = template("ticker:v1");
+        let hash = template_hash(&a, None);
+        assert_eq!(hash, template_hash(&template("ticker:v1"), None));
+        assert!(hash.len() <= 10 && hash.len() >= 8, "{hash}");
+        assert!(hash.bytes().all(|b| ALPHANUMS.contains(&b)), "{hash}");
+        assert_ne!(hash, template_hash(&template("ticker:v2"), None));
+        assert_ne!(hash, template_hash(&a, Some(1)));
+        assert_eq!(fnv32a(b"a"), 0xe40c_292c);
+        let mut b = a.clone();
+        b.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert("v".into(), "2".into());
+        assert_ne!(hash, template_hash(&b, None));
     }
 
     #[test]

@@ -17,24 +17,6 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const ROLLBACK_TO: &str = "deprecated.deployment.rollback.to";
 /// The longest revision-history annotation kept, in characters (as Kubernetes).
 const MAX_HISTORY_CHARS: usize = 2000;
-/// The alphabet of generated names (no vowels, no confusable characters).
-const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-/// FNV-1a, 32 bits.
-fn fnv32a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |hash, b| (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193))
-}
-
-/// The pod-template-hash of `template`: FNV-1a of the template (and the collision count), its
-/// decimal digits spelled in the safe alphabet, as Kubernetes' `ComputeHash`.
-pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
-    if let Some(count) = collision_count {
-        bytes.extend_from_slice(&(count as u32).to_le_bytes());
-    }
-    fnv32a(&bytes).to_string().bytes().map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char).collect()
-}
-
 fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
     let mut t = template.clone();
     if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
@@ -151,18 +133,6 @@ mod tests {
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn template_hash_is_stable_safe_and_moves_with_collisions() {
-        let a = template("ticker:v1");
-        let hash = template_hash(&a, None);
-        assert_eq!(hash, template_hash(&template("ticker:v1"), None));
-        assert!(hash.len() <= 10 && hash.len() >= 8, "{hash}");
-        assert!(hash.bytes().all(|b| ALPHANUMS.contains(&b)), "{hash}");
-        assert_ne!(hash, template_hash(&template("ticker:v2"), None));
-        assert_ne!(hash, template_hash(&a, Some(1)));
-        assert_eq!(fnv32a(b"a"), 0xe40c_292c);
     }
 
     #[test]
