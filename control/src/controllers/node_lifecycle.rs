@@ -2,10 +2,11 @@
 //! kube-node-lease has not been renewed within the grace period gets its conditions set to
 //! Unknown; a node whose Ready condition is not True is tainted NoExecute and NoSchedule
 //! (`node.kubernetes.io/not-ready` for False, `node.kubernetes.io/unreachable` for Unknown),
-//! has a NodeNotReady event recorded, and its pods marked Ready=False; the taints go when the
-//! node is Ready again. Evicting the pods the taints no longer tolerate is the taint eviction
+//! has a NodeNotReady event recorded, and its pods marked Ready=False once when it turns not
+//! ready (again on the next pass if that failed); the taints go when the node is Ready again. Evicting the pods the taints no longer tolerate is the taint eviction
 //! controller's job.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -14,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
+use super::workload::{is_ready, is_terminal};
 use crate::events::{EventType, Recorder};
+use crate::registry::strategy;
 use crate::registry::well_known::{NOT_READY_TAINT, UNREACHABLE_TAINT};
 
 /// Whether a lease last renewed at `renewed` is stale at `now`.
@@ -26,7 +29,7 @@ fn stale(renewed: Option<jiff::Timestamp>, now: jiff::Timestamp, grace: Duration
 }
 
 /// The status of a node's Ready condition, if it has one.
-pub fn ready_status(node: &Node) -> Option<&str> {
+fn ready_status(node: &Node) -> Option<&str> {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -65,17 +68,7 @@ fn wanted_taints(current: &[Taint], ready: Option<&str>, now: jiff::Timestamp) -
 async fn mark_pods_not_ready(client: &kube::Client, node: &str, stamp: &str) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::all(client.clone());
     let on_node = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
-    for pod in on_node {
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status.as_str());
-        let terminal = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
-        if ready != Some("True") || terminal {
-            continue;
-        }
+    for pod in on_node.into_iter().filter(|p| is_ready(p) && !is_terminal(p)) {
         let (Some(name), Some(namespace)) = (pod.metadata.name.as_deref(), pod.metadata.namespace.as_deref()) else {
             continue;
         };
@@ -92,18 +85,28 @@ async fn mark_pods_not_ready(client: &kube::Client, node: &str, stamp: &str) -> 
     Ok(())
 }
 
-async fn pass(client: &kube::Client, recorder: &Recorder, grace: Duration) -> Result<(), kube::Error> {
+/// One look at every node. `marked` holds the not-ready nodes whose pods were marked not ready
+/// in this not-ready spell: a node's pods are marked when it turns not ready (or when this
+/// controller first sees it not ready), and again on later passes only while that failed.
+async fn pass(
+    client: &kube::Client,
+    recorder: &Recorder,
+    grace: Duration,
+    marked: &mut HashSet<String>,
+) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let now = jiff::Timestamp::now();
-    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let renewals: std::collections::HashMap<String, jiff::Timestamp> = leases
+    let stamp = strategy::now();
+    let renewals: HashMap<String, jiff::Timestamp> = leases
         .list(&ListParams::default())
         .await?
         .into_iter()
         .filter_map(|l| Some((l.metadata.name?, l.spec?.renew_time?.0)))
         .collect();
-    for mut node in nodes.list(&ListParams::default()).await? {
+    let all = nodes.list(&ListParams::default()).await?;
+    marked.retain(|name| all.iter().any(|n| n.metadata.name.as_ref() == Some(name)));
+    for mut node in all {
         let name = node.metadata.name.clone().unwrap_or_default();
         let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let renewed = renewals.get(&name).copied().or(created);
@@ -149,8 +152,11 @@ async fn pass(client: &kube::Client, recorder: &Recorder, grace: Duration) -> Re
                 tracing::info!(node = %name, "node is ready again; removed its not-ready taints");
             }
         }
-        if ready.as_deref().is_some_and(|r| r != "True") {
+        if ready.as_deref().is_none_or(|r| r == "True") {
+            marked.remove(&name);
+        } else if !marked.contains(&name) {
             mark_pods_not_ready(client, &name, &stamp).await?;
+            marked.insert(name);
         }
     }
     Ok(())
@@ -161,9 +167,10 @@ const PERIOD: Duration = Duration::from_secs(1);
 
 pub async fn run(client: kube::Client, grace: Duration) {
     let recorder = Recorder::new(client.clone(), "node-controller");
+    let mut marked = HashSet::new();
     loop {
         tokio::time::sleep(PERIOD).await;
-        if let Err(e) = pass(&client, &recorder, grace).await {
+        if let Err(e) = pass(&client, &recorder, grace, &mut marked).await {
             tracing::warn!(error = %e, "node lifecycle pass failed");
         }
     }
