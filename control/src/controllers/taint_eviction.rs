@@ -1,7 +1,8 @@
 //! Taint eviction, as kube-controller-manager's taint-eviction-controller: a pod bound to a
 //! node with NoExecute taints is deleted at once when it does not tolerate one of them, after
-//! the shortest `tolerationSeconds` of the tolerations it uses (counted from the taint's
-//! `timeAdded`) when they are bounded, and never when it tolerates them forever.
+//! the shortest `tolerationSeconds` of the tolerations it uses (the first one matching each
+//! taint; counted from the taint's `timeAdded`) when they are bounded, and never when it
+//! tolerates them forever.
 //!
 //! Nodes and pods are watched into reflector stores; a pass each second looks at the pods of
 //! the nodes that have NoExecute taints, which is none in a healthy cluster, so it costs nothing
@@ -32,19 +33,20 @@ enum Eviction {
 }
 
 /// When a pod with `tolerations` must leave a node with `taints` (only NoExecute ones count),
-/// as Kubernetes' getMinTolerationTime: every taint must be tolerated, and the shortest bound
-/// among the tolerations used counts (a toleration without one lasts forever), from the
-/// earliest `timeAdded` of the taints. A taint without `timeAdded` counts from `first_seen`
-/// (when this controller saw it).
+/// as Kubernetes' GetMatchingTolerations and getMinTolerationTime: every taint must be
+/// tolerated; each taint uses the first of the pod's tolerations that matches it, and the
+/// shortest bound among the tolerations so used counts (one without a bound lasts forever, so
+/// a later bounded toleration of the same taint does not count), from the earliest `timeAdded`
+/// of the taints. A taint without `timeAdded` counts from `first_seen` (when this controller
+/// saw it); Kubernetes counts from when its controller saw the taint.
 fn eviction(taints: &[Taint], tolerations: &[Toleration], first_seen: jiff::Timestamp) -> Eviction {
     let taints: Vec<&Taint> = taints.iter().filter(|t| t.effect == "NoExecute").collect();
     let mut used: Vec<&Toleration> = Vec::new();
     for taint in &taints {
-        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
-        if matching.is_empty() {
+        let Some(first) = tolerations.iter().find(|t| tolerates(t, taint)) else {
             return Eviction::Now;
-        }
-        used.extend(matching);
+        };
+        used.push(first);
     }
     let Some(seconds) = used.iter().filter_map(|t| t.toleration_seconds).min() else {
         return Eviction::Never;
@@ -61,7 +63,7 @@ async fn evict(client: &kube::Client, recorder: &Recorder, pod: &Pod) -> Result<
     let condition = json!({"status": {"conditions": [{
         "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
         "message": "Taint manager: deleting due to NoExecute taint",
-        "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "lastTransitionTime": crate::registry::strategy::now(),
     }]}});
     match api.patch_status(name, &PatchParams::default(), &Patch::Strategic(condition)).await {
         Ok(_) => {}
@@ -224,8 +226,9 @@ mod tests {
         let forever = toleration("node.kubernetes.io/unreachable", None);
         let bounded = toleration("node.kubernetes.io/unreachable", Some(3));
         assert_eq!(eviction(&taints, std::slice::from_ref(&forever), seen), Eviction::Never);
-        // With a bounded one beside it, the bound counts (the shortest of those used).
-        assert_eq!(eviction(&taints, &[forever, bounded], seen), Eviction::At(ts("2026-01-01T00:00:03Z")));
+        // Of two matching the same taint, only the first is used, as in Kubernetes.
+        assert_eq!(eviction(&taints, &[forever.clone(), bounded.clone()], seen), Eviction::Never);
+        assert_eq!(eviction(&taints, &[bounded, forever], seen), Eviction::At(ts("2026-01-01T00:00:03Z")));
         let everything = Toleration { operator: Some("Exists".into()), ..Default::default() };
         assert_eq!(eviction(&taints, &[everything], seen), Eviction::Never);
         let no_schedule = Taint { effect: "NoSchedule".into(), ..taints[0].clone() };
