@@ -26,7 +26,7 @@ use serde_json::json;
 
 use self::history::{HASH_LABEL, REVISION};
 use self::rolling::{Params, RsState};
-use super::workload::{controller_of, controller_ref, selector_matches, selector_query};
+use super::workload::{claim, controller_of, controller_ref, selector_matches, selector_query};
 use super::{Context, api_message, retry_soon};
 use crate::events::EventType;
 
@@ -117,34 +117,8 @@ impl Sync<'_> {
     /// releasing those it no longer matches (ControllerRefManager).
     async fn claim_replica_sets(&self) -> Result<Vec<ReplicaSet>, ReconcileError> {
         let selector = self.d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
-        let uid = self.d.metadata.uid.clone().unwrap_or_default();
         let deleting = self.d.metadata.deletion_timestamp.is_some();
-        let mut claimed = Vec::new();
-        for rs in self.sets.list(&ListParams::default()).await?.items {
-            let name = rs.metadata.name.clone().unwrap_or_default();
-            let matches = selector_matches(&selector, rs.metadata.labels.as_ref());
-            let patch = match controller_of(&rs.metadata) {
-                Some(r) if r.uid == uid && matches => {
-                    claimed.push(rs);
-                    continue;
-                }
-                Some(r) if r.uid == uid => {
-                    json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": rs.metadata.uid}})
-                }
-                None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
-                    let owner = controller_ref(&self.d);
-                    json!({"metadata": {"ownerReferences": [owner], "uid": rs.metadata.uid}})
-                }
-                _ => continue,
-            };
-            match self.sets.patch(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
-                Ok(patched) if controller_of(&patched.metadata).is_some_and(|r| r.uid == uid) => claimed.push(patched),
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(claimed)
+        Ok(claim(&self.sets, &controller_ref(&self.d), &selector, deleting).await?)
     }
 
     /// Sizes a ReplicaSet (and its replicas annotations) and records ScalingReplicaSet.

@@ -4,12 +4,14 @@
 //! readiness and availability.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::api_message;
@@ -74,10 +76,8 @@ pub fn selector_query(selector: &LabelSelector) -> Option<String> {
     Some(parts.join(","))
 }
 
-/// Lists the pods in `namespace` that `owner` controls, adopting orphans its selector matches
-/// and releasing pods it controls that the selector no longer matches. The list is read from
-/// the API (not a watch cache), so what a reconcile just created is always counted. An owner
-/// being deleted adopts nothing.
+/// Lists the pods in `namespace` that `owner` controls, adopting orphans and releasing the ones
+/// its selector no longer matches: [`claim`] for pods.
 pub async fn claim_pods(
     client: &kube::Client,
     owner: &OwnerReference,
@@ -85,50 +85,53 @@ pub async fn claim_pods(
     selector: &LabelSelector,
     deleting: bool,
 ) -> Result<Vec<Pod>, kube::Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    // One list of the namespace, filtered here: pods this owner controls that its selector no
-    // longer matches must be found too, to be released.
-    let listed = api.list(&ListParams::default()).await?.items.into_iter().filter(|p| {
-        selector_matches(selector, p.metadata.labels.as_ref())
-            || controller_of(&p.metadata).is_some_and(|r| r.uid == owner.uid)
-    });
+    claim(&Api::namespaced(client.clone(), namespace), owner, selector, deleting).await
+}
+
+/// Lists the objects of `api` (pods of a controller, ReplicaSets of a Deployment) that `owner`
+/// controls, adopting orphans its selector matches and releasing objects it controls that the
+/// selector no longer matches, as kube-controller-manager's ControllerRefManager. The list is
+/// read from the API (not a watch cache), so what a reconcile just created is always counted.
+/// An owner being deleted adopts nothing; an adoption counts only if the patched object names
+/// `owner` as its controller.
+pub async fn claim<K>(
+    api: &Api<K>,
+    owner: &OwnerReference,
+    selector: &LabelSelector,
+    deleting: bool,
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    // One list of the namespace, filtered here: objects this owner controls that its selector
+    // no longer matches must be found too, to be released.
     let mut claimed = Vec::new();
-    for pod in listed {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let matches = selector_matches(selector, pod.metadata.labels.as_ref());
-        match controller_of(&pod.metadata) {
+    for obj in api.list(&ListParams::default()).await?.items {
+        let meta = obj.meta();
+        let name = meta.name.clone().unwrap_or_default();
+        let matches = selector_matches(selector, meta.labels.as_ref());
+        let patch = match controller_of(meta) {
+            Some(r) if r.uid == owner.uid && matches => {
+                claimed.push(obj);
+                continue;
+            }
             Some(r) if r.uid == owner.uid => {
-                if matches {
-                    claimed.push(pod);
-                } else {
-                    let uid = pod.metadata.uid.clone();
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [{"$patch": "delete", "uid": owner.uid}],
-                        "uid": uid,
-                    }});
-                    release_or_adopt(&api, &name, patch).await?;
-                }
+                json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": owner.uid}], "uid": meta.uid}})
             }
-            Some(_) => {}
-            None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
-                let patch = json!({"metadata": {"ownerReferences": [owner], "uid": pod.metadata.uid}});
-                if let Some(adopted) = release_or_adopt(&api, &name, patch).await? {
-                    claimed.push(adopted);
-                }
+            None if matches && !deleting && meta.deletion_timestamp.is_none() => {
+                json!({"metadata": {"ownerReferences": [owner], "uid": meta.uid}})
             }
-            None => {}
+            _ => continue,
+        };
+        // A uid precondition: an object that went away or was replaced in between is left alone.
+        match api.patch(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+            Ok(patched) if controller_of(patched.meta()).is_some_and(|r| r.uid == owner.uid) => claimed.push(patched),
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(claimed)
-}
-
-/// Patches a pod's owner references; a pod that went away in between is no error.
-async fn release_or_adopt(api: &Api<Pod>, name: &str, patch: serde_json::Value) -> Result<Option<Pod>, kube::Error> {
-    match api.patch(name, &PatchParams::default(), &Patch::Strategic(patch)).await {
-        Ok(pod) => Ok(Some(pod)),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// A pod to create from `template`: its labels, annotations and spec, controlled by `owner`,
