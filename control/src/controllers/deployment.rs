@@ -20,13 +20,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 
 use self::history::{HASH_LABEL, REVISION};
 use self::rolling::{Params, RsState};
-use super::workload::{claim, controller_of, controller_ref, selector_matches, selector_query};
+use super::workload::{claim, controller_of, controller_ref, is_empty_selector, owners_concerned, selector_query};
 use super::{Context, api_message, retry_soon};
 use crate::events::EventType;
 
@@ -430,11 +429,6 @@ impl Sync<'_> {
     }
 }
 
-fn is_empty_selector(selector: &LabelSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
-}
-
 pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let name = obj.metadata.name.clone().unwrap_or_default();
     let namespace = obj.metadata.namespace.clone().unwrap_or_else(|| "default".into());
@@ -475,26 +469,6 @@ pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action
     }
 }
 
-/// The Deployments a ReplicaSet's change concerns: its controller, or for an orphan every
-/// Deployment in its namespace whose selector matches it (which may adopt it).
-fn interested(deployments: &[Arc<Deployment>], rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
-    let namespace = rs.metadata.namespace.as_deref();
-    match controller_of(&rs.metadata) {
-        Some(r) if r.kind == "Deployment" => vec![ObjectRef::new(&r.name).within(namespace.unwrap_or("default"))],
-        Some(_) => Vec::new(),
-        None => deployments
-            .iter()
-            .filter(|d| d.metadata.namespace.as_deref() == namespace)
-            .filter(|d| {
-                d.spec.as_ref().is_some_and(|s| {
-                    !is_empty_selector(&s.selector) && selector_matches(&s.selector, rs.metadata.labels.as_ref())
-                })
-            })
-            .map(|d| ObjectRef::from_obj(&**d))
-            .collect(),
-    }
-}
-
 fn error_policy(d: Arc<Deployment>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     match error {
         ReconcileError::Collision(_) => Action::requeue(Duration::from_millis(100)),
@@ -511,7 +485,9 @@ pub async fn run(client: kube::Client) {
     let controller = Controller::new(deployments, watcher::Config::default());
     let store = controller.store();
     controller
-        .watches(sets, watcher::Config::default(), move |rs| interested(&store.state(), &rs))
+        .watches(sets, watcher::Config::default(), move |rs| {
+            owners_concerned(&store, &rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
+        })
         .with_config(Config::default().debounce(Duration::from_millis(150)))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -560,12 +536,20 @@ mod tests {
 
     #[test]
     fn orphan_replica_sets_concern_the_deployments_that_select_them() {
-        let web = Arc::new(deployment("ticker:v1"));
+        let mut web = deployment("ticker:v1");
+        web.metadata.namespace = Some("default".into());
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(web));
+        let interested = |rs: &ReplicaSet| {
+            owners_concerned(&store, rs, |d: &Deployment| d.spec.as_ref().map(|s| &s.selector))
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
         let mut orphan = replica_set("web-x", "ticker:v1", "2026-01-01T00:00:00Z");
         orphan.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
-        let refs = interested(std::slice::from_ref(&web), &orphan);
-        assert_eq!(refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
+        assert_eq!(interested(&orphan), ["web"]);
         orphan.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
-        assert!(interested(&[web], &orphan).is_empty());
+        assert!(interested(&orphan).is_empty());
     }
 }

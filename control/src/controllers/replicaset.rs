@@ -16,13 +16,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 
 use super::workload::{
-    claim_pods, controller_of, controller_ref, create_pods, delete_pods, is_active, is_available, is_ready,
-    pod_from_template, ready_since, selector_matches,
+    claim_pods, controller_ref, create_pods, delete_pods, is_active, is_available, is_ready, owners_concerned,
+    pod_from_template, ready_since,
 };
 use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
 
@@ -234,29 +233,6 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     })
 }
 
-/// The ReplicaSets a pod's change concerns: its controller, or for an orphan every ReplicaSet in
-/// its namespace whose selector matches it (which may adopt it).
-fn interested(sets: &[Arc<ReplicaSet>], pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let namespace = pod.metadata.namespace.as_deref();
-    match controller_of(&pod.metadata) {
-        Some(r) if r.kind == "ReplicaSet" => vec![ObjectRef::new(&r.name).within(namespace.unwrap_or("default"))],
-        Some(_) => Vec::new(),
-        None => sets
-            .iter()
-            .filter(|rs| rs.metadata.namespace.as_deref() == namespace)
-            .filter(|rs| {
-                rs.spec.as_ref().is_some_and(|s| {
-                    let selector = &s.selector;
-                    let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-                    !empty && selector_matches(selector, pod.metadata.labels.as_ref())
-                })
-            })
-            .map(|rs| ObjectRef::from_obj(&**rs))
-            .collect(),
-    }
-}
-
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
     let sets: Api<ReplicaSet> = Api::all(client.clone());
@@ -265,7 +241,9 @@ pub async fn run(client: kube::Client) {
     let controller = Controller::new(sets, watcher::Config::default());
     let store = controller.store();
     controller
-        .watches(pods, watcher::Config::default(), move |pod| interested(&store.state(), &pod))
+        .watches(pods, watcher::Config::default(), move |pod| {
+            owners_concerned(&store, &pod, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector))
+        })
         .with_config(Config::default().debounce(DEBOUNCE))
         .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
@@ -298,30 +276,38 @@ mod tests {
 
     #[test]
     fn orphans_concern_the_replica_sets_that_select_them() {
-        let rs = |name: &str, ns: &str, selector: serde_json::Value| -> Arc<ReplicaSet> {
-            Arc::new(
-                serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
-                    "spec": {"selector": selector}}))
-                .unwrap(),
-            )
+        let rs = |name: &str, ns: &str, selector: serde_json::Value| -> ReplicaSet {
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
+                "spec": {"selector": selector}}))
+            .unwrap()
         };
-        let sets = [
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for set in [
             rs("web", "default", json!({"matchLabels": {"app": "web"}})),
             rs("other", "default", json!({"matchLabels": {"app": "db"}})),
             rs("elsewhere", "prod", json!({"matchLabels": {"app": "web"}})),
             rs("all", "default", json!({})),
-        ];
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(set));
+        }
+        let interested = |pod: &Pod| {
+            owners_concerned(&store, pod, |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector))
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
         let mut orphan = pod("p", None, "Pending", None, 0, "2026-01-01T00:00:00Z");
         orphan.metadata.namespace = Some("default".into());
-        let names = |refs: Vec<ObjectRef<ReplicaSet>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
-        assert_eq!(names(interested(&sets, &orphan)), ["web"]);
+        assert_eq!(interested(&orphan), ["web"]);
         orphan.metadata.owner_references = Some(vec![OwnerReference {
             kind: "ReplicaSet".into(),
             name: "mine".into(),
             controller: Some(true),
             ..Default::default()
         }]);
-        assert_eq!(names(interested(&sets, &orphan)), ["mine"]);
+        assert_eq!(interested(&orphan), ["mine"]);
+        orphan.metadata.owner_references.as_mut().unwrap()[0].kind = "Job".into();
+        assert!(interested(&orphan).is_empty(), "another kind's pod");
     }
 
     #[test]

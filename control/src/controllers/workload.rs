@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -57,6 +58,40 @@ pub fn selector_matches(selector: &LabelSelector, labels: Option<&BTreeMap<Strin
                 _ => false,
             }
         })
+}
+
+/// Whether a selector has neither matchLabels nor matchExpressions (it would select everything).
+pub fn is_empty_selector(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+}
+
+/// The owners (of kind `O`, in `owners`) a child's change concerns: its controller when that is
+/// an `O`, none when another kind controls it, and for an orphan every `O` in its namespace whose
+/// non-empty `selector` matches it (which may adopt it). Only orphans cost a scan of the store.
+pub fn owners_concerned<O, C>(
+    owners: &Store<O>,
+    child: &C,
+    selector: impl Fn(&O) -> Option<&LabelSelector>,
+) -> Vec<ObjectRef<O>>
+where
+    O: Resource<DynamicType = ()> + Clone + 'static,
+    C: Resource,
+{
+    let meta = child.meta();
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
+    match controller_of(meta) {
+        Some(r) if r.kind == O::kind(&()) => vec![ObjectRef::new(&r.name).within(namespace)],
+        Some(_) => Vec::new(),
+        None => owners
+            .state_filter(|o| {
+                o.meta().namespace.as_deref().unwrap_or("default") == namespace
+                    && selector(o).is_some_and(|s| !is_empty_selector(s) && selector_matches(s, meta.labels.as_ref()))
+            })
+            .iter()
+            .map(|o| ObjectRef::from_obj(&**o))
+            .collect(),
+    }
 }
 
 /// `selector` as the `labelSelector` query parameter of a list; None when it cannot be written
