@@ -141,9 +141,17 @@ fn deleting_a_deployment_cascades_to_its_replica_sets_and_pods() {
     assert_eq!(sets.len(), 1, "{sets:#?}");
     assert!(no_owners(&sets[0]), "{:#}", sets[0]);
     let rs = sets[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let uids = |pods: &[Value]| {
+        let mut uids: Vec<String> =
+            pods.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(String::from)).collect();
+        uids.sort();
+        uids
+    };
+    let owned = uids(&items(&cluster, "pods", "orph"));
+    // kubectl waits until the ReplicaSet is gone, which is after its pods were orphaned.
     cluster.ok(&["delete", "rs", &rs, "--cascade=orphan"]);
-    std::thread::sleep(Duration::from_secs(2));
     let pods = items(&cluster, "pods", "orph");
+    assert_eq!(uids(&pods), owned, "the orphaned pods are the same pods: {pods:#?}");
     assert_eq!(running_pods(&cluster, "orph"), 2, "{pods:#?}");
     assert!(pods.iter().all(no_owners), "{pods:#?}");
 

@@ -263,15 +263,7 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        self.kill();
-        for cgroup in pod_cgroups(self.dir.path()) {
-            for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        for mount in mounts_under(self.dir.path()) {
-            let _ = Command::new("umount").arg("-l").arg(&mount).status();
-        }
+        stop_and_clean_up(self.child.take(), self.dir.path(), self.dir.path());
     }
 }
 
@@ -298,15 +290,16 @@ pub fn wasm_fixture(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-/// Pod uids whose directories this cluster's local agent holds.
-fn pod_uids(data_dir: &Path) -> Vec<String> {
-    let pods = data_dir.join("agent/pods");
+/// Pod uids whose directories the agent with data dir `agent_dir` holds.
+fn pod_uids(agent_dir: &Path) -> Vec<String> {
+    let pods = agent_dir.join("pods");
     std::fs::read_dir(pods).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into()).collect()
 }
 
-/// Every cgroup dir (in any hierarchy) at or below `wharf/pod<uid>` of this cluster's pods.
-pub fn pod_cgroups(data_dir: &Path) -> Vec<PathBuf> {
-    pod_uids(data_dir).iter().flat_map(|uid| cgroups_of_pod(uid)).collect()
+/// Every cgroup dir (in any hierarchy) at or below `wharf/pod<uid>` of the pods of the agent
+/// with data dir `agent_dir` (a cluster's own agent keeps `DATA_DIR/agent`).
+pub fn pod_cgroups(agent_dir: &Path) -> Vec<PathBuf> {
+    pod_uids(agent_dir).iter().flat_map(|uid| cgroups_of_pod(uid)).collect()
 }
 
 /// Every cgroup dir (in any hierarchy, v1 or v2) at or below the pod's, `wharf/pod<uid>`.
@@ -360,26 +353,32 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     mounts
 }
 
+/// Kills `child` (a server or an agent), then anything its node left running: Linux containers
+/// outlive a killed agent by design, so a failed test would otherwise leak their processes,
+/// mounts (under `dir`) and cgroups (of the pods of the agent with data dir `agent_dir`).
+fn stop_and_clean_up(child: Option<Child>, dir: &Path, agent_dir: &Path) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for cgroup in pod_cgroups(agent_dir) {
+        for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    for mount in mounts_under(dir) {
+        let _ = Command::new("umount").arg("-l").arg(&mount).status();
+    }
+    let mut cgroups = pod_cgroups(agent_dir);
+    cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for cgroup in cgroups {
+        let _ = std::fs::remove_dir(&cgroup);
+    }
+}
+
 impl Drop for Cluster {
-    /// Stops the server, then anything its node left running: Linux containers outlive a killed
-    /// agent by design, so a failed test would otherwise leak their processes and mounts.
+    /// Stops the server and cleans up after its node.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for cgroup in pod_cgroups(self.dir.path()) {
-            for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        for mount in mounts_under(self.dir.path()) {
-            let _ = Command::new("umount").arg("-l").arg(&mount).status();
-        }
-        let mut cgroups = pod_cgroups(self.dir.path());
-        cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for cgroup in cgroups {
-            let _ = std::fs::remove_dir(&cgroup);
-        }
+        stop_and_clean_up(self.child.take(), self.dir.path(), &self.dir.path().join("agent"));
     }
 }
