@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration};
 
 /// Whether `toleration` tolerates `taint` (Kubernetes' `Toleration.ToleratesTaint`): the effect
 /// (if set) and key (if set) must match, then `Exists` tolerates any value and `Equal` the same.
@@ -54,6 +54,30 @@ pub fn node_term_matches(term: &NodeSelectorTerm, name: &str, labels: &BTreeMap<
         && fields.iter().all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
 }
 
+/// Whether the node named `name` with `labels` carries every `selector` label and, when there
+/// are required terms, matches one of them (NodeSelector and required NodeAffinity).
+pub fn selector_and_terms_match<'a>(
+    mut selector: impl Iterator<Item = (&'a String, &'a String)>,
+    terms: Option<&[NodeSelectorTerm]>,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.all(|(k, v)| labels.get(k) == Some(v))
+        && terms.is_none_or(|terms| terms.iter().any(|t| node_term_matches(t, name, labels)))
+}
+
+/// Whether the node named `name` with `labels` matches the pod's `nodeSelector` and the terms of
+/// its required node affinity (`requiredDuringSchedulingIgnoredDuringExecution`).
+pub fn required_affinity_matches(spec: &PodSpec, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    let terms = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .map(|r| r.node_selector_terms.as_slice());
+    selector_and_terms_match(spec.node_selector.iter().flatten(), terms, name, labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +116,22 @@ mod tests {
         assert!(matches(json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]})));
         assert!(!matches(json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]})));
         assert!(!matches(json!({})), "an empty term matches nothing");
+    }
+
+    #[test]
+    fn required_affinity_needs_the_selector_and_one_term() {
+        let labels: BTreeMap<String, String> = [("disk".to_string(), "ssd".to_string())].into();
+        let spec = |value: serde_json::Value| -> PodSpec { serde_json::from_value(value).unwrap() };
+        let terms = |values: serde_json::Value| {
+            json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": values}]}]}})
+        };
+        assert!(required_affinity_matches(&spec(json!({"containers": []})), "n1", &labels));
+        let both = spec(
+            json!({"containers": [], "nodeSelector": {"disk": "ssd"}, "affinity": {"nodeAffinity": terms(json!(["n1"]))}}),
+        );
+        assert!(required_affinity_matches(&both, "n1", &labels));
+        assert!(!required_affinity_matches(&both, "n2", &labels), "no term matches");
+        assert!(!required_affinity_matches(&both, "n1", &BTreeMap::new()), "the selector label is missing");
     }
 }

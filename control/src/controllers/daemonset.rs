@@ -11,15 +11,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
     PodTemplateSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
@@ -29,7 +31,7 @@ use super::workload::{
 };
 use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
-use crate::placement::{node_term_matches, tolerates};
+use crate::placement::{required_affinity_matches, tolerates};
 
 /// The node field a daemon pod's affinity pins it by.
 const NAME_FIELD: &str = "metadata.name";
@@ -90,12 +92,8 @@ fn with_daemon_tolerations(spec: &PodSpec) -> PodSpec {
     spec
 }
 
-/// Whether `node` matches one term: every expression on its labels and field on its name (an
-/// empty term matches nothing).
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    node_term_matches(term, node.metadata.name.as_deref().unwrap_or_default(), &labels)
-}
+/// Labels of a node that has none.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// Whether `node` matches the pod's nodeName, nodeSelector and required node affinity.
 fn node_matches(spec: &PodSpec, node: &Node) -> bool {
@@ -103,16 +101,7 @@ fn node_matches(spec: &PodSpec, node: &Node) -> bool {
     if spec.node_name.as_deref().is_some_and(|n| !n.is_empty() && n != name) {
         return false;
     }
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    if spec.node_selector.iter().flatten().any(|(k, v)| labels.get(k) != Some(v)) {
-        return false;
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    required.is_none_or(|s| s.node_selector_terms.iter().any(|t| term_matches(t, node)))
+    required_affinity_matches(spec, name, node.metadata.labels.as_ref().unwrap_or(&NO_LABELS))
 }
 
 /// Whether a daemon pod should be started on a node, and whether one already there may stay.
@@ -134,6 +123,11 @@ pub fn node_fit(spec: &PodSpec, node: &Node) -> Fit {
         |effect: &str| taints.iter().any(|t| t.effect == effect && !tolerations.iter().any(|o| tolerates(o, t)));
     let evicts = untolerated("NoExecute");
     Fit { should_run: !evicts && !untolerated("NoSchedule"), should_continue_running: !evicts }
+}
+
+/// Where the pod belongs on each of `nodes`, by node name: computed once per pass.
+pub fn node_fits<'a>(spec: &PodSpec, nodes: impl IntoIterator<Item = &'a Node>) -> BTreeMap<&'a str, Fit> {
+    nodes.into_iter().map(|n| (n.metadata.name.as_deref().unwrap_or_default(), node_fit(spec, n))).collect()
 }
 
 /// Pins `spec` to `node` as Kubernetes does since 1.12: the required node affinity becomes a
@@ -219,16 +213,14 @@ fn by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
 /// Decides one pass over `nodes` for the daemon pods `pods` (those the DaemonSet controls):
 /// create where a pod should run and none does, delete failed pods, duplicates and pods on
 /// nodes where they may not stay, then (RollingUpdate) delete old pods within maxUnavailable.
-pub fn decide(ds: &DaemonSet, spec: &PodSpec, nodes: &[Node], pods: &[Pod], hash: &str, now: jiff::Timestamp) -> Plan {
+pub fn decide(ds: &DaemonSet, fits: &BTreeMap<&str, Fit>, pods: &[Pod], hash: &str, now: jiff::Timestamp) -> Plan {
     let mut plan = Plan::default();
     let grouped = by_node(pods);
-    let fits: BTreeMap<&str, Fit> =
-        nodes.iter().map(|n| (n.metadata.name.as_deref().unwrap_or_default(), node_fit(spec, n))).collect();
     let desired = fits.values().filter(|f| f.should_run).count();
     let (max_unavailable, max_surge) = budgets(ds, desired);
     // While surging a node may hold one old and one new pod.
     let surging = rolling(ds) && max_surge > 0;
-    for (&node_name, &fit) in &fits {
+    for (&node_name, &fit) in fits {
         let on_node = grouped.get(node_name).map(Vec::as_slice).unwrap_or_default();
         let live: Vec<&Pod> = on_node.iter().copied().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
         if !fit.should_continue_running {
@@ -266,9 +258,9 @@ pub fn decide(ds: &DaemonSet, spec: &PodSpec, nodes: &[Node], pods: &[Pod], hash
     }
     if rolling(ds) {
         let update = if surging {
-            surge_update(&grouped, &fits, hash, max_surge, min_ready_seconds(ds), now)
+            surge_update(&grouped, fits, hash, max_surge, min_ready_seconds(ds), now)
         } else {
-            (rolling_update(&grouped, &fits, hash, max_unavailable, min_ready_seconds(ds), now), Vec::new())
+            (rolling_update(&grouped, fits, hash, max_unavailable, min_ready_seconds(ds), now), Vec::new())
         };
         for pod in update.0 {
             if !plan.delete.contains(&pod) {
@@ -382,8 +374,7 @@ fn rolling_update(
 /// The status of the DaemonSet given its pods (pods being deleted are not counted).
 pub fn status(
     ds: &DaemonSet,
-    spec: &PodSpec,
-    nodes: &[Node],
+    fits: &BTreeMap<&str, Fit>,
     pods: &[Pod],
     hash: &str,
     now: jiff::Timestamp,
@@ -398,9 +389,7 @@ pub fn status(
         ..Default::default()
     };
     let (mut available, mut updated) = (0, 0);
-    for node in nodes {
-        let node_name = node.metadata.name.as_deref().unwrap_or_default();
-        let fit = node_fit(spec, node);
+    for (node_name, fit) in fits {
         let oldest = grouped.get(node_name).and_then(|p| p.first());
         match (fit.should_run, oldest) {
             (true, Some(pod)) => {
@@ -439,7 +428,14 @@ fn daemon_pod(ds: &DaemonSet, template: &PodTemplateSpec, spec: &PodSpec, node: 
     pod
 }
 
-pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+/// The DaemonSet controller's context: the shared one and the nodes, from a watch.
+pub struct DaemonContext {
+    ctx: Arc<Context>,
+    nodes: Store<Node>,
+}
+
+pub async fn reconcile(ds: Arc<DaemonSet>, daemon_ctx: Arc<DaemonContext>) -> Result<Action, ReconcileError> {
+    let ctx = &daemon_ctx.ctx;
     let Some(ds_spec) = ds.spec.as_ref() else { return Ok(Action::await_change()) };
     let namespace = ds.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let deleting = ds.metadata.deletion_timestamp.is_some();
@@ -447,12 +443,17 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
     if deleting {
         return Ok(Action::await_change());
     }
-    let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
+    // Until the node watch has listed every node, none would look like all are gone.
+    if !matches!(daemon_ctx.nodes.wait_until_ready().now_or_never(), Some(Ok(()))) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let nodes = daemon_ctx.nodes.state();
     let template = &ds_spec.template;
     let hash = template_hash(template, ds.status.as_ref().and_then(|s| s.collision_count));
     let spec = with_daemon_tolerations(&template.spec.clone().unwrap_or_default());
     let now = jiff::Timestamp::now();
-    let plan = decide(&ds, &spec, &nodes, &pods, &hash, now);
+    let fits = node_fits(&spec, nodes.iter().map(|n| &**n));
+    let plan = decide(&ds, &fits, &pods, &hash, now);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
 
     for (pod, node) in &plan.failed {
@@ -466,7 +467,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
         tracing::debug!(daemonset = ?ds.metadata.name, create = ?plan.create, delete = ?plan.delete, "daemonset pass");
     }
 
-    let next = status(&ds, &spec, &nodes, &pods, &hash, now);
+    let next = status(&ds, &fits, &pods, &hash, now);
     if ds.status.as_ref() != Some(&next) {
         let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let name = ds.metadata.name.clone().unwrap_or_default();
@@ -486,11 +487,12 @@ fn node_fingerprint(node: &Node) -> String {
     json!([node.metadata.labels, node.spec.as_ref().map(|s| &s.taints)]).to_string()
 }
 
-/// Fires when a node joins, goes, or changes its labels or taints (not on status heartbeats):
-/// each of those concerns every DaemonSet.
-fn node_changes(client: kube::Client) -> impl futures::Stream<Item = ()> + Send + 'static {
+/// Keeps `nodes` up to date and fires when a node joins, goes, or changes its labels or taints
+/// (not on status heartbeats): each of those concerns every DaemonSet.
+fn node_changes(client: kube::Client, nodes: Writer<Node>) -> impl futures::Stream<Item = ()> + Send + 'static {
     let mut seen: HashMap<String, String> = HashMap::new();
-    watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff().filter_map(move |event| {
+    let watch = watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff().reflect(nodes);
+    watch.filter_map(move |event| {
         let changed = match event {
             Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
                 let print = node_fingerprint(&node);
@@ -509,10 +511,11 @@ fn node_changes(client: kube::Client) -> impl futures::Stream<Item = ()> + Send 
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client) {
-    let ctx = Context::new(client.clone(), "daemonset-controller");
+    let (nodes, writer) = reflector::store();
+    let ctx = Arc::new(DaemonContext { ctx: Context::new(client.clone(), "daemonset-controller"), nodes });
     Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .reconcile_all_on(node_changes(client))
+        .reconcile_all_on(node_changes(client, writer))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .run(reconcile, retry_soon, ctx)
         .for_each(|_| async {})
@@ -648,7 +651,7 @@ mod tests {
             pod(&ds, "gone", "zz", &hash, "Running", true, "2026-01-01T00:00:00Z"),
             pod(&ds, "extra-a", "a", &hash, "Running", true, "2026-01-01T00:01:00Z"),
         ];
-        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let plan = decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert_eq!(plan.create, ["b", "d"], "b has none; d's only pod failed");
         assert_eq!(plan.delete, ["extra-a", "on-c", "failed-d", "gone"]);
         assert_eq!(plan.failed, [("failed-d".to_string(), "d".to_string())]);
@@ -663,8 +666,8 @@ mod tests {
             pod(&ds, "p1", "a", &hash, "Running", true, "2026-01-01T00:00:00Z"),
             pod(&ds, "p2", "b", &hash, "Pending", false, "2026-01-01T00:00:00Z"),
         ];
-        assert_eq!(decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now()), Plan::default());
-        let s = status(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        assert_eq!(decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now()), Plan::default());
+        let s = status(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert_eq!((s.desired_number_scheduled, s.current_number_scheduled, s.number_ready), (2, 2, 1));
         assert_eq!((s.number_available, s.number_unavailable, s.updated_number_scheduled), (Some(1), Some(1), Some(2)));
         assert_eq!((s.number_misscheduled, s.observed_generation), (0, Some(2)));
@@ -686,23 +689,22 @@ mod tests {
             pod(&ds, "old-d", "d", "old", "Running", false, t),
         ];
         // d's old pod is unavailable anyway: replaced at no cost; then two available ones.
-        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let plan = decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert!(plan.create.is_empty());
         assert_eq!(plan.delete, ["old-d", "old-a", "old-b"]);
         // a's new pod is not ready yet and b is being replaced: one more slot is used up.
         pods[0] = pod(&ds, "new-a", "a", &hash, "Running", false, t);
         pods.remove(1);
         pods[2] = pod(&ds, "new-d", "d", &hash, "Running", true, t);
-        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let plan = decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert_eq!(plan.create, ["b"]);
         assert!(plan.delete.is_empty(), "two already unavailable: {:?}", plan.delete);
-        let s = status(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let s = status(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert_eq!((s.updated_number_scheduled, s.number_available), (Some(2), Some(2)));
         let on_delete = daemonset(json!({"containers": [{"name": "c"}]}), json!({"type": "OnDelete"}));
         let plan = decide(
             &on_delete,
-            &spec_of(&on_delete),
-            &nodes[..1],
+            &node_fits(&spec_of(&on_delete), &nodes[..1]),
             &[pod(&ds, "old-a", "a", "old", "Running", true, t)],
             &hash,
             now(),
@@ -726,7 +728,7 @@ mod tests {
         ];
         let pods =
             vec![pod(&ds, "old-a", "a", "old", "Running", true, t), pod(&ds, "old-b", "b", "old", "Running", true, t)];
-        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let plan = decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert!(plan.create.is_empty(), "{:?}", plan.create);
         assert_eq!(plan.delete, ["old-a"], "the node without a pod takes none of maxUnavailable");
     }
@@ -759,12 +761,12 @@ mod tests {
             pod(&ds, "old-c", "c", "old", "Running", false, t),
         ];
         // c's old pod is unavailable: replaced at once; one surge slot goes to a.
-        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let plan = decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert_eq!((plan.create.as_slice(), plan.delete.len()), (&["c".to_string(), "a".to_string()][..], 0));
         // a's new pod is starting: the surge slot is taken; c's new pod is available, its old goes.
         pods.push(pod(&ds, "new-a", "a", &hash, "Running", false, "2026-01-01T00:05:00Z"));
         pods.push(pod(&ds, "new-c", "c", &hash, "Running", true, "2026-01-01T00:05:00Z"));
-        let plan = decide(&ds, &spec_of(&ds), &nodes, &pods, &hash, now());
+        let plan = decide(&ds, &node_fits(&spec_of(&ds), &nodes), &pods, &hash, now());
         assert_eq!((plan.create.len(), plan.delete.as_slice()), (0, &["old-c".to_string()][..]));
     }
 }

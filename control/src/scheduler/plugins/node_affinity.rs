@@ -46,8 +46,12 @@ impl RequiredNodeAffinity {
     }
 
     pub fn matches(&self, node: &NodeInfo) -> bool {
-        self.selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
-            && self.terms.as_ref().is_none_or(|terms| terms.iter().any(|t| term_matches(t, node)))
+        crate::placement::selector_and_terms_match(
+            self.selector.iter(),
+            self.terms.as_deref(),
+            &node.name,
+            &node.labels,
+        )
     }
 
     /// The only node names that can match, when every term pins `metadata.name` with In (as
