@@ -27,7 +27,7 @@ use serde_json::json;
 
 use super::workload::{
     self, REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready,
-    pod_from_template, pod_revision, template_hash,
+    next_availability_check, pod_from_template, pod_revision, template_hash,
 };
 use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
@@ -478,8 +478,9 @@ pub async fn reconcile(ds: Arc<DaemonSet>, daemon_ctx: Arc<DaemonContext>) -> Re
         }
     }
     // Pods ready but not yet available for minReadySeconds become available without an event.
-    let waiting = min_ready_seconds(&ds) > 0 && next.number_available < Some(next.number_ready);
-    Ok(if waiting { Action::requeue(Duration::from_secs(1)) } else { Action::requeue(Duration::from_secs(300)) })
+    let active: Vec<&Pod> = pods.iter().filter(|p| workload::is_active(p)).collect();
+    let wait = next_availability_check(&active, min_ready_seconds(&ds), now);
+    Ok(Action::requeue(wait.unwrap_or(Duration::from_secs(300))))
 }
 
 /// What about a node matters to daemon placement: its labels and taints.

@@ -20,8 +20,8 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use super::workload::{
-    claim_pods, controller_ref, create_pods, delete_pods, is_active, is_available, is_ready, owners_concerned,
-    pod_from_template, ready_since,
+    claim_pods, controller_ref, create_pods, delete_pods, is_active, is_available, is_ready, next_availability_check,
+    owners_concerned, pod_from_template, ready_since,
 };
 use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
 
@@ -144,23 +144,6 @@ pub fn compute_status(
         conditions: (!conditions.is_empty()).then_some(conditions),
         ..Default::default()
     }
-}
-
-/// When to look again because a ready pod becomes available (minReadySeconds) later.
-pub fn next_availability_check(active: &[&Pod], min_ready_seconds: i32, now: Timestamp) -> Option<Duration> {
-    if min_ready_seconds <= 0 {
-        return None;
-    }
-    active
-        .iter()
-        .filter_map(|p| ready_since(p))
-        .filter_map(|since| {
-            let at = since + jiff::SignedDuration::from_secs(min_ready_seconds.into());
-            let wait = at.duration_since(now);
-            (wait > jiff::SignedDuration::ZERO).then(|| Duration::try_from(wait).unwrap_or_default())
-        })
-        .min()
-        .map(|d| d + Duration::from_millis(100))
 }
 
 /// The status as a merge patch: fields that dropped to zero are removed, as Kubernetes omits them.

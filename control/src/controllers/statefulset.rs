@@ -23,8 +23,8 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use super::workload::{
-    REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready, pod_from_template,
-    pod_revision, template_hash,
+    REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready,
+    next_availability_check, pod_from_template, pod_revision, template_hash,
 };
 use super::{DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::{EventType, Recorder};
@@ -328,14 +328,9 @@ pub async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Actio
         }
     }
     // A pod ready but not yet available for minReadySeconds becomes so without an event.
-    let waiting = min_ready_seconds(&sts) > 0 && next.available_replicas < next.ready_replicas;
-    Ok(Action::requeue(Duration::from_secs(if waiting {
-        1
-    } else if blocked {
-        10
-    } else {
-        300
-    })))
+    let live: Vec<&Pod> = pods.iter().filter(|p| !terminating(p)).collect();
+    let wait = next_availability_check(&live, min_ready_seconds(&sts), now).unwrap_or(Duration::from_secs(300));
+    Ok(Action::requeue(if blocked { wait.min(Duration::from_secs(10)) } else { wait }))
 }
 
 /// Runs the controller until the process ends.

@@ -353,6 +353,28 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> 
     })
 }
 
+/// When to look again because one of the `active` pods that is ready becomes available
+/// (minReadySeconds) later; None when none will.
+pub fn next_availability_check(
+    active: &[&Pod],
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    if min_ready_seconds <= 0 {
+        return None;
+    }
+    active
+        .iter()
+        .filter_map(|p| ready_since(p))
+        .filter_map(|since| {
+            let at = since + jiff::SignedDuration::from_secs(min_ready_seconds.into());
+            let wait = at.duration_since(now);
+            (wait > jiff::SignedDuration::ZERO).then(|| std::time::Duration::try_from(wait).unwrap_or_default())
+        })
+        .min()
+        .map(|d| d + std::time::Duration::from_millis(100))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
