@@ -25,7 +25,9 @@ use serde_json::json;
 
 use self::history::{HASH_LABEL, REVISION};
 use self::rolling::{Params, RsState};
-use super::workload::{claim, controller_of, controller_ref, is_empty_selector, owners_concerned, selector_query};
+use super::workload::{
+    claim, controller_of, controller_ref, is_empty_selector, is_terminal, owners_concerned, selector_query,
+};
 use super::{Context, api_message, retry_soon};
 use crate::events::EventType;
 
@@ -383,12 +385,12 @@ impl Sync<'_> {
             let all: Vec<ReplicaSet> = old.iter().cloned().chain(new.clone()).collect();
             return self.sync_rollout_status(&all, new.as_ref()).await;
         }
-        if self.old_pods_running(&old).await? {
+        if let Some(wait) = self.old_pods_wait(&old).await? {
             // Terminating pods no longer count in their ReplicaSet's status, so no change of it
-            // says when they are gone: look again shortly.
+            // says when they are gone: look again, less often the longer they take.
             let all: Vec<ReplicaSet> = old.iter().cloned().chain(new.clone()).collect();
             self.sync_rollout_status(&all, new.as_ref()).await?;
-            return Ok(Action::requeue(Duration::from_millis(500)));
+            return Ok(Action::requeue(wait));
         }
         let mut new = match new {
             Some(new) => new,
@@ -409,10 +411,11 @@ impl Sync<'_> {
         self.sync_rollout_status(&all, Some(&new)).await
     }
 
-    /// Whether any pod of an old ReplicaSet may still run.
-    async fn old_pods_running(&self, old: &[ReplicaSet]) -> Result<bool, ReconcileError> {
+    /// Whether any pod of an old ReplicaSet may still run: then how long to wait before looking
+    /// again, 500 ms doubling (as long again as the pods have been terminating) up to 30 s.
+    async fn old_pods_wait(&self, old: &[ReplicaSet]) -> Result<Option<Duration>, ReconcileError> {
         if old.iter().any(|r| r.status.as_ref().is_some_and(|s| s.replicas > 0)) {
-            return Ok(true);
+            return Ok(Some(RECREATE_WAIT_MIN));
         }
         let selector = self.d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
         let mut params = ListParams::default();
@@ -422,11 +425,25 @@ impl Sync<'_> {
         let namespace = self.d.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &namespace);
         let old_uids: Vec<&String> = old.iter().filter_map(|r| r.metadata.uid.as_ref()).collect();
-        Ok(pods.list(&params).await?.items.iter().any(|pod| {
-            controller_of(&pod.metadata).is_some_and(|r| old_uids.contains(&&r.uid))
-                && !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-        }))
+        let listed = pods.list(&params).await?.items;
+        let running: Vec<&Pod> = listed
+            .iter()
+            .filter(|pod| controller_of(&pod.metadata).is_some_and(|r| old_uids.contains(&&r.uid)) && !is_terminal(pod))
+            .collect();
+        Ok((!running.is_empty()).then(|| recreate_wait(&running, Timestamp::now())))
     }
+}
+
+/// The shortest and longest wait of a Recreate rollout for its old pods to go.
+const RECREATE_WAIT_MIN: Duration = Duration::from_millis(500);
+const RECREATE_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// How long a Recreate rollout waits before looking again for `running` old pods: as long as the
+/// longest-terminating of them has been terminating (so the waits double), 500 ms to 30 s.
+fn recreate_wait(running: &[&Pod], now: Timestamp) -> Duration {
+    let since = running.iter().filter_map(|p| p.metadata.deletion_timestamp.as_ref()).map(|t| t.0).min();
+    let elapsed = since.map(|t| Duration::try_from(now.duration_since(t)).unwrap_or_default()).unwrap_or_default();
+    elapsed.clamp(RECREATE_WAIT_MIN, RECREATE_WAIT_MAX)
 }
 
 pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -532,6 +549,19 @@ mod tests {
         assert!(new.is_none());
         assert_eq!(old.len(), 3);
         assert!(is_empty_selector(&LabelSelector::default()));
+    }
+
+    #[test]
+    fn recreate_waits_longer_the_longer_old_pods_terminate() {
+        let pod = |deleted: Option<&str>| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p", "deletionTimestamp": deleted}})).unwrap()
+        };
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let (fresh, older, ancient) =
+            (pod(Some("2026-01-01T00:00:58Z")), pod(Some("2026-01-01T00:00:52Z")), pod(Some("2025-12-31T00:00:00Z")));
+        assert_eq!(recreate_wait(&[&pod(None)], now), RECREATE_WAIT_MIN, "not terminating yet");
+        assert_eq!(recreate_wait(&[&fresh, &older], now), Duration::from_secs(8), "the longest-terminating counts");
+        assert_eq!(recreate_wait(&[&ancient], now), RECREATE_WAIT_MAX, "a pod stuck terminating");
     }
 
     #[test]
