@@ -13,6 +13,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod request;
 mod resources;
+mod runtime_class;
 pub mod serve;
 mod watch;
 

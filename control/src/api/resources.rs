@@ -330,6 +330,7 @@ async fn create(
     defaults::apply(resource, &mut object);
     if resource.kind == "Pod" && resource.group.is_empty() {
         super::admission::default_tolerations(&mut object, &state.admission);
+        super::runtime_class::admit_pod(&state.store, &mut object)?;
     }
     let causes = validation::validate(resource, &object, None);
     if !causes.is_empty() {

@@ -1,5 +1,5 @@
-//! NodeSelector and NodeAffinity: a node must carry the pod's `nodeSelector` labels (merged
-//! with its RuntimeClass's `scheduling.nodeSelector`) and match one of the required
+//! NodeSelector and NodeAffinity: a node must carry the pod's `nodeSelector` labels (admission
+//! merged its RuntimeClass's `scheduling.nodeSelector` into them) and match one of the required
 //! `nodeSelectorTerms` (matchExpressions on labels, matchFields on `metadata.name`); matching
 //! preferred terms adds their weights to the score.
 
@@ -27,16 +27,7 @@ pub struct RequiredNodeAffinity {
 impl RequiredNodeAffinity {
     pub fn of(state: &CycleState) -> Self {
         let spec = state.pod.spec();
-        let mut selector = spec.and_then(|s| s.node_selector.clone()).unwrap_or_default();
-        if let Some(extra) = state
-            .runtime
-            .runtime_class
-            .as_ref()
-            .and_then(|rc| rc.scheduling.as_ref())
-            .and_then(|s| s.node_selector.as_ref())
-        {
-            selector.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
+        let selector = spec.and_then(|s| s.node_selector.clone()).unwrap_or_default();
         let terms = spec
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
@@ -126,7 +117,6 @@ mod tests {
     use crate::scheduler::cache::tests::{node, pod};
     use crate::scheduler::framework::RuntimeRequirements;
     use serde_json::json;
-    use std::sync::Arc;
 
     fn labelled(name: &str, labels: serde_json::Value) -> NodeInfo {
         NodeInfo::from_node(node(name, json!({"metadata": {"labels": labels}})))
@@ -187,19 +177,6 @@ mod tests {
             state.candidates().map(|(names, _)| names.iter().cloned().collect::<Vec<_>>()),
             Some(vec!["n7".to_string()])
         );
-    }
-
-    #[test]
-    fn runtime_class_node_selector_is_merged() {
-        let rc: k8s_openapi::api::node::v1::RuntimeClass = serde_json::from_value(json!({
-            "metadata": {"name": "wasm"}, "handler": "wasmtime", "scheduling": {"nodeSelector": {"pool": "wasm"}},
-        }))
-        .unwrap();
-        let runtime = RuntimeRequirements { runtime_class: Some(Arc::new(rc)), ..Default::default() };
-        let mut state = CycleState::new(pod("p", json!({})), runtime);
-        NodeAffinity.pre_filter(&mut state, &Cache::default()).unwrap();
-        assert!(NodeAffinity.filter(&state, &labelled("a", json!({"pool": "wasm"}))).is_ok());
-        assert!(NodeAffinity.filter(&state, &labelled("b", json!({}))).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! TaintToleration: a node's NoSchedule and NoExecute taints keep out pods that do not tolerate
-//! them (the pod's tolerations plus its RuntimeClass's `scheduling.tolerations`); untolerated
+//! them (the pod's tolerations, which admission extended by its RuntimeClass's); untolerated
 //! PreferNoSchedule taints lower the node's score.
 
 use k8s_openapi::api::core::v1::Toleration;
@@ -8,17 +8,11 @@ use crate::placement::tolerates;
 use crate::scheduler::cache::{Cache, NodeInfo};
 use crate::scheduler::framework::{CycleState, FilterPlugin, ScorePlugin, Unfit, default_normalize};
 
-/// The tolerations a pod is scheduled with.
-struct Tolerations(Vec<Toleration>);
-
 /// Those that tolerate PreferNoSchedule taints.
 struct SoftTolerations(Vec<Toleration>);
 
 fn tolerations(state: &CycleState) -> &[Toleration] {
-    match state.read::<Tolerations>() {
-        Some(t) => &t.0,
-        None => state.pod.spec().and_then(|s| s.tolerations.as_deref()).unwrap_or_default(),
-    }
+    state.pod.spec().and_then(|s| s.tolerations.as_deref()).unwrap_or_default()
 }
 
 pub struct TaintToleration;
@@ -26,22 +20,6 @@ pub struct TaintToleration;
 impl FilterPlugin for TaintToleration {
     fn name(&self) -> &'static str {
         "TaintToleration"
-    }
-
-    fn pre_filter(&self, state: &mut CycleState, _cache: &Cache) -> Result<(), Unfit> {
-        let extra = state
-            .runtime
-            .runtime_class
-            .as_ref()
-            .and_then(|rc| rc.scheduling.as_ref())
-            .and_then(|s| s.tolerations.clone())
-            .unwrap_or_default();
-        if !extra.is_empty() {
-            let mut all = state.pod.spec().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-            all.extend(extra);
-            state.write(Tolerations(all));
-        }
-        Ok(())
     }
 
     fn filter(&self, state: &CycleState, node: &NodeInfo) -> Result<(), Unfit> {
@@ -97,7 +75,6 @@ mod tests {
     use crate::scheduler::cache::tests::{node, pod};
     use crate::scheduler::framework::RuntimeRequirements;
     use serde_json::json;
-    use std::sync::Arc;
 
     #[test]
     fn untolerated_hard_taints_reject_the_node() {
@@ -113,21 +90,6 @@ mod tests {
         let soft =
             NodeInfo::from_node(node("b", json!({"spec": {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}})));
         assert!(TaintToleration.filter(&state, &soft).is_ok());
-    }
-
-    #[test]
-    fn runtime_class_tolerations_are_added() {
-        let rc: k8s_openapi::api::node::v1::RuntimeClass = serde_json::from_value(json!({
-            "metadata": {"name": "wasm"}, "handler": "wasmtime",
-            "scheduling": {"tolerations": [{"key": "wasm-only", "operator": "Exists"}]},
-        }))
-        .unwrap();
-        let runtime = RuntimeRequirements { runtime_class: Some(Arc::new(rc)), ..Default::default() };
-        let mut state = CycleState::new(pod("p", json!({})), runtime);
-        let node =
-            NodeInfo::from_node(node("a", json!({"spec": {"taints": [{"key": "wasm-only", "effect": "NoSchedule"}]}})));
-        TaintToleration.pre_filter(&mut state, &Cache::default()).unwrap();
-        assert!(TaintToleration.filter(&state, &node).is_ok());
     }
 
     #[test]
