@@ -25,6 +25,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
+use super::deployment::rolling::scaled_value;
 use super::workload::{
     self, REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready,
     next_availability_check, pod_from_template, pod_revision, template_hash,
@@ -173,12 +174,9 @@ pub struct Plan {
 /// round up); maxUnavailable is 1 when both are 0, as Kubernetes does.
 fn budgets(ds: &DaemonSet, desired: usize) -> (usize, usize) {
     let update = ds.spec.as_ref().and_then(|s| s.update_strategy.as_ref()).and_then(|s| s.rolling_update.as_ref());
-    let count = |value: Option<&IntOrString>, default: i32| match value.cloned().unwrap_or(IntOrString::Int(default)) {
-        IntOrString::Int(n) => usize::try_from(n).unwrap_or(0),
-        IntOrString::String(s) => {
-            let percent: usize = s.trim_end_matches('%').parse().unwrap_or(0);
-            (percent * desired).div_ceil(100)
-        }
+    let count = |value: Option<&IntOrString>, default: i32| {
+        let value = value.cloned().unwrap_or(IntOrString::Int(default));
+        usize::try_from(scaled_value(&value, i32::try_from(desired).unwrap_or(i32::MAX), true)).unwrap_or(0)
     };
     let unavailable = count(update.and_then(|u| u.max_unavailable.as_ref()), 1);
     let surge = count(update.and_then(|u| u.max_surge.as_ref()), 0);

@@ -22,7 +22,9 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::workload::{claim_pods, controller_ref, create_pods, delete_pods, is_active, is_ready, pod_from_template};
+use super::workload::{
+    claim_pods, controller_ref, create_pods, delete_pods, is_active, is_ready, is_terminal, pod_from_template,
+};
 use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
 
@@ -197,7 +199,7 @@ pub fn decide(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let backoff_limit = spec.backoff_limit.unwrap_or(6);
-    let terminating = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && is_active_phase(p)).count();
+    let terminating = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && !is_terminal(p)).count();
 
     // What the pods say, never less than the status already counted.
     let mut completed = parse_indexes(old.completed_indexes.as_deref().unwrap_or(""));
@@ -333,11 +335,6 @@ pub fn decide(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
     status.conditions = (!conditions.is_empty()).then_some(conditions);
     plan.status = status;
     plan
-}
-
-/// Pending or Running (or no phase yet).
-fn is_active_phase(pod: &Pod) -> bool {
-    !matches!(phase(pod), "Succeeded" | "Failed")
 }
 
 /// The pod to create for `job` (at `index` in Indexed mode).

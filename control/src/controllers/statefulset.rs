@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use super::workload::{
-    REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready,
+    REVISION_LABEL, claim_pods, controller_ref, create_pods, delete_pods, is_available, is_ready, is_terminal,
     next_availability_check, pod_from_template, pod_revision, template_hash,
 };
 use super::{DEBOUNCE, ReconcileError, retry_soon};
@@ -134,7 +134,7 @@ pub fn decide(sts: &StatefulSet, pods: &[Pod], update_revision: &str, now: jiff:
                     return steps;
                 }
             }
-            Some(pod) if !terminating(pod) && matches!(phase(pod), Some("Failed" | "Succeeded")) => {
+            Some(pod) if !terminating(pod) && is_terminal(pod) => {
                 // Deleted now, created again under the same name once it is gone.
                 steps.push(Step::Delete(name(pod)));
                 if ordered {
