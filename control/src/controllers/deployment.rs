@@ -63,8 +63,11 @@ fn by_creation(sets: &mut [ReplicaSet]) {
     });
 }
 
+/// The new ReplicaSet (if any) and the old ones.
+type Split = (Option<ReplicaSet>, Vec<ReplicaSet>);
+
 /// Splits `sets` into the one running the Deployment's template (the oldest such) and the rest.
-fn split_new(d: &Deployment, mut sets: Vec<ReplicaSet>) -> (Option<ReplicaSet>, Vec<ReplicaSet>) {
+fn split_new(d: &Deployment, mut sets: Vec<ReplicaSet>) -> Split {
     by_creation(&mut sets);
     let template = template_of(d);
     let position = sets.iter().position(|rs| {
@@ -163,12 +166,8 @@ impl Sync<'_> {
 
     /// The new ReplicaSet (created when `create` and missing) and the old ones, with the
     /// revision annotations brought up to date (`getAllReplicaSetsAndSyncRevision`).
-    async fn new_and_old(
-        &mut self,
-        sets: Vec<ReplicaSet>,
-        create: bool,
-    ) -> Result<(Option<ReplicaSet>, Vec<ReplicaSet>), ReconcileError> {
-        let (existing, old) = split_new(&self.d, sets);
+    async fn new_and_old(&mut self, split: Split, create: bool) -> Result<Split, ReconcileError> {
+        let (existing, old) = split;
         let new_revision = old.iter().map(|r| history::revision(&r.metadata)).max().unwrap_or(0) + 1;
         let now = Timestamp::now();
         if let Some(rs) = existing {
@@ -335,18 +334,15 @@ impl Sync<'_> {
     }
 
     /// Scaling without a rollout (`sync`): a paused Deployment or a changed replica count.
-    async fn sync(&mut self, sets: Vec<ReplicaSet>) -> Result<Action, ReconcileError> {
-        let (new, mut old) = self.new_and_old(sets, false).await?;
-        let mut all: Vec<ReplicaSet> = old.iter().cloned().chain(new.clone()).collect();
+    async fn sync(&mut self, split: Split) -> Result<Action, ReconcileError> {
+        let (mut new, mut old) = self.new_and_old(split, false).await?;
         let old_states = states(&old);
         let targets = rolling::scale_targets(&self.params(), new.as_ref().map(RsState::of).as_ref(), &old_states);
-        self.scale_all(&mut all, &targets).await?;
-        let new = new.and_then(|n| all.iter().find(|r| r.metadata.name == n.metadata.name).cloned());
-        old.iter_mut().for_each(|o| {
-            if let Some(updated) = all.iter().find(|r| r.metadata.name == o.metadata.name) {
-                *o = updated.clone();
-            }
-        });
+        self.scale_all(&mut old, &targets).await?;
+        if let Some(rs) = new.as_mut() {
+            self.scale_all(std::slice::from_mut(rs), &targets).await?;
+        }
+        let all: Vec<ReplicaSet> = old.iter().cloned().chain(new.clone()).collect();
         if self.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false) {
             self.cleanup(&old).await?;
         }
@@ -354,8 +350,8 @@ impl Sync<'_> {
     }
 
     /// One RollingUpdate step (`rolloutRolling`).
-    async fn rolling(&mut self, sets: Vec<ReplicaSet>) -> Result<Action, ReconcileError> {
-        let (new, mut old) = self.new_and_old(sets, true).await?;
+    async fn rolling(&mut self, split: Split) -> Result<Action, ReconcileError> {
+        let (new, mut old) = self.new_and_old(split, true).await?;
         let Some(mut new) = new else { return Ok(Action::requeue(Duration::from_secs(1))) };
         let p = self.params();
         let new_state = RsState::of(&new);
@@ -377,8 +373,8 @@ impl Sync<'_> {
 
     /// One Recreate step (`rolloutRecreate`): old ReplicaSets to 0, wait for their pods to go,
     /// then the new one at full size.
-    async fn recreate(&mut self, sets: Vec<ReplicaSet>) -> Result<Action, ReconcileError> {
-        let (new, mut old) = self.new_and_old(sets, false).await?;
+    async fn recreate(&mut self, split: Split) -> Result<Action, ReconcileError> {
+        let (new, mut old) = self.new_and_old(split, false).await?;
         let targets: Vec<(String, i32)> =
             states(&old).into_iter().filter(|r| r.replicas > 0).map(|r| (r.name, 0)).collect();
         if self.scale_all(&mut old, &targets).await? {
@@ -395,8 +391,7 @@ impl Sync<'_> {
         let mut new = match new {
             Some(new) => new,
             None => {
-                let all: Vec<ReplicaSet> = old.to_vec();
-                let (new, rest) = self.new_and_old(all, true).await?;
+                let (new, rest) = self.new_and_old((None, old), true).await?;
                 old = rest;
                 let Some(new) = new else { return Ok(Action::requeue(Duration::from_secs(1))) };
                 new
@@ -465,7 +460,7 @@ pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action
     }
     let sets = sync.claim_replica_sets().await?;
     if sync.d.metadata.deletion_timestamp.is_some() {
-        let (new, old) = sync.new_and_old(sets, false).await?;
+        let (new, old) = sync.new_and_old(split_new(&sync.d, sets), false).await?;
         let all: Vec<ReplicaSet> = old.into_iter().chain(new.clone()).collect();
         return sync.sync_status(&all, new.as_ref()).await;
     }
@@ -473,16 +468,17 @@ pub async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action
         sync.write_status(status).await?;
     }
     let paused = sync.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
-    let (new, old) = split_new(&sync.d, sets.clone());
-    let scaling = rolling::is_scaling_event(&sync.params(), new.as_ref().map(RsState::of).as_ref(), &states(&old));
+    let split = split_new(&sync.d, sets);
+    let scaling =
+        rolling::is_scaling_event(&sync.params(), split.0.as_ref().map(RsState::of).as_ref(), &states(&split.1));
     let recreate =
         sync.d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) == Some("Recreate");
     if paused || scaling {
-        sync.sync(sets).await
+        sync.sync(split).await
     } else if recreate {
-        sync.recreate(sets).await
+        sync.recreate(split).await
     } else {
-        sync.rolling(sets).await
+        sync.rolling(split).await
     }
 }
 
