@@ -16,13 +16,8 @@ pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Config type of the CNCF Wasm OCI artifact layout.
 pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 /// Layer type of a Wasm module or component (CNCF Wasm OCI artifact layout).
-pub const WASM_LAYER: &str = "application/wasm";
-/// Layer types that hold a Wasm module or component.
-pub const WASM_LAYER_TYPES: [&str; 3] = [
-    WASM_LAYER,
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-];
+pub const WASM_LAYER: &str = WASM_LAYER_TYPES[0];
+pub use wharf_shim::image::{ImageKind as RuntimeKind, WASM_LAYER_TYPES};
 
 /// The `Accept` header for manifest requests: every type this client reads.
 pub(super) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -100,30 +95,11 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     }
 }
 
-/// Where an image runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuntimeKind {
-    /// In-process on wasmtime.
-    Wasm,
-    /// As a Linux OCI container (youki).
-    Linux,
-}
-
-impl RuntimeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuntimeKind::Wasm => "wasm",
-            RuntimeKind::Linux => "linux",
-        }
-    }
-}
-
 /// Wasm when a layer has a Wasm media type or the config's architecture is `wasm`; Linux
-/// otherwise (DESIGN.md, "Runtime selection").
+/// otherwise (DESIGN.md, "Runtime selection"; the scheduler decides by the same rule).
 pub fn runtime_kind(manifest: &ImageManifest, config: &serde_json::Value) -> RuntimeKind {
-    let wasm_layer = manifest.layers.iter().any(|layer| WASM_LAYER_TYPES.contains(&layer.media_type.as_str()));
-    let wasm_config = config.get("architecture").and_then(|a| a.as_str()) == Some("wasm");
-    if wasm_layer || wasm_config { RuntimeKind::Wasm } else { RuntimeKind::Linux }
+    let architecture = config.get("architecture").and_then(|a| a.as_str()).unwrap_or_default();
+    wharf_shim::image::image_kind(manifest.layers.iter().map(|l| l.media_type.as_str()), architecture)
 }
 
 /// The OCI name of this machine's architecture.
@@ -165,10 +141,9 @@ pub(super) fn choose(index: &ImageIndex) -> Result<&Descriptor, String> {
 }
 
 fn select_platform_for<'a>(index: &'a ImageIndex, architecture: &str) -> Option<&'a Descriptor> {
-    let matching = |wanted: &dyn Fn(&Platform) -> bool| {
-        index.manifests.iter().find(|entry| entry.platform.as_ref().is_some_and(wanted))
-    };
-    matching(&|p| p.os == "linux" && p.architecture == architecture).or_else(|| matching(&|p| p.architecture == "wasm"))
+    let platforms =
+        index.manifests.iter().map(|m| m.platform.as_ref().map(|p| (p.os.as_str(), p.architecture.as_str())));
+    wharf_shim::image::select_platform(platforms, architecture).map(|i| &index.manifests[i])
 }
 
 #[cfg(test)]

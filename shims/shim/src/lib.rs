@@ -2,6 +2,8 @@
 //! small, engine-neutral description of a container it receives. Engine code lives in the shim
 //! crates, never here; the agent never sees an engine's types.
 
+pub mod image;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;

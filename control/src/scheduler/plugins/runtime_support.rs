@@ -2,9 +2,11 @@
 //! `runtime.wharf.dev/<handler>=true` the agent sets per shim. The pod's RuntimeClass handler
 //! decides for all its containers; without one each image decides (DESIGN.md, "Runtime
 //! selection"): the embedded registry is asked for the image's manifest (through the API
-//! server, which serves it with the same token), and Wasm layers or a `wasm` config
-//! architecture mean `wasmtime`, anything else `youki`. An image the embedded registry does
-//! not hold imposes no runtime. Answers are cached per image reference.
+//! server, which serves it with the same token) and the agent's rule ([`wharf_shim::image`])
+//! applied: Wasm layers or a `wasm` config architecture mean `wasmtime`, anything else `youki`;
+//! an index with both Linux and Wasm entries runs on either. An image the embedded registry
+//! does not hold (another registry's) imposes no runtime. Answers are cached per image
+//! reference; unknown ones for a shorter time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
+use wharf_shim::image::{self, ImageKind};
 
 use crate::scheduler::cache::{Cache, NodeInfo};
 use crate::scheduler::framework::{CycleState, FilterPlugin, Unfit};
@@ -20,12 +23,6 @@ use crate::scheduler::framework::{CycleState, FilterPlugin, Unfit};
 pub const WASM_HANDLER: &str = "wasmtime";
 pub const LINUX_HANDLER: &str = "youki";
 
-const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
-const WASM_LAYER_TYPES: [&str; 3] = [
-    "application/wasm",
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-];
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -99,50 +96,77 @@ pub fn embedded_reference(image: &str) -> Option<(String, String)> {
     Some((name.to_string(), reference))
 }
 
+/// What an image needs of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRuntime {
+    /// This handler.
+    Needs(&'static str),
+    /// Any runtime: an index with both Linux and Wasm entries.
+    Either,
+    /// Not known: the image is not in the embedded registry (or it could not be read).
+    Unknown,
+}
+
+impl ImageRuntime {
+    fn of_kind(kind: ImageKind) -> Self {
+        ImageRuntime::Needs(match kind {
+            ImageKind::Wasm => WASM_HANDLER,
+            ImageKind::Linux => LINUX_HANDLER,
+        })
+    }
+}
+
 /// What a manifest says about the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestRuntime {
-    /// The handler the image needs (`None`: an index offering both).
-    Decided(Option<&'static str>),
+    Decided(ImageRuntime),
     /// The config blob (this digest) must be read: its architecture decides.
     NeedsConfig(String),
 }
 
+fn platforms(index: &[Value]) -> impl Iterator<Item = Option<(&str, &str)>> + Clone {
+    index.iter().map(|e| Some((e["platform"]["os"].as_str()?, e["platform"]["architecture"].as_str()?)))
+}
+
+fn layer_types(manifest: &Value) -> impl Iterator<Item = &str> {
+    manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["mediaType"].as_str())
+}
+
+/// The agent's rule ([`wharf_shim::image`]) applied to a manifest or index.
 pub fn manifest_runtime(manifest: &Value) -> ManifestRuntime {
     if let Some(entries) = manifest.get("manifests").and_then(Value::as_array) {
-        let wasm = |e: &Value| {
-            let platform = &e["platform"];
-            platform["architecture"] == "wasm" || platform["os"].as_str().is_some_and(|os| os.starts_with("wasi"))
-        };
-        let wasm_entries = entries.iter().filter(|e| wasm(e)).count();
-        return ManifestRuntime::Decided(match wasm_entries {
-            0 => Some(LINUX_HANDLER),
-            n if n == entries.len() => Some(WASM_HANDLER),
-            _ => None,
+        return ManifestRuntime::Decided(match image::index_kind(platforms(entries)) {
+            Some(kind) => ImageRuntime::of_kind(kind),
+            // Both Linux and Wasm entries, or neither.
+            None if platforms(entries).flatten().any(|(_, arch)| image::is_wasm_platform(arch)) => ImageRuntime::Either,
+            None => ImageRuntime::Unknown,
         });
     }
-    let wasm_layer = manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|l| l["mediaType"].as_str().is_some_and(|t| WASM_LAYER_TYPES.contains(&t)));
-    if wasm_layer || manifest["config"]["mediaType"] == WASM_CONFIG {
-        return ManifestRuntime::Decided(Some(WASM_HANDLER));
+    if image::layers_decide(layer_types(manifest)) {
+        return ManifestRuntime::Decided(ImageRuntime::Needs(WASM_HANDLER));
     }
     match manifest["config"]["digest"].as_str() {
         Some(digest) => ManifestRuntime::NeedsConfig(digest.to_string()),
-        None => ManifestRuntime::Decided(Some(LINUX_HANDLER)),
+        None => ManifestRuntime::Decided(ImageRuntime::Needs(LINUX_HANDLER)),
     }
 }
 
-pub fn config_runtime(config: &Value) -> &'static str {
-    if config["architecture"] == "wasm" { WASM_HANDLER } else { LINUX_HANDLER }
+/// The runtime of an image manifest whose `config` blob was read.
+pub fn config_runtime(manifest: &Value, config: &Value) -> ImageRuntime {
+    ImageRuntime::of_kind(image::image_kind(layer_types(manifest), config["architecture"].as_str().unwrap_or_default()))
 }
+
+/// How many images are remembered before answers past their time are dropped.
+const PRUNE_ABOVE: usize = 1024;
 
 /// Which runtime each image calls for, asked of the embedded registry and remembered.
 pub struct ImageRuntimes {
     client: kube::Client,
-    known: Mutex<HashMap<String, (Option<&'static str>, Instant)>>,
+    known: Mutex<HashMap<String, (ImageRuntime, Instant)>>,
+}
+
+fn ttl(answer: ImageRuntime) -> Duration {
+    if answer == ImageRuntime::Unknown { UNKNOWN_TTL } else { KNOWN_TTL }
 }
 
 impl ImageRuntimes {
@@ -157,29 +181,35 @@ impl ImageRuntimes {
             spec.containers.iter().chain(spec.init_containers.iter().flatten()).filter_map(|c| c.image.as_deref());
         let mut handlers = BTreeSet::new();
         for image in images {
-            if let Some(handler) = self.of_image(image).await {
+            if let ImageRuntime::Needs(handler) = self.of_image(image).await {
                 handlers.insert(handler.to_string());
             }
         }
         handlers
     }
 
-    async fn of_image(&self, image: &str) -> Option<&'static str> {
+    fn remembered(&self, image: &str, now: Instant) -> Option<ImageRuntime> {
+        let known = self.known.lock().ok()?;
+        let (answer, at) = known.get(image).copied()?;
+        (now.duration_since(at) < ttl(answer)).then_some(answer)
+    }
+
+    async fn of_image(&self, image: &str) -> ImageRuntime {
         let now = Instant::now();
-        if let Some((handler, at)) = self.known.lock().ok()?.get(image).copied() {
-            let ttl = if handler.is_some() { KNOWN_TTL } else { UNKNOWN_TTL };
-            if now.duration_since(at) < ttl {
-                return handler;
-            }
+        if let Some(answer) = self.remembered(image, now) {
+            return answer;
         }
-        let handler = match embedded_reference(image) {
+        let answer = match embedded_reference(image) {
             Some((repository, reference)) => self.ask(&repository, &reference).await,
-            None => None,
+            None => ImageRuntime::Unknown,
         };
         if let Ok(mut known) = self.known.lock() {
-            known.insert(image.to_string(), (handler, now));
+            if known.len() >= PRUNE_ABOVE {
+                known.retain(|_, (answer, at)| now.duration_since(*at) < ttl(*answer));
+            }
+            known.insert(image.to_string(), (answer, now));
         }
-        handler
+        answer
     }
 
     async fn get(&self, path: &str) -> Option<Value> {
@@ -199,14 +229,16 @@ impl ImageRuntimes {
         serde_json::from_slice(&body).ok()
     }
 
-    async fn ask(&self, repository: &str, reference: &str) -> Option<&'static str> {
-        let manifest = self.get(&format!("/v2/{repository}/manifests/{reference}")).await?;
+    async fn ask(&self, repository: &str, reference: &str) -> ImageRuntime {
+        let Some(manifest) = self.get(&format!("/v2/{repository}/manifests/{reference}")).await else {
+            return ImageRuntime::Unknown;
+        };
         match manifest_runtime(&manifest) {
-            ManifestRuntime::Decided(handler) => handler,
-            ManifestRuntime::NeedsConfig(digest) => {
-                let config = self.get(&format!("/v2/{repository}/blobs/{digest}")).await?;
-                Some(config_runtime(&config))
-            }
+            ManifestRuntime::Decided(answer) => answer,
+            ManifestRuntime::NeedsConfig(digest) => match self.get(&format!("/v2/{repository}/blobs/{digest}")).await {
+                Some(config) => config_runtime(&manifest, &config),
+                None => ImageRuntime::Unknown,
+            },
         }
     }
 }
@@ -274,21 +306,27 @@ mod tests {
     }
 
     #[test]
-    fn manifests_tell_wasm_from_linux() {
+    fn manifests_tell_wasm_from_linux_by_the_agents_rule() {
+        let needs = |h| ManifestRuntime::Decided(ImageRuntime::Needs(h));
         let wasm = json!({"config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:c"},
             "layers": [{"mediaType": "application/wasm"}]});
-        assert_eq!(manifest_runtime(&wasm), ManifestRuntime::Decided(Some(WASM_HANDLER)));
-        let artifact = json!({"config": {"mediaType": WASM_CONFIG, "digest": "sha256:c"}, "layers": []});
-        assert_eq!(manifest_runtime(&artifact), ManifestRuntime::Decided(Some(WASM_HANDLER)));
+        assert_eq!(manifest_runtime(&wasm), needs(WASM_HANDLER));
+        let artifact = json!({"config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": "sha256:c"},
+            "layers": [{"mediaType": "application/vnd.wasm.content.layer.v1+wasm"}]});
+        assert_eq!(manifest_runtime(&artifact), needs(WASM_HANDLER));
         let linux = json!({"config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:c"},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}]});
         assert_eq!(manifest_runtime(&linux), ManifestRuntime::NeedsConfig("sha256:c".into()));
-        assert_eq!(config_runtime(&json!({"architecture": "wasm"})), WASM_HANDLER);
-        assert_eq!(config_runtime(&json!({"architecture": "amd64"})), LINUX_HANDLER);
+        assert_eq!(config_runtime(&linux, &json!({"architecture": "wasm"})), ImageRuntime::Needs(WASM_HANDLER));
+        assert_eq!(config_runtime(&linux, &json!({"architecture": "amd64"})), ImageRuntime::Needs(LINUX_HANDLER));
         let both = json!({"manifests": [{"platform": {"architecture": "amd64", "os": "linux"}},
             {"platform": {"architecture": "wasm", "os": "wasip1"}}]});
-        assert_eq!(manifest_runtime(&both), ManifestRuntime::Decided(None));
-        let linux_only = json!({"manifests": [{"platform": {"architecture": "amd64", "os": "linux"}}]});
-        assert_eq!(manifest_runtime(&linux_only), ManifestRuntime::Decided(Some(LINUX_HANDLER)));
+        assert_eq!(manifest_runtime(&both), ManifestRuntime::Decided(ImageRuntime::Either));
+        let linux_only = json!({"manifests": [{"platform": {"architecture": "amd64", "os": "linux"}},
+            {"platform": {"architecture": "unknown", "os": "unknown"}}]});
+        assert_eq!(manifest_runtime(&linux_only), needs(LINUX_HANDLER));
+        let wasm_and_attestation = json!({"manifests": [{"platform": {"architecture": "wasm", "os": "wasip2"}},
+            {"platform": {"architecture": "unknown", "os": "unknown"}}]});
+        assert_eq!(manifest_runtime(&wasm_and_attestation), needs(WASM_HANDLER));
     }
 }
