@@ -150,12 +150,22 @@ fn cordon_drain_and_uncordon_move_pods_off_a_node_and_back_in() {
     cluster.ok(&["cordon", "second"]);
     assert_eq!(cluster.ok(&["get", "node", "second", "-o", "jsonpath={.spec.unschedulable}"]), "true");
     assert!(cluster.ok(&["get", "node", "second"]).contains("SchedulingDisabled"));
+    let name = |p: &Value| p["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let before: Vec<String> = pods(&cluster).iter().map(name).collect();
+    let on_second_before = pods(&cluster).iter().filter(|p| node_of(p) == "second").count();
     cluster.ok(&["scale", "deploy", "web", "--replicas=6"]);
     let placed =
         cluster.eventually(Duration::from_secs(60), || ready_on(&cluster, false) + ready_on(&cluster, true) == 6);
     assert!(placed, "{}", cluster.ok(&["get", "pods", "-o", "wide"]));
-    let on_second = ready_on(&cluster, true);
-    assert!(on_second < 6 && on_second > 0, "new pods went to the cordoned node: {on_second} there");
+    let after = pods(&cluster);
+    let new_on_second: Vec<String> =
+        after.iter().filter(|p| !before.contains(&name(p)) && node_of(p) == "second").map(name).collect();
+    assert!(new_on_second.is_empty(), "new pods went to the cordoned node: {new_on_second:?}");
+    let on_second = after.iter().filter(|p| node_of(p) == "second").count();
+    assert!(
+        on_second <= on_second_before && ready_on(&cluster, true) > 0,
+        "the cordoned node had {on_second_before} pods, now {on_second}; its running pods stay"
+    );
 
     let started = Instant::now();
     let drained = cluster.ok(&["drain", "second", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=90s"]);
