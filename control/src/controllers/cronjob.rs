@@ -25,7 +25,7 @@ use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
 
 /// The annotation a scheduled Job carries: its scheduled time (RFC 3339, in the CronJob's zone).
-pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
+const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// More missed start times than this are reported (and only the latest is started).
 const TOO_MANY_MISSED: u64 = 100;
 
@@ -45,7 +45,7 @@ pub struct Plan {
 }
 
 /// The most recent scheduled time in (earliest, now], and how many there were.
-pub fn most_recent(
+fn most_recent(
     schedule: &schedule::Schedule,
     tz: &TimeZone,
     earliest: Timestamp,
@@ -77,7 +77,7 @@ pub fn most_recent(
 }
 
 /// `NAME-<scheduled time in minutes since the epoch>`.
-pub fn job_name(cron_job: &str, scheduled: Timestamp) -> String {
+fn job_name(cron_job: &str, scheduled: Timestamp) -> String {
     format!("{cron_job}-{}", scheduled.as_second().div_euclid(60))
 }
 
@@ -92,7 +92,7 @@ fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
 }
 
 /// The Job the CronJob starts for `scheduled`.
-pub fn new_job(cron_job: &CronJob, scheduled: Timestamp, tz: &TimeZone) -> Job {
+fn new_job(cron_job: &CronJob, scheduled: Timestamp, tz: &TimeZone) -> Job {
     let name = cron_job.metadata.name.clone().unwrap_or_default();
     let template = cron_job.spec.as_ref().map(|s| s.job_template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();

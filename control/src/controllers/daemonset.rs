@@ -107,14 +107,14 @@ fn node_matches(spec: &PodSpec, node: &Node) -> bool {
 
 /// Whether a daemon pod should be started on a node, and whether one already there may stay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fit {
+struct Fit {
     pub should_run: bool,
     pub should_continue_running: bool,
 }
 
 /// Where the pod (with the daemon tolerations already added) belongs on `node`: an untolerated
 /// NoSchedule taint keeps new pods off, an untolerated NoExecute taint also evicts.
-pub fn node_fit(spec: &PodSpec, node: &Node) -> Fit {
+fn node_fit(spec: &PodSpec, node: &Node) -> Fit {
     if !node_matches(spec, node) {
         return Fit { should_run: false, should_continue_running: false };
     }
@@ -127,7 +127,7 @@ pub fn node_fit(spec: &PodSpec, node: &Node) -> Fit {
 }
 
 /// Where the pod belongs on each of `nodes`, by node name: computed once per pass.
-pub fn node_fits<'a>(spec: &PodSpec, nodes: impl IntoIterator<Item = &'a Node>) -> BTreeMap<&'a str, Fit> {
+fn node_fits<'a>(spec: &PodSpec, nodes: impl IntoIterator<Item = &'a Node>) -> BTreeMap<&'a str, Fit> {
     nodes.into_iter().map(|n| (n.metadata.name.as_deref().unwrap_or_default(), node_fit(spec, n))).collect()
 }
 
@@ -163,7 +163,7 @@ fn created(pod: &Pod) -> Option<jiff::Timestamp> {
 
 /// What one pass does: nodes to start a pod on, pods to delete (with why), failed pods found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+struct Plan {
     pub create: Vec<String>,
     pub delete: Vec<String>,
     /// (pod, node) of failed daemon pods among `delete`, reported as Warning events.
@@ -211,7 +211,7 @@ fn by_node(pods: &[Pod]) -> BTreeMap<&str, Vec<&Pod>> {
 /// Decides one pass over `nodes` for the daemon pods `pods` (those the DaemonSet controls):
 /// create where a pod should run and none does, delete failed pods, duplicates and pods on
 /// nodes where they may not stay, then (RollingUpdate) delete old pods within maxUnavailable.
-pub fn decide(ds: &DaemonSet, fits: &BTreeMap<&str, Fit>, pods: &[Pod], hash: &str, now: jiff::Timestamp) -> Plan {
+fn decide(ds: &DaemonSet, fits: &BTreeMap<&str, Fit>, pods: &[Pod], hash: &str, now: jiff::Timestamp) -> Plan {
     let mut plan = Plan::default();
     let grouped = by_node(pods);
     let desired = fits.values().filter(|f| f.should_run).count();
@@ -370,7 +370,7 @@ fn rolling_update(
 }
 
 /// The status of the DaemonSet given its pods (pods being deleted are not counted).
-pub fn status(
+fn status(
     ds: &DaemonSet,
     fits: &BTreeMap<&str, Fit>,
     pods: &[Pod],

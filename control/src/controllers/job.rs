@@ -29,7 +29,7 @@ use super::{Context, DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::EventType;
 
 /// The annotation and label holding an Indexed Job pod's index.
-pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// The environment variable every container of an Indexed Job pod gets its index in.
 const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 /// Back-off before re-creating failed pods: 10 s, doubling per consecutive failure, at most 10 min.
@@ -100,7 +100,7 @@ fn restarts(pods: &[&Pod]) -> i32 {
 
 /// How long to wait before creating a replacement: 10 s doubled per failure since the last
 /// success, from the last failure; zero when no failure is pending.
-pub fn backoff_remaining(pods: &[Pod], now: Timestamp) -> SignedDuration {
+fn backoff_remaining(pods: &[Pod], now: Timestamp) -> SignedDuration {
     let last_success = pods.iter().filter(|p| phase(p) == "Succeeded").filter_map(finish_time).max();
     let failures: Vec<Timestamp> = pods
         .iter()
@@ -116,7 +116,7 @@ pub fn backoff_remaining(pods: &[Pod], now: Timestamp) -> SignedDuration {
 }
 
 /// Parses `status.completedIndexes` ("0-2,4").
-pub fn parse_indexes(text: &str) -> BTreeSet<i32> {
+fn parse_indexes(text: &str) -> BTreeSet<i32> {
     let mut set = BTreeSet::new();
     for part in text.split(',').filter(|p| !p.is_empty()) {
         let (first, last) = part.split_once('-').unwrap_or((part, part));
@@ -128,7 +128,7 @@ pub fn parse_indexes(text: &str) -> BTreeSet<i32> {
 }
 
 /// Formats indexes as `status.completedIndexes` does: ascending, runs as "first-last".
-pub fn format_indexes(indexes: &BTreeSet<i32>) -> String {
+fn format_indexes(indexes: &BTreeSet<i32>) -> String {
     let mut parts = Vec::new();
     let mut iter = indexes.iter().copied().peekable();
     while let Some(first) = iter.next() {
@@ -338,7 +338,7 @@ pub fn decide(job: &Job, pods: &[Pod], now: Timestamp) -> Plan {
 }
 
 /// The pod to create for `job` (at `index` in Indexed mode).
-pub fn new_pod(job: &Job, index: Option<i32>) -> Pod {
+fn new_pod(job: &Job, index: Option<i32>) -> Pod {
     let name = job.metadata.name.clone().unwrap_or_default();
     let namespace = job.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();

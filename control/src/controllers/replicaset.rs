@@ -27,7 +27,7 @@ use super::{Context, DEBOUNCE, ReconcileError, api_message, retry_soon};
 
 /// At most this many pods are created or deleted by one reconcile (kube-controller-manager's
 /// `burstReplicas`); the rest follow on the next one.
-pub const BURST_REPLICAS: usize = 500;
+const BURST_REPLICAS: usize = 500;
 /// The annotation that tells which pods to delete first (lower cost first).
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
@@ -79,7 +79,7 @@ fn less_useful(a: &Pod, b: &Pod, colocated: &HashMap<&str, usize>) -> Ordering {
 }
 
 /// The `count` pods to delete when scaling down: the least useful first.
-pub fn pods_to_delete<'a>(pods: &[&'a Pod], count: usize) -> Vec<&'a Pod> {
+fn pods_to_delete<'a>(pods: &[&'a Pod], count: usize) -> Vec<&'a Pod> {
     let mut colocated: HashMap<&str, usize> = HashMap::new();
     for pod in pods {
         if let Some(node) = node_of(pod) {
@@ -98,12 +98,7 @@ fn positive(n: usize) -> Option<i32> {
 
 /// The status the ReplicaSet should report for its `active` pods at `now`; `create_error` is
 /// the last failure to create a pod (a ReplicaFailure condition), if any.
-pub fn compute_status(
-    rs: &ReplicaSet,
-    active: &[&Pod],
-    now: Timestamp,
-    create_error: Option<&str>,
-) -> ReplicaSetStatus {
+fn compute_status(rs: &ReplicaSet, active: &[&Pod], now: Timestamp, create_error: Option<&str>) -> ReplicaSetStatus {
     let spec = rs.spec.as_ref();
     let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
     let template_labels =

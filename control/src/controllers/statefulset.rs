@@ -30,9 +30,9 @@ use super::{DEBOUNCE, ReconcileError, retry_soon};
 use crate::events::{EventType, Recorder};
 
 /// The label naming a StatefulSet pod (for per-pod Services).
-pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// The label holding a StatefulSet pod's ordinal.
-pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
 /// What one pass does, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ fn ordinal(set: &str, pod: &Pod) -> Option<i32> {
 }
 
 /// The revision name of the set's current template: `NAME-HASH`.
-pub fn revision_name(sts: &StatefulSet) -> String {
+fn revision_name(sts: &StatefulSet) -> String {
     let template = sts.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     format!("{}-{}", set_name(sts), template_hash(&template, sts.status.as_ref().and_then(|s| s.collision_count)))
 }

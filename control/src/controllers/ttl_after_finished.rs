@@ -17,7 +17,7 @@ use super::{Context, ReconcileError, retry_soon};
 
 /// How long until `job` expires: None if it never does (not finished, no TTL, being deleted),
 /// zero if it already has.
-pub fn time_left(job: &Job, now: Timestamp) -> Option<SignedDuration> {
+fn time_left(job: &Job, now: Timestamp) -> Option<SignedDuration> {
     let ttl = job.spec.as_ref()?.ttl_seconds_after_finished?;
     if job.metadata.deletion_timestamp.is_some() {
         return None;

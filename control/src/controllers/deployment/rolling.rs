@@ -107,7 +107,7 @@ pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> i32 {
 
 /// maxSurge (rounded up) and maxUnavailable (rounded down) against `desired`; when both come
 /// to 0, one pod may be unavailable so a rollout can proceed.
-pub fn fenceposts(surge: &IntOrString, unavailable: &IntOrString, desired: i32) -> (i32, i32) {
+fn fenceposts(surge: &IntOrString, unavailable: &IntOrString, desired: i32) -> (i32, i32) {
     let surge = scaled_value(surge, desired, true);
     let unavailable = scaled_value(unavailable, desired, false);
     if surge == 0 && unavailable == 0 { (0, 1) } else { (surge, unavailable) }
@@ -203,7 +203,7 @@ pub fn old_rs_targets(p: &Params, new: &RsState, old: &[RsState]) -> Vec<(String
 }
 
 /// The new ReplicaSet is at full size and fully available.
-pub fn is_saturated(p: &Params, new: Option<&RsState>) -> bool {
+fn is_saturated(p: &Params, new: Option<&RsState>) -> bool {
     new.is_some_and(|n| n.replicas == p.replicas && n.desired == Some(p.replicas) && n.available == p.replicas)
 }
 

@@ -11,15 +11,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::rolling::{Params, RsState};
 
 pub const PROGRESSING: &str = "Progressing";
-pub const AVAILABLE: &str = "Available";
-pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+const AVAILABLE: &str = "Available";
+const REPLICA_FAILURE: &str = "ReplicaFailure";
 pub const NEW_RS_CREATED: &str = "NewReplicaSetCreated";
 pub const FOUND_NEW_RS: &str = "FoundNewReplicaSet";
-pub const RS_UPDATED: &str = "ReplicaSetUpdated";
-pub const NEW_RS_AVAILABLE: &str = "NewReplicaSetAvailable";
-pub const TIMED_OUT: &str = "ProgressDeadlineExceeded";
-pub const PAUSED: &str = "DeploymentPaused";
-pub const RESUMED: &str = "DeploymentResumed";
+const RS_UPDATED: &str = "ReplicaSetUpdated";
+const NEW_RS_AVAILABLE: &str = "NewReplicaSetAvailable";
+const TIMED_OUT: &str = "ProgressDeadlineExceeded";
+const PAUSED: &str = "DeploymentPaused";
+const RESUMED: &str = "DeploymentResumed";
 pub const FAILED_RS_CREATE: &str = "ReplicaSetCreateError";
 
 pub fn condition(type_: &str, status: &str, reason: &str, message: String, now: Timestamp) -> DeploymentCondition {
@@ -37,7 +37,7 @@ pub fn get_condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'
     status.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
 }
 
-pub fn remove_condition(status: &mut DeploymentStatus, type_: &str) {
+fn remove_condition(status: &mut DeploymentStatus, type_: &str) {
     if let Some(conditions) = status.conditions.as_mut() {
         conditions.retain(|c| c.type_ != type_);
         if conditions.is_empty() {
@@ -132,7 +132,7 @@ fn deadline(d: &Deployment) -> Option<jiff::SignedDuration> {
 }
 
 /// No progress within progressDeadlineSeconds of the Progressing condition's last update.
-pub fn timed_out(d: &Deployment, status: &DeploymentStatus, now: Timestamp) -> bool {
+fn timed_out(d: &Deployment, status: &DeploymentStatus, now: Timestamp) -> bool {
     if !has_progress_deadline(d) {
         return false;
     }
