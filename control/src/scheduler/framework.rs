@@ -258,6 +258,9 @@ pub struct FitError {
     pub reasons: BTreeMap<String, usize>,
     /// Why PreFilter rejected the pod everywhere (then `reasons` is empty).
     pub pre_filter: Option<String>,
+    /// The plugins that rejected the pod (kube-scheduler's UnschedulablePlugins): a change
+    /// that concerns one of them may let it fit.
+    pub plugins: BTreeSet<&'static str>,
 }
 
 impl fmt::Display for FitError {
@@ -304,9 +307,10 @@ impl Framework {
         Framework { filters, scorers, next_start: 0 }
     }
 
-    fn filter_node(&self, state: &CycleState, node: &NodeInfo) -> Result<(), Unfit> {
+    /// Runs the filters on the node; the first that rejects it says why.
+    fn filter_node(&self, state: &CycleState, node: &NodeInfo) -> Result<(), (&'static str, Unfit)> {
         for plugin in &self.filters {
-            plugin.filter(state, node)?;
+            plugin.filter(state, node).map_err(|unfit| (plugin.name(), unfit))?;
         }
         Ok(())
     }
@@ -315,12 +319,18 @@ impl Framework {
     pub fn schedule(&mut self, state: &mut CycleState, cache: &Cache) -> Result<String, FitError> {
         let num_nodes = cache.num_nodes();
         if num_nodes == 0 {
-            return Err(FitError { num_nodes: 0, reasons: BTreeMap::new(), pre_filter: None });
+            return Err(FitError {
+                num_nodes: 0,
+                reasons: BTreeMap::new(),
+                pre_filter: None,
+                plugins: BTreeSet::new(),
+            });
         }
         for plugin in &self.filters {
             if let Err(unfit) = plugin.pre_filter(state, cache) {
                 let message = unfit.0.join(", ");
-                return Err(FitError { num_nodes, reasons: BTreeMap::new(), pre_filter: Some(message) });
+                let plugins = BTreeSet::from([plugin.name()]);
+                return Err(FitError { num_nodes, reasons: BTreeMap::new(), pre_filter: Some(message), plugins });
             }
         }
         let to_find = num_feasible_nodes_to_find(num_nodes);
@@ -336,6 +346,7 @@ impl Framework {
         let all = cache.node_slots();
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(num_nodes));
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut plugins = BTreeSet::new();
         let start = self.next_start % all.len().max(1);
         let mut visited = 0;
         for i in 0..all.len() {
@@ -351,7 +362,8 @@ impl Framework {
                         break;
                     }
                 }
-                Err(unfit) => {
+                Err((plugin, unfit)) => {
+                    plugins.insert(plugin);
                     for reason in unfit.0 {
                         *reasons.entry(reason.into_owned()).or_default() += 1;
                     }
@@ -359,7 +371,7 @@ impl Framework {
             }
         }
         self.next_start = (start + visited) % all.len().max(1);
-        self.pick(state, cache, feasible, reasons, num_nodes)
+        self.pick(state, cache, feasible, FitError { num_nodes, reasons, pre_filter: None, plugins })
     }
 
     /// Filters the given nodes only (PreFilter narrowed the candidates), then picks.
@@ -372,29 +384,31 @@ impl Framework {
         num_nodes: usize,
     ) -> Result<String, FitError> {
         let mut feasible = Vec::with_capacity(nodes.len());
+        let mut plugins = BTreeSet::new();
         for node in nodes {
             match self.filter_node(state, node) {
                 Ok(()) => feasible.push(node),
-                Err(unfit) => {
+                Err((plugin, unfit)) => {
+                    plugins.insert(plugin);
                     for reason in unfit.0 {
                         *reasons.entry(reason.into_owned()).or_default() += 1;
                     }
                 }
             }
         }
-        self.pick(state, cache, feasible, reasons, num_nodes)
+        self.pick(state, cache, feasible, FitError { num_nodes, reasons, pre_filter: None, plugins })
     }
 
+    /// The best of the feasible nodes, or `unfit` (why the others were rejected) if none is.
     fn pick(
         &self,
         state: &mut CycleState,
         cache: &Cache,
         feasible: Vec<&NodeInfo>,
-        reasons: BTreeMap<String, usize>,
-        num_nodes: usize,
+        unfit: FitError,
     ) -> Result<String, FitError> {
         match feasible.len() {
-            0 => Err(FitError { num_nodes, reasons, pre_filter: None }),
+            0 => Err(unfit),
             1 => Ok(feasible[0].name.clone()),
             _ => {
                 let totals = self.score(state, cache, &feasible);
@@ -455,19 +469,21 @@ mod tests {
                 ("Insufficient memory".to_string(), 2),
             ]),
             pre_filter: None,
+            plugins: BTreeSet::new(),
         };
         assert_eq!(
             error.to_string(),
             "0/3 nodes are available: 2 Insufficient memory, 1 node(s) didn't offer runtime wasmtime."
         );
         assert_eq!(
-            FitError { num_nodes: 0, reasons: BTreeMap::new(), pre_filter: None }.to_string(),
+            FitError { num_nodes: 0, reasons: BTreeMap::new(), pre_filter: None, plugins: BTreeSet::new() }.to_string(),
             "no nodes available to schedule pods"
         );
         let rejected = FitError {
             num_nodes: 2,
             reasons: BTreeMap::new(),
             pre_filter: Some("pod's RuntimeClass \"x\" not found".into()),
+            plugins: BTreeSet::from(["RuntimeSupport"]),
         };
         assert_eq!(rejected.to_string(), "0/2 nodes are available: pod's RuntimeClass \"x\" not found.");
     }

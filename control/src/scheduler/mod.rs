@@ -28,6 +28,8 @@ use tokio::sync::{Notify, Semaphore};
 
 use self::cache::Cache;
 use self::framework::{CycleState, FitError, PodInfo, RuntimeRequirements};
+use self::plugins::inter_pod_affinity::NAME as INTER_POD_AFFINITY;
+use self::plugins::pod_topology_spread::NAME as POD_TOPOLOGY_SPREAD;
 use self::plugins::runtime_support::ImageRuntimes;
 use self::queue::SchedulingQueue;
 use crate::events::{EventType, Recorder, reference};
@@ -139,7 +141,17 @@ impl Shared {
             } else {
                 let node = node.to_string();
                 let info = Arc::new(PodInfo::new(Arc::new(pod)));
-                lock(&self.cache).add_bound_pod(info, &node);
+                let newly_bound = {
+                    let mut cache = lock(&self.cache);
+                    let confirmed = cache.has_pod(&uid) && !cache.is_assumed(&uid);
+                    cache.add_bound_pod(info, &node);
+                    !confirmed
+                };
+                if newly_bound {
+                    // A pod on a node may be what an affinity or spread constraint waits for.
+                    lock(&self.queue).move_rejected_by(&[INTER_POD_AFFINITY, POD_TOPOLOGY_SPREAD], Instant::now());
+                    self.wake.notify_one();
+                }
             }
         } else if !ours(&pod) || pod.metadata.deletion_timestamp.is_some() {
             lock(&self.queue).delete(&uid);
@@ -357,7 +369,7 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>, options: Optio
             }
             Err(error) => {
                 shared.metrics.unschedulable.fetch_add(1, Ordering::Relaxed);
-                lock(&shared.queue).unschedulable(&uid, popped.cycle, Instant::now());
+                lock(&shared.queue).unschedulable(&uid, popped.cycle, error.plugins.clone(), Instant::now());
                 report_unschedulable(&client, &shared, &recorder, &pod, &error);
             }
         }
@@ -430,6 +442,8 @@ async fn bind(client: &kube::Client, shared: &Shared, recorder: &Recorder, poppe
         Err(e) => {
             shared.metrics.bind_errors.fetch_add(1, Ordering::Relaxed);
             lock(&shared.cache).forget(&uid);
+            // The node the pod was assumed on has room again.
+            shared.cluster_changed();
             let gone = matches!(&e, kube::Error::Api(status) if status.code == 404 || status.code == 409);
             if gone {
                 tracing::debug!(pod = %format!("{namespace}/{name}"), error = %e, "binding refused; the watch has the pod's state");
@@ -472,6 +486,7 @@ fn report_unschedulable(client: &kube::Client, shared: &Shared, recorder: &Recor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn shared() -> Shared {
         Shared {
@@ -501,7 +516,7 @@ mod tests {
     fn fail_next(shared: &Shared) -> String {
         let popped = lock(&shared.queue).pop(Instant::now()).expect("a pod to schedule");
         let uid = uid_of(&popped.pod.metadata);
-        lock(&shared.queue).unschedulable(&uid, popped.cycle, Instant::now());
+        lock(&shared.queue).unschedulable(&uid, popped.cycle, BTreeSet::new(), Instant::now());
         uid
     }
 

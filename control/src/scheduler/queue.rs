@@ -35,7 +35,10 @@ struct Entry {
     /// When the backoff ends (backoff queue), or since when it is unschedulable.
     at: Instant,
     /// When the pod first entered the queue (scheduling latency is measured from here).
-    pub added: Instant,
+    added: Instant,
+    /// The plugins that rejected the pod in its last cycle (kube-scheduler's
+    /// UnschedulablePlugins).
+    rejected_by: BTreeSet<&'static str>,
 }
 
 /// A pod handed out for a scheduling cycle.
@@ -125,8 +128,15 @@ impl SchedulingQueue {
         let uid = uid(&pod);
         match self.entries.get_mut(&uid) {
             None => {
-                let entry =
-                    Entry { pod, place: Place::Active, active_key: (Reverse(0), 0), attempts: 0, at: now, added: now };
+                let entry = Entry {
+                    pod,
+                    place: Place::Active,
+                    active_key: (Reverse(0), 0),
+                    attempts: 0,
+                    at: now,
+                    added: now,
+                    rejected_by: BTreeSet::new(),
+                };
                 self.entries.insert(uid.clone(), entry);
                 self.push_active(&uid);
             }
@@ -192,14 +202,15 @@ impl SchedulingQueue {
         self.backoff.first().map(|(at, _)| *at)
     }
 
-    /// The pod popped in `cycle` fits no node: it waits for a cluster event, or (if one came
-    /// while it was being scheduled) for its backoff.
-    pub fn unschedulable(&mut self, uid: &str, cycle: u64, now: Instant) {
+    /// The pod popped in `cycle` fits no node (`rejected_by` these plugins): it waits for a
+    /// cluster event, or (if one came while it was being scheduled) for its backoff.
+    pub fn unschedulable(&mut self, uid: &str, cycle: u64, rejected_by: BTreeSet<&'static str>, now: Instant) {
         let Some(entry) = self.entries.get_mut(uid) else { return };
         if entry.place != Place::InFlight {
             return;
         }
         entry.attempts += 1;
+        entry.rejected_by = rejected_by;
         let until = now + backoff(entry.attempts);
         if self.move_request_cycle >= cycle {
             self.push_backoff(uid, until);
@@ -218,7 +229,15 @@ impl SchedulingQueue {
         let attempts = attempts + 1;
         self.entries.insert(
             uid.clone(),
-            Entry { pod, place: Place::Backoff, active_key: (Reverse(0), 0), attempts, at: now, added },
+            Entry {
+                pod,
+                place: Place::Backoff,
+                active_key: (Reverse(0), 0),
+                attempts,
+                at: now,
+                added,
+                rejected_by: BTreeSet::new(),
+            },
         );
         self.push_backoff(&uid, now + backoff(attempts));
     }
@@ -242,6 +261,27 @@ impl SchedulingQueue {
         self.move_request_cycle = self.cycle;
         let waiting = std::mem::take(&mut self.unschedulable);
         for (since, uid) in waiting {
+            let attempts = self.entries.get(&uid).map_or(0, |e| e.attempts);
+            self.move_one(&uid, since + backoff(attempts), now);
+        }
+    }
+
+    /// A change that concerns only `plugins` (a pod was bound: InterPodAffinity,
+    /// PodTopologySpread): moves the unschedulable pods one of them rejected, as
+    /// [`Self::move_all`] does.
+    pub fn move_rejected_by(&mut self, plugins: &[&str], now: Instant) {
+        let concerned: Vec<(Instant, String)> = self
+            .unschedulable
+            .iter()
+            .filter(|(_, uid)| self.entries.get(uid).is_some_and(|e| e.rejected_by.iter().any(|p| plugins.contains(p))))
+            .cloned()
+            .collect();
+        if concerned.is_empty() {
+            return;
+        }
+        self.move_request_cycle = self.cycle;
+        for (since, uid) in concerned {
+            self.unschedulable.remove(&(since, uid.clone()));
             let attempts = self.entries.get(&uid).map_or(0, |e| e.attempts);
             self.move_one(&uid, since + backoff(attempts), now);
         }
@@ -289,7 +329,7 @@ mod tests {
         let mut q = SchedulingQueue::default();
         q.add(pod("a", 0), t0);
         let popped = q.pop(t0).unwrap();
-        q.unschedulable("a", popped.cycle, t0);
+        q.unschedulable("a", popped.cycle, BTreeSet::new(), t0);
         assert_eq!(q.counts(), (0, 0, 1));
         // A status-only update is no reason to retry.
         q.add(pod("a", 0), t0);
@@ -302,7 +342,7 @@ mod tests {
         assert_eq!(popped.attempts, 1);
         // Second failure: 2 s backoff; an event after it goes straight to active.
         let t1 = t0 + Duration::from_secs(2);
-        q.unschedulable("a", popped.cycle, t1);
+        q.unschedulable("a", popped.cycle, BTreeSet::new(), t1);
         q.move_all(t1 + Duration::from_secs(3));
         assert_eq!(q.counts(), (1, 0, 0));
     }
@@ -314,7 +354,7 @@ mod tests {
         q.add(pod("a", 0), t0);
         let popped = q.pop(t0).unwrap();
         q.move_all(t0);
-        q.unschedulable("a", popped.cycle, t0);
+        q.unschedulable("a", popped.cycle, BTreeSet::new(), t0);
         assert_eq!(q.counts(), (0, 1, 0));
         assert!(q.pop(t0 + Duration::from_secs(1)).is_some());
     }
@@ -325,10 +365,10 @@ mod tests {
         let mut q = SchedulingQueue::default();
         q.add(pod("a", 0), t0);
         let popped = q.pop(t0).unwrap();
-        q.unschedulable("a", popped.cycle, t0);
+        q.unschedulable("a", popped.cycle, BTreeSet::new(), t0);
         q.add(pod("a", 5), t0 + Duration::from_secs(2));
         assert!(q.pop(t0 + Duration::from_secs(2)).is_some());
-        q.unschedulable("a", popped.cycle + 1, t0 + Duration::from_secs(2));
+        q.unschedulable("a", popped.cycle + 1, BTreeSet::new(), t0 + Duration::from_secs(2));
         assert!(q.pop(t0 + Duration::from_secs(20)).is_none());
         assert!(q.pop(t0 + Duration::from_secs(2) + MAX_UNSCHEDULABLE).is_some());
     }
@@ -355,5 +395,21 @@ mod tests {
         q.delete("a");
         assert!(q.pop(t0 + MAX_BACKOFF).is_none());
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn a_bound_pod_moves_only_the_pods_its_plugins_rejected() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::default();
+        q.add(pod("affine", 0), t0);
+        q.add(pod("big", 0), t0);
+        let popped = q.pop(t0).unwrap();
+        q.unschedulable(name(&popped), popped.cycle, BTreeSet::from(["InterPodAffinity"]), t0);
+        let popped_big = q.pop(t0).unwrap();
+        q.unschedulable(name(&popped_big), popped_big.cycle, BTreeSet::from(["NodeResourcesFit"]), t0);
+        assert_eq!(q.counts(), (0, 0, 2));
+        q.move_rejected_by(&["InterPodAffinity", "PodTopologySpread"], t0 + MAX_BACKOFF);
+        assert_eq!(q.counts(), (1, 0, 1));
+        assert_eq!(name(&q.pop(t0 + MAX_BACKOFF).unwrap()), "affine");
     }
 }

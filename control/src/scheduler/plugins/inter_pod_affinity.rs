@@ -57,11 +57,14 @@ fn required_affinity(pod: &PodInfo) -> &[PodAffinityTerm] {
         .unwrap_or_default()
 }
 
+/// The plugin's name, as kube-scheduler's.
+pub const NAME: &str = "InterPodAffinity";
+
 pub struct InterPodAffinity;
 
 impl FilterPlugin for InterPodAffinity {
     fn name(&self) -> &'static str {
-        "InterPodAffinity"
+        NAME
     }
 
     fn pre_filter(&self, state: &mut CycleState, cache: &Cache) -> Result<(), Unfit> {
@@ -134,7 +137,7 @@ struct ScoreState(HashMap<String, HashMap<String, i64>>);
 
 impl ScorePlugin for InterPodAffinity {
     fn name(&self) -> &'static str {
-        "InterPodAffinity"
+        NAME
     }
 
     fn pre_score(&self, state: &mut CycleState, cache: &Cache, _nodes: &[&NodeInfo]) {

@@ -105,11 +105,14 @@ struct SoftState {
     counts: Vec<Option<HashMap<String, i64>>>,
 }
 
+/// The plugin's name, as kube-scheduler's.
+pub const NAME: &str = "PodTopologySpread";
+
 pub struct PodTopologySpread;
 
 impl FilterPlugin for PodTopologySpread {
     fn name(&self) -> &'static str {
-        "PodTopologySpread"
+        NAME
     }
 
     fn pre_filter(&self, state: &mut CycleState, cache: &Cache) -> Result<(), Unfit> {
@@ -148,7 +151,7 @@ impl FilterPlugin for PodTopologySpread {
 
 impl ScorePlugin for PodTopologySpread {
     fn name(&self) -> &'static str {
-        "PodTopologySpread"
+        NAME
     }
 
     fn pre_score(&self, state: &mut CycleState, cache: &Cache, nodes: &[&NodeInfo]) {
