@@ -238,10 +238,25 @@ fn recreate_replaces_all_pods_at_once_and_adopts_orphans() {
     cluster.ok(&["set", "image", "deployment/web", "ticker=ticker:v2"]);
     rollout_status(&cluster);
     wait_running(&cluster, 3, "ticker:v2", Duration::from_secs(60));
-    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.kind=Deployment"]);
-    let down = events.find("Scaled down replica set").expect("scaled down");
-    let up_new = events.rfind("Scaled up replica set").expect("scaled up");
-    assert!(down < up_new, "old scaled down before new scaled up:\n{events}");
+    let old = rs["metadata"]["name"].as_str().unwrap().to_string();
+    let new = rs_of_revision(&cluster, "2")["metadata"]["name"].as_str().unwrap().to_string();
+    let mut events = items(
+        &cluster,
+        &["get", "events", "--field-selector", "involvedObject.kind=Deployment,involvedObject.name=web"],
+    );
+    events.sort_by_key(|e| e["eventTime"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()));
+    let messages: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    let at = |message: &str| messages.iter().position(|m| *m == message);
+    let down = at(&format!("Scaled down replica set {old} from 3 to 0"));
+    let up = at(&format!("Scaled up replica set {new} from 0 to 3"));
+    assert!(
+        down.is_some() && up.is_some() && down < up,
+        "{old} scaled down to 0 before {new} scaled up from 0 to 3:\n{messages:#?}"
+    );
+    let partial = format!("Scaled up replica set {new} from ");
+    let stepwise: Vec<&&str> =
+        messages.iter().filter(|m| m.starts_with(&partial) && !m.ends_with("from 0 to 3")).collect();
+    assert!(stepwise.is_empty(), "Recreate scaled the new ReplicaSet up in steps: {stepwise:?}");
 
     // maxSurge and maxUnavailable may not both be 0.
     let frozen = manifest.replace("name: web", "name: frozen").replace(
