@@ -28,6 +28,10 @@ pub struct JoinOptions {
     pub insecure_registries: Vec<String>,
     /// `leaseDurationSeconds` of the node's Lease (renewed every quarter of it).
     pub node_lease_duration_seconds: u32,
+    /// Where the node's HTTP gateway listens.
+    pub gateway_listen: SocketAddr,
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
 }
 
 /// The machine's host name, the default node name.
@@ -120,6 +124,8 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         pids_limit: options.pids_limit,
         lease_duration_seconds: options.node_lease_duration_seconds,
         compiled_cache: Some(wasm_cache(&options.data_dir)),
+        gateway_listen: options.gateway_listen,
+        cluster_domain: options.cluster_domain.clone(),
     };
     let shims = shims(&options.data_dir, options.max_pods)?;
     wharf_runtime::run(config, client, shims, images).await?;

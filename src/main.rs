@@ -55,6 +55,18 @@ enum Command {
         /// tolerationSeconds of the unreachable:NoExecute toleration added to every pod without one.
         #[arg(long, default_value_t = 300)]
         default_unreachable_toleration_seconds: i64,
+        /// The range pod IPs come from; each node gets a slice of it as its podCIDR.
+        #[arg(long, default_value = "10.244.0.0/16")]
+        cluster_cidr: ipnet::Ipv4Net,
+        /// Prefix length of each node's podCIDR within --cluster-cidr.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+        node_cidr_mask_size: u8,
+        /// The range Service ClusterIPs come from (must not overlap --cluster-cidr).
+        #[arg(long, default_value = "10.96.0.0/12")]
+        service_cidr: ipnet::Ipv4Net,
+        /// The ports NodePort Services may use, as FIRST-LAST.
+        #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+        service_node_port_range: std::ops::RangeInclusive<u16>,
         #[command(flatten)]
         tuning: AgentTuning,
     },
@@ -110,6 +122,12 @@ struct AgentTuning {
     #[arg(long, default_value_t = wharf_runtime::node::DEFAULT_LEASE_DURATION_SECONDS,
           value_parser = clap::value_parser!(u32).range(1..))]
     node_lease_duration_seconds: u32,
+    /// Where the node's HTTP gateway (Functions, routed Services) listens.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    gateway_listen: SocketAddr,
+    /// The cluster's DNS domain: Services are NAME.NAMESPACE.svc.DOMAIN.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 /// `$XDG_DATA_HOME/wharf`, else `~/.local/share/wharf`.
@@ -188,17 +206,36 @@ async fn run(command: Command) -> anyhow::Result<()> {
             event_ttl,
             default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds,
+            cluster_cidr,
+            node_cidr_mask_size,
+            service_cidr,
+            service_node_port_range,
             tuning,
         } => {
+            if cluster_cidr.contains(&service_cidr.network()) || service_cidr.contains(&cluster_cidr.network()) {
+                anyhow::bail!("--service-cidr {service_cidr} overlaps --cluster-cidr {cluster_cidr}");
+            }
+            if node_cidr_mask_size < cluster_cidr.prefix_len() {
+                anyhow::bail!(
+                    "--node-cidr-mask-size {node_cidr_mask_size} is larger than --cluster-cidr {cluster_cidr} itself"
+                );
+            }
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let config = wharf_control::server::ServerConfig {
                 data_dir: data_dir.clone(),
                 listen,
                 store: wharf_control::store::StoreOptions { window: watch_window, ..Default::default() },
-                controllers: wharf_control::controllers::ControllerOptions { node_monitor_grace_period, event_ttl },
+                controllers: wharf_control::controllers::ControllerOptions {
+                    node_monitor_grace_period,
+                    event_ttl,
+                    cluster_cidr,
+                    node_cidr_mask_size,
+                },
                 admission: wharf_control::server::AdmissionOptions {
                     default_not_ready_toleration_seconds,
                     default_unreachable_toleration_seconds,
+                    service_cidr,
+                    service_node_port_range,
                 },
             };
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -230,6 +267,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     pids_limit: tuning.pids_limit,
                     insecure_registries: tuning.insecure_registries,
                     node_lease_duration_seconds: tuning.node_lease_duration_seconds,
+                    gateway_listen: tuning.gateway_listen,
+                    cluster_domain: tuning.cluster_domain,
                 };
                 agent::run(options).await.context("the local node agent stopped")
             };
@@ -254,6 +293,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 pids_limit: tuning.pids_limit,
                 insecure_registries: tuning.insecure_registries,
                 node_lease_duration_seconds: tuning.node_lease_duration_seconds,
+                gateway_listen: tuning.gateway_listen,
+                cluster_domain: tuning.cluster_domain,
             };
             tokio::select! {
                 result = agent::run(options) => result,
@@ -269,4 +310,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let seconds = wharf_control::registry::validation::parse_duration(text)?;
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} must be a duration of zero or more, like 40s"))
+}
+
+/// A port range flag: `FIRST-LAST`.
+fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{text:?} must be a port range FIRST-LAST, like 30000-32767");
+    let (first, last) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u16, u16) = (first.trim().parse().map_err(|_| bad())?, last.trim().parse().map_err(|_| bad())?);
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(first..=last)
 }

@@ -34,6 +34,10 @@ pub struct AdmissionOptions {
     pub default_not_ready_toleration_seconds: i64,
     /// `--default-unreachable-toleration-seconds`: the same for `node.kubernetes.io/unreachable`.
     pub default_unreachable_toleration_seconds: i64,
+    /// `--service-cidr`: the range ClusterIPs are allocated from.
+    pub service_cidr: ipnet::Ipv4Net,
+    /// `--service-node-port-range`: the ports NodePorts are allocated from.
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
 }
 
 /// What a started server tells its operator (and the in-process agent).

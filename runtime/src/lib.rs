@@ -60,6 +60,10 @@ pub struct AgentConfig {
     pub lease_duration_seconds: u32,
     /// The wasmtime shim's compiled-code cache, counted with the images in node.status.images.
     pub compiled_cache: Option<PathBuf>,
+    /// Where the node's HTTP gateway for Functions and routed Services listens.
+    pub gateway_listen: SocketAddr,
+    /// The cluster's DNS domain (kubelet's `--cluster-domain`), for pods' search paths.
+    pub cluster_domain: String,
 }
 
 /// The image puller agents use: the node's image store behind the cluster's registry, with the

@@ -21,9 +21,75 @@ fn log_filter() -> String {
     std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,libcgroups=error".into())
 }
 
+/// The address ranges one test cluster has to itself, so that clusters of tests running at the
+/// same time (in one process or several) never program the host with overlapping pod networks,
+/// ClusterIPs or NodePorts. A slot is held by a lock on its file for the cluster's lifetime.
+pub struct NetworkSlot {
+    /// The second octet of every address of the cluster: pods 10.N.0.0/17, Services 10.N.128.0/17.
+    pub octet: u8,
+    _lock: std::fs::File,
+}
+
+impl NetworkSlot {
+    const FIRST: u8 = 100;
+    const COUNT: u8 = 128;
+
+    /// Takes a free slot, waiting for one if all are held.
+    pub fn take() -> Self {
+        let dir = std::env::temp_dir().join("wharf-test-network-slots");
+        std::fs::create_dir_all(&dir).expect("create the network slot dir");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for octet in Self::FIRST..Self::FIRST + Self::COUNT {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(dir.join(format!("{octet}.lock")))
+                    .expect("open a network slot lock");
+                if file.try_lock().is_ok() {
+                    return NetworkSlot { octet, _lock: file };
+                }
+            }
+            assert!(Instant::now() < deadline, "all {} test network slots stayed taken for 2 min", Self::COUNT);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn cluster_cidr(&self) -> String {
+        format!("10.{}.0.0/17", self.octet)
+    }
+
+    pub fn service_cidr(&self) -> String {
+        format!("10.{}.128.0/17", self.octet)
+    }
+
+    /// 20 NodePorts of the default range, apart from every other slot's.
+    pub fn node_port_range(&self) -> String {
+        let first = 30000 + u32::from(self.octet - Self::FIRST) * 20;
+        format!("{first}-{}", first + 19)
+    }
+
+    /// `wharf server` flags for this slot, leaving out those `given` already sets.
+    fn server_args(&self, given: &[String]) -> Vec<String> {
+        let flags = [
+            ("--cluster-cidr", self.cluster_cidr()),
+            ("--service-cidr", self.service_cidr()),
+            ("--service-node-port-range", self.node_port_range()),
+            ("--gateway-listen", "127.0.0.1:0".to_string()),
+        ];
+        flags
+            .into_iter()
+            .filter(|(flag, _)| !given.iter().any(|g| g == flag || g.starts_with(&format!("{flag}="))))
+            .flat_map(|(flag, value)| [flag.to_string(), value])
+            .collect()
+    }
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub url: String,
+    pub network: NetworkSlot,
     listen: String,
     args: Vec<String>,
     child: Option<Child>,
@@ -38,8 +104,10 @@ impl Cluster {
     /// Starts `wharf server` with extra flags.
     pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = args.iter().map(|a| a.to_string()).collect();
-        let mut cluster = Cluster { dir, url: String::new(), listen: "127.0.0.1:0".into(), args, child: None };
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let network = NetworkSlot::take();
+        let args = [network.server_args(&args), args].concat();
+        let mut cluster = Cluster { dir, url: String::new(), network, listen: "127.0.0.1:0".into(), args, child: None };
         cluster.boot();
         cluster
     }
@@ -234,6 +302,7 @@ impl Cluster {
             .args(["--name", name, "--data-dir"])
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--gateway-listen") { &[][..] } else { &["--gateway-listen", "127.0.0.1:0"][..] })
             .args(args)
             .env("RUST_LOG", log_filter())
             .spawn()

@@ -45,7 +45,12 @@ mod tests {
     use super::*;
 
     fn options() -> AdmissionOptions {
-        AdmissionOptions { default_not_ready_toleration_seconds: 3, default_unreachable_toleration_seconds: 7 }
+        AdmissionOptions {
+            default_not_ready_toleration_seconds: 3,
+            default_unreachable_toleration_seconds: 7,
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            service_node_port_range: 30000..=32767,
+        }
     }
 
     #[test]

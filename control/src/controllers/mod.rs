@@ -97,6 +97,10 @@ pub struct ControllerOptions {
     pub node_monitor_grace_period: Duration,
     /// `--event-ttl` (kube-apiserver's): how long an Event is kept after it last happened.
     pub event_ttl: Duration,
+    /// `--cluster-cidr`: the range each node's `spec.podCIDR` is cut from.
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// `--node-cidr-mask-size`: the prefix length of each node's podCIDR.
+    pub node_cidr_mask_size: u8,
 }
 
 /// Starts every controller and the scheduler; they run until the process ends.
