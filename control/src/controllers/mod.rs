@@ -8,6 +8,7 @@ pub mod event_ttl;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
 pub mod statefulset;
@@ -106,6 +107,7 @@ pub struct ControllerOptions {
 /// Starts every controller and the scheduler; they run until the process ends.
 pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));
+    tokio::spawn(node_ipam::run(client.clone(), options.cluster_cidr, options.node_cidr_mask_size));
     tokio::spawn(node_lifecycle::run(client.clone(), options.node_monitor_grace_period));
     tokio::spawn(event_ttl::run(client.clone(), options.event_ttl));
     tokio::spawn(taint_eviction::run(client.clone()));
