@@ -18,7 +18,7 @@ use super::request::{self, FieldValidation, Output, Query, Target};
 use crate::error::{Error, Result};
 use crate::registry::kinds::{ResourceInfo, Subresource};
 use crate::registry::selector::{FieldSelector, LabelSelector};
-use crate::registry::{defaults, fields, strategy, validation};
+use crate::registry::{defaults, fields, service_alloc, strategy, validation};
 use crate::store::{ObjectKey, Stored, Write, WriteError};
 
 /// How many times a write is retried after losing a compare-and-swap race.
@@ -332,6 +332,7 @@ async fn create(
         super::admission::default_tolerations(&mut object, &state.admission);
         super::runtime_class::admit_pod(&state.store, &mut object)?;
     }
+    let _allocating = service_alloc::admit(&state.store, &state.admission, resource, &mut object, None).await?;
     let causes = validation::validate(resource, &object, None);
     if !causes.is_empty() {
         return Err(invalid(resource, &object, causes));
@@ -413,6 +414,7 @@ async fn write_back(
         let status_only = target.subresource == Some(Subresource::Status);
         strategy::prepare_update(resource, &mut new, old, target.subresource.filter(|_| status_only));
         defaults::apply(resource, &mut new);
+        let _allocating = service_alloc::admit(&state.store, &state.admission, resource, &mut new, Some(old)).await?;
         let causes = validation::validate(resource, &new, Some(old));
         if !causes.is_empty() {
             return Err(invalid(resource, &new, causes));

@@ -4,6 +4,8 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoint_slice;
+pub mod endpoints;
 pub mod event_ttl;
 pub mod garbage_collector;
 pub mod job;
@@ -119,5 +121,7 @@ pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(ttl_after_finished::run(client.clone()));
     tokio::spawn(daemonset::run(client.clone()));
     tokio::spawn(statefulset::run(client.clone()));
+    tokio::spawn(endpoints::run(client.clone()));
+    tokio::spawn(endpoint_slice::run(client.clone()));
     tokio::spawn(crate::scheduler::run(client));
 }

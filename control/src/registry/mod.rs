@@ -8,6 +8,7 @@ pub mod kinds;
 pub mod patch_strategy;
 pub mod schema;
 pub mod selector;
+pub mod service_alloc;
 pub mod strategy;
 pub mod table;
 pub mod validation;
