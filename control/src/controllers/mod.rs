@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod event_ttl;
+pub mod function;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
@@ -121,6 +122,7 @@ pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(ttl_after_finished::run(client.clone()));
     tokio::spawn(daemonset::run(client.clone()));
     tokio::spawn(statefulset::run(client.clone()));
+    tokio::spawn(function::run(client.clone()));
     tokio::spawn(endpoints::run(client.clone()));
     tokio::spawn(endpoint_slice::run(client.clone()));
     tokio::spawn(crate::scheduler::run(client));

@@ -194,7 +194,7 @@ impl ImageRuntimes {
         (now.duration_since(at) < ttl(answer)).then_some(answer)
     }
 
-    async fn of_image(&self, image: &str) -> ImageRuntime {
+    pub async fn of_image(&self, image: &str) -> ImageRuntime {
         let now = Instant::now();
         if let Some(answer) = self.remembered(image, now) {
             return answer;
