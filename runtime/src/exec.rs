@@ -69,6 +69,16 @@ impl RunningContainers {
         }
     }
 
+    /// Every running container as (namespace, pod, container name, container).
+    pub fn all(&self) -> Vec<(String, String, String, Arc<dyn Container>)> {
+        let pods = self.pods.lock().expect("running containers lock");
+        pods.iter()
+            .flat_map(|((namespace, pod), containers)| {
+                containers.iter().map(move |(name, c)| (namespace.clone(), pod.clone(), name.clone(), c.clone()))
+            })
+            .collect()
+    }
+
     /// The running container, or the kubelet's message when it is not running.
     pub fn get(&self, namespace: &str, pod: &str, name: &str) -> Result<Arc<dyn Container>, String> {
         let pods = self.pods.lock().expect("running containers lock");
