@@ -15,6 +15,7 @@ pub mod pods;
 pub mod probes;
 pub mod pull;
 pub mod sandbox;
+pub mod sockets;
 pub mod status;
 pub mod volumes;
 pub mod worker;

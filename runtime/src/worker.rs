@@ -618,6 +618,12 @@ impl PodRun {
         let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
         let memory_limit = limits.and_then(|l| l.get("memory")).and_then(|q| quantity_bytes(&q.0));
         let cpu_limit_millis = limits.and_then(|l| l.get("cpu")).and_then(|q| quantity_millis(&q.0));
+        // Wasm guests allowed sockets run inside the pod's network namespace (WASOCK).
+        let network = if shim.name() == "wasmtime" && crate::sockets::wasi_sockets_allowed(&self.pod, spec) {
+            Some(self.sandbox().await.map_err(|m| ("CreateContainerError", m))?.netns().to_path_buf())
+        } else {
+            None
+        };
         let container_spec = ContainerSpec {
             id: format!("{uid}-{}-{attempt}", spec.name),
             artifact: artifact.path.clone(),
@@ -629,6 +635,7 @@ impl PodRun {
             memory_limit,
             cpu_limit_millis,
             log: log.clone(),
+            network,
             linux,
         };
         Ok((shim, container_spec, log))

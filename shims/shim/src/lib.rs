@@ -87,6 +87,11 @@ pub struct ContainerSpec {
     /// `resources.limits.cpu` in millicores.
     pub cpu_limit_millis: Option<u64>,
     pub log: Arc<dyn LogSink>,
+    /// The pod's network namespace (a bind-mounted namespace file) when the guest may use
+    /// sockets: the wasmtime shim then grants wasi-sockets and runs the guest on a thread that
+    /// joined this namespace. `None` denies sockets. Linux containers join the pod's network
+    /// through `linux.namespaces` instead and ignore it.
+    pub network: Option<PathBuf>,
     /// What only Linux containers use; the wasmtime shim ignores it.
     pub linux: LinuxSpec,
 }
@@ -202,6 +207,7 @@ impl std::fmt::Debug for ContainerSpec {
             .field("args", &self.args)
             .field("mounts", &self.mounts)
             .field("memory_limit", &self.memory_limit)
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }

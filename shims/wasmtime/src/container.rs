@@ -1,18 +1,24 @@
-//! A running guest: a tokio task (no thread of its own) and the `Container` handle the agent
-//! holds to wait for it, stop it and read its resource use.
+//! A running guest and the `Container` handle the agent holds to wait for it, stop it and read
+//! its resource use. A guest runs as a tokio task on the agent's runtime (no thread of its own),
+//! unless it may use sockets: then it runs on an OS thread of its own that first joins the
+//! pod's network namespace and drives the guest on a current-thread runtime, so every socket
+//! the guest opens (and every blocking helper thread that runtime spawns) lives in the pod's
+//! network. Both ways share the supervision below, so stop, exit status and logs are the same.
 //!
 //! Wasm guests receive no signals, so `stop` does not wait for the grace period: it cancels
 //! the guest at once and reports `Killed { signal: 9 }` (what a kubelet reports for a SIGKILL,
 //! exit code 137). A computing guest is cancelled at its next epoch tick, a waiting one
 //! (sleep, I/O) immediately. Dropping every handle to a container stops it the same way.
 
+use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
-use wharf_shim::{BoxFuture, Container, Exit, Stats};
+use wharf_shim::{BoxFuture, Container, Exit, ShimError, Stats};
 
 use crate::artifact::Prepared;
 use crate::component::{self, ComponentHost};
@@ -47,11 +53,45 @@ pub(crate) struct Guest {
 impl WasmContainer {
     /// Starts `guest` as a task on the current tokio runtime.
     pub(crate) fn spawn(id: String, guest: Guest) -> Arc<Self> {
+        let (container, supervised) = Self::supervise(id, guest);
+        tokio::spawn(supervised);
+        container
+    }
+
+    /// Starts `guest` on a thread of its own that has joined the network namespace at `netns`
+    /// (a namespace file such as a bind mount of `/proc/PID/ns/net`). Returns once the thread
+    /// is in the namespace; joining it is what can fail.
+    pub(crate) async fn spawn_in_network(id: String, guest: Guest, netns: &Path) -> Result<Arc<Self>, ShimError> {
+        let (container, supervised) = Self::supervise(id, guest);
+        let (joined_tx, joined) = tokio::sync::oneshot::channel();
+        let netns = netns.to_path_buf();
+        std::thread::Builder::new()
+            .name("wasm-netns".into())
+            .spawn(move || {
+                let runtime = match join_network(&netns).and_then(|()| current_thread_runtime()) {
+                    Ok(runtime) => runtime,
+                    Err(e) => return drop(joined_tx.send(Err(e))),
+                };
+                let _ = joined_tx.send(Ok(()));
+                runtime.block_on(supervised);
+                // Blocking helpers (name lookups) may still run: leave them, the exit is out.
+                runtime.shutdown_background();
+            })
+            .map_err(|e| ShimError::Runtime(format!("guest thread: {e}")))?;
+        joined
+            .await
+            .map_err(|_| ShimError::Runtime("the guest thread ended before joining the pod network".into()))??;
+        Ok(container)
+    }
+
+    /// The handle of `guest`, and the future that runs it to its end (or its stop) and
+    /// publishes how it ended.
+    fn supervise(id: String, guest: Guest) -> (Arc<Self>, impl Future<Output = ()> + Send + 'static) {
         let (exit_tx, exit) = watch::channel(None);
         let (stop, mut stop_rx) = watch::channel(false);
         let usage = guest.usage.clone();
         let task_id = id.clone();
-        tokio::spawn(async move {
+        let supervised = async move {
             let usage = guest.usage.clone();
             let run = Metered::new(guest.run(), usage.clone());
             let ended = tokio::select! {
@@ -63,9 +103,25 @@ impl WasmContainer {
             usage.release_memory();
             tracing::debug!(container = %task_id, exit = ?ended, "wasm guest ended");
             exit_tx.send_replace(Some(ended));
-        });
-        Arc::new(WasmContainer { id, exit, stop, usage })
+        };
+        (Arc::new(WasmContainer { id, exit, stop, usage }), supervised)
     }
+}
+
+/// Moves the calling thread into the network namespace at `netns`, for good.
+fn join_network(netns: &Path) -> Result<(), ShimError> {
+    let fail =
+        |e: &dyn std::fmt::Display| ShimError::Runtime(format!("join network namespace {}: {e}", netns.display()));
+    let file = std::fs::File::open(netns).map_err(|e| fail(&e))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| fail(&e))
+}
+
+/// The runtime a guest thread drives its guest on: timers (sleeps, epoch pauses) and I/O.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ShimError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ShimError::Runtime(format!("guest thread runtime: {e}")))
 }
 
 impl Guest {

@@ -1,6 +1,7 @@
 //! Runs WebAssembly containers in-process on wasmtime: WASI preview 1 modules and preview 2
-//! command components, as tokio tasks on one pooled engine, with compiled code cached on disk
-//! by digest and kept linked in memory.
+//! command components, as tokio tasks on one pooled engine (a guest allowed sockets on a thread
+//! of its own inside the pod's network namespace), with compiled code cached on disk by digest
+//! and kept linked in memory.
 //!
 //! Modules: `engine` (pool sizing, epoch ticker), `cache` (compiled code on disk), `artifact`
 //! (compile/load/link once per digest), `module` and `component` (the two runners), `wasi`

@@ -12,7 +12,8 @@ use crate::limits::{MemoryLimiter, Usage};
 use crate::{WasmtimeConfig, wasi};
 
 /// Runs WebAssembly containers in-process: one engine, one compiled-code cache, guests as
-/// tokio tasks. `start` must be awaited on a tokio runtime (the guests run on it).
+/// tokio tasks; a guest given a network namespace (`ContainerSpec.network`) runs on a thread of
+/// its own inside it. `start` must be awaited on a tokio runtime (the other guests run on it).
 pub struct WasmtimeShim {
     config: WasmtimeConfig,
     engine: Engine,
@@ -54,8 +55,12 @@ impl WasmtimeShim {
             tick: self.config.epoch_tick,
             ticker: self.ticker.clone(),
         };
-        tracing::debug!(container = %spec.id, digest = %spec.digest, "starting wasm guest");
-        Ok(WasmContainer::spawn(spec.id, guest))
+        tracing::debug!(container = %spec.id, digest = %spec.digest, network = ?spec.network, "starting wasm guest");
+        let container = match &spec.network {
+            Some(netns) => WasmContainer::spawn_in_network(spec.id, guest, netns).await?,
+            None => WasmContainer::spawn(spec.id, guest),
+        };
+        Ok(container)
     }
 }
 

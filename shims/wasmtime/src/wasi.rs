@@ -1,6 +1,8 @@
 //! The guest's view of the world, from the container spec and nothing else: argv, env,
 //! preopened mounts, working directory, stdout/stderr into the log; no stdin, no host
-//! environment or directories, no network.
+//! environment or directories; no network unless the spec gives the pod's network namespace
+//! (`ContainerSpec.network`), and then all of wasi-sockets (TCP, UDP, name lookup) to any
+//! address: the guest runs inside that namespace, which is what confines it.
 
 use std::path::PathBuf;
 
@@ -21,10 +23,12 @@ pub(crate) fn context(spec: &ContainerSpec, log_bytes_per_sec: u64) -> Result<Wa
     wasi.args(&spec.args)
         .envs(&spec.env)
         .stdout(LogOutput::new(spec.log.clone(), Stream::Stdout, budget.clone()))
-        .stderr(LogOutput::new(spec.log.clone(), Stream::Stderr, budget))
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .stderr(LogOutput::new(spec.log.clone(), Stream::Stderr, budget));
+    let sockets = spec.network.is_some();
+    wasi.allow_tcp(sockets).allow_udp(sockets).allow_ip_name_lookup(sockets);
+    if sockets {
+        wasi.inherit_network();
+    }
     for mount in &spec.mounts {
         preopen(&mut wasi, &mount.host_path, &mount.guest_path, mount.read_only)?;
     }

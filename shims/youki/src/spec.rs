@@ -337,6 +337,7 @@ mod tests {
             memory_limit: None,
             cpu_limit_millis: None,
             log: Arc::new(Discard),
+            network: None,
             linux: LinuxSpec { hostname: "web".into(), cgroup_parent: "wharf/pod1".into(), ..linux },
         }
     }

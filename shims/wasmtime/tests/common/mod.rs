@@ -64,6 +64,7 @@ impl Fixture {
             memory_limit: None,
             cpu_limit_millis: None,
             log: sink.clone(),
+            network: None,
             linux: Default::default(),
         };
         (spec, sink)

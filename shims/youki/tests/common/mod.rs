@@ -57,6 +57,7 @@ pub fn spec(id: &str, layer: &Path, cgroup_parent: &str, args: &[&str]) -> (Cont
         memory_limit: None,
         cpu_limit_millis: None,
         log: sink.clone(),
+        network: None,
         linux: LinuxSpec {
             layers: vec![layer.to_path_buf()],
             hostname: "testpod".into(),
