@@ -216,6 +216,11 @@ fn allocate_ip(
     old: Option<&Value>,
     rng: &mut impl Rng,
 ) -> Result<(), Failure> {
+    // An update keeps the address it had (validation refuses a change), except that a Service
+    // that was ExternalName gets one, as kube's updateClusterIPs does.
+    if old.is_some_and(|o| type_of(&o["spec"]) != "ExternalName") {
+        return Ok(());
+    }
     let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
     let (base, size) = usable(cidr);
     let ip = if requested.is_empty() {
@@ -226,27 +231,24 @@ fn allocate_ip(
     } else {
         // A malformed address is validation's to report.
         let Ok(ip) = requested.parse::<Ipv4Addr>() else { return Ok(()) };
-        let kept = old.is_some_and(|o| cluster_ip(&o["spec"]) == requested);
-        if !kept {
-            let rendered = format!("[]string{{{:?}}}", requested);
-            let index = u32::from(ip).wrapping_sub(base);
-            if !cidr.contains(&ip) || index >= size {
-                return Err(invalid(
-                    "spec.clusterIPs".into(),
-                    rendered,
-                    format!(
-                        "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. \
-                         The range of valid IPs is {cidr}"
-                    ),
-                ));
-            }
-            if taken.ips.contains(&ip) {
-                return Err(invalid(
-                    "spec.clusterIPs".into(),
-                    rendered,
-                    format!("failed to allocate IP {ip}: provided IP is already allocated"),
-                ));
-            }
+        let rendered = format!("[]string{{{:?}}}", requested);
+        let index = u32::from(ip).wrapping_sub(base);
+        if !cidr.contains(&ip) || index >= size {
+            return Err(invalid(
+                "spec.clusterIPs".into(),
+                rendered,
+                format!(
+                    "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. \
+                     The range of valid IPs is {cidr}"
+                ),
+            ));
+        }
+        if taken.ips.contains(&ip) {
+            return Err(invalid(
+                "spec.clusterIPs".into(),
+                rendered,
+                format!("failed to allocate IP {ip}: provided IP is already allocated"),
+            ));
         }
         ip
     };
