@@ -2797,8 +2797,6 @@ impl V {
 // ---------------------------------------------------------------------------------------------
 // Services, configuration and the cluster's own kinds
 
-const NODE_PORT_RANGE: (i64, i64) = (30000, 32767);
-
 impl V {
     fn service(&mut self, obj: &Value, old: Option<&Value>) {
         let spec = self.section(obj, "", "spec");
@@ -2861,17 +2859,10 @@ impl V {
             }
             let node_port = self.int32(port, pp, "nodePort").unwrap_or(0);
             if node_port != 0 {
+                // Whether it is in --service-node-port-range is the allocator's to say
+                // (registry::service_alloc), as in kube-apiserver.
                 if service_type == "ClusterIP" {
                     self.push(Cause::forbidden(child(pp, "nodePort"), "may not be used when `type` is 'ClusterIP'"));
-                } else if !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&node_port) {
-                    self.push(invalid_raw(
-                        child(pp, "nodePort"),
-                        node_port,
-                        format!(
-                            "provided port is not in the valid range. The range of valid ports is {}-{}",
-                            NODE_PORT_RANGE.0, NODE_PORT_RANGE.1
-                        ),
-                    ));
                 }
                 if !node_ports.insert((protocol.clone(), node_port)) {
                     self.push(duplicate_raw(child(pp, "nodePort"), node_port));
@@ -4519,15 +4510,6 @@ mod tests {
         let mut s = service();
         s["spec"]["ports"] = json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}]);
         only(&create("", "services", s), "spec.ports[1]", "FieldValueDuplicate");
-
-        let mut s = service();
-        s["spec"]["type"] = "NodePort".into();
-        s["spec"]["ports"][0]["nodePort"] = 80.into();
-        let c = only(&create("", "services", s), "spec.ports[0].nodePort", "FieldValueInvalid");
-        assert_eq!(
-            c.message,
-            "Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"
-        );
 
         let mut s = service();
         s["spec"]["ports"][0]["nodePort"] = 30080.into();
