@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use wharf_runtime::backoff::BackoffPolicy;
 use wharf_runtime::{AgentConfig, images_puller};
 use wharf_shim::Shim;
+use wharf_shim::http::ProxyHandler;
 
 /// How an agent joins and runs.
 pub struct JoinOptions {
@@ -80,6 +81,20 @@ fn wasm_cache(data_dir: &Path) -> PathBuf {
     data_dir.join("wasm-cache")
 }
 
+/// Wasm function requests one node's gateway can run at once (its own instance pool).
+const GATEWAY_WASM_INSTANCES: u32 = 1024;
+
+/// What serves the gateway's Wasm functions: wasmtime with a pool of its own, sharing the
+/// containers' compiled-code cache.
+fn wasm_http(data_dir: &Path) -> anyhow::Result<Arc<dyn ProxyHandler>> {
+    let config = wharf_shim_wasmtime::WasmtimeConfig {
+        max_instances: GATEWAY_WASM_INSTANCES,
+        ..wharf_shim_wasmtime::WasmtimeConfig::new(wasm_cache(data_dir))
+    };
+    let http = wharf_shim_wasmtime::WasmtimeHttp::new(&config).context("cannot start wasmtime for the gateway")?;
+    Ok(Arc::new(http))
+}
+
 /// The shims this binary runs containers with.
 fn shims(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn Shim>>> {
     let config = wharf_shim_wasmtime::WasmtimeConfig {
@@ -128,6 +143,7 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         cluster_domain: options.cluster_domain.clone(),
     };
     let shims = shims(&options.data_dir, options.max_pods)?;
-    wharf_runtime::run(config, client, shims, images).await?;
+    let wasm_http = wasm_http(&options.data_dir)?;
+    wharf_runtime::run(config, client, shims, images, Some(wasm_http)).await?;
     Ok(())
 }

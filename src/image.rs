@@ -66,7 +66,7 @@ pub async fn run(args: ImageArgs) -> anyhow::Result<()> {
 }
 
 /// `--kubeconfig`, else the first existing file of `$KUBECONFIG`, else the data dir's.
-fn kubeconfig_path(flag: Option<PathBuf>) -> PathBuf {
+pub(crate) fn kubeconfig_path(flag: Option<PathBuf>) -> PathBuf {
     if let Some(path) = flag {
         return path;
     }
@@ -81,7 +81,7 @@ fn kubeconfig_path(flag: Option<PathBuf>) -> PathBuf {
 
 /// How to reach the cluster's registry, read from a kubeconfig.
 #[derive(Debug)]
-struct Cluster {
+pub(crate) struct Cluster {
     /// `host:port` of the API server, which serves the registry at `/v2/`.
     registry: String,
     plain_http: bool,
@@ -90,7 +90,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let shown = path.display();
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("{shown}: cannot read the kubeconfig (is the server running? see --kubeconfig)")
@@ -432,7 +432,7 @@ fn add_manifest(dir: &Path, shown: &Path, descriptor: &Descriptor, image: &mut L
     Ok(())
 }
 
-async fn import(cluster: &Cluster, path: &Path, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn import(cluster: &Cluster, path: &Path, name: &str) -> anyhow::Result<()> {
     let target = Reference::parse(name, &cluster.registry).with_context(|| format!("--name {name}"))?;
     if target.registry != cluster.registry {
         bail!("--name {name}: names registry {}, not the cluster's ({})", target.registry, cluster.registry);

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod bench;
+mod functions;
 mod image;
 
 #[derive(Parser)]
@@ -100,6 +101,8 @@ enum Command {
     },
     /// Load images into the cluster's embedded registry and list them.
     Image(image::ImageArgs),
+    /// Deploy, list, invoke, read the logs of and remove Functions.
+    Fn(functions::FnArgs),
 }
 
 /// Knobs of the node agent.
@@ -303,6 +306,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench { target } => bench::run(target).await,
         Command::Image(args) => image::run(args).await,
+        Command::Fn(args) => functions::run(args).await,
     }
 }
 

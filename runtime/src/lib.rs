@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod env;
 pub mod events;
 pub mod exec;
+pub mod gateway;
 pub mod images;
 pub mod linux;
 pub mod logs;
@@ -87,6 +88,7 @@ pub async fn run(
     client: kube::Client,
     shims: Vec<Arc<dyn Shim>>,
     images: Arc<dyn ImagePuller>,
+    wasm_http: Option<Arc<dyn wharf_shim::http::ProxyHandler>>,
 ) -> Result<(), AgentError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", config.data_dir.display())))?;
@@ -121,11 +123,19 @@ pub async fn run(
         pids_limit: config.pids_limit,
     });
     let serving = tokio::spawn(serve);
+    let gateway_options = gateway::GatewayOptions {
+        node: info.name.clone(),
+        address: info.address.clone(),
+        listen: config.gateway_listen,
+        data_dir: config.data_dir.clone(),
+    };
+    let gateway = tokio::spawn(gateway::run(client.clone(), gateway_options, ctx.images.clone(), wasm_http));
     let heartbeat =
         node::Heartbeat { lease_duration_seconds: config.lease_duration_seconds, images: inventory, reported: held };
     let heartbeat = tokio::spawn(node::heartbeat(client, info, heartbeat));
     pods::run(ctx).await;
     serving.abort();
+    gateway.abort();
     heartbeat.abort();
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! small, engine-neutral description of a container it receives. Engine code lives in the shim
 //! crates, never here; the agent never sees an engine's types.
 
+pub mod http;
 pub mod image;
 
 use std::fs::File;

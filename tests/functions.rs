@@ -1,0 +1,200 @@
+//! Wasm Functions through the node's gateway, as a user drives them with `wharf fn`: deploy
+//! `samples/out/http-hello.wasm` at `/hello` and call it through the gateway the Node announces,
+//! invoke, list, read its logs, remove it; unknown routes answer 404. A trapping and a looping
+//! function (WAT components in tests/fixtures) fail their own requests with 500 and 504 while
+//! http-hello, called at the same time, keeps answering 200.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, wasm_fixture};
+
+/// `samples/out/http-hello.wasm`, built once per test binary by `samples/build`.
+fn http_hello() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+            let out = Command::new(samples.join("build")).output().expect("samples/build runs");
+            assert!(
+                out.status.success(),
+                "samples/build failed (it needs the wasm32-wasip2 Rust target: rustup target add wasm32-wasip2):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            samples.join("out/http-hello.wasm")
+        })
+        .clone()
+}
+
+/// Runs `wharf ARGS` against the cluster.
+fn wharf(cluster: &Cluster, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .output()
+        .expect("wharf runs")
+}
+
+fn wharf_ok(cluster: &Cluster, args: &[&str]) -> String {
+    let out = wharf(cluster, args);
+    assert!(out.status.success(), "wharf {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn wharf_fails(cluster: &Cluster, args: &[&str]) -> String {
+    let out = wharf(cluster, args);
+    assert!(!out.status.success(), "wharf {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The gateway address the node announces (`wharf.dev/gateway: http://ADDR:PORT`).
+fn gateway(cluster: &Cluster) -> String {
+    let mut url = String::new();
+    let announced = cluster.eventually(Duration::from_secs(30), || {
+        let out =
+            cluster.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.annotations.wharf\\.dev/gateway}"]);
+        url = String::from_utf8_lossy(&out.stdout).into_owned();
+        !url.is_empty()
+    });
+    assert!(announced, "the node announced no gateway");
+    url.trim().trim_start_matches("http://").to_string()
+}
+
+/// One HTTP/1.1 request (`Connection: close`); the status and body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to the gateway {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Waits until `path` answers `status` (routes reach the gateway through a watch).
+fn wait_status(cluster: &Cluster, addr: &str, path: &str, status: u16) {
+    let mut last = (0, String::new());
+    let reached = cluster.eventually(Duration::from_secs(30), || {
+        last = get(addr, path);
+        last.0 == status
+    });
+    assert!(reached, "{path} never answered {status}; last: {last:?}");
+}
+
+#[test]
+fn a_wasm_function_answers_through_the_gateway() {
+    let cluster = Cluster::start();
+    let addr = gateway(&cluster);
+    let hello = http_hello();
+    let hello_arg = hello.to_str().unwrap();
+
+    // Errors name the problem.
+    let missing = wharf_fails(&cluster, &["fn", "deploy", "x", "--wasm", "/nonexistent/x.wasm"]);
+    assert!(missing.contains("file not found"), "{missing}");
+    let module = wasm_fixture(cluster.data_dir(), "hello");
+    let not_proxy = wharf_fails(&cluster, &["fn", "deploy", "x", "--wasm", module.to_str().unwrap()]);
+    assert!(not_proxy.contains("not a component of the wasi:http/proxy world"), "{not_proxy}");
+
+    let deployed = wharf_ok(&cluster, &["fn", "deploy", "hello", "--wasm", hello_arg, "--path", "/hello"]);
+    assert!(deployed.contains("function default/hello created"), "{deployed}");
+
+    // The first request on this node pulls and compiles the component.
+    let started = Instant::now();
+    wait_status(&cluster, &addr, "/hello", 200);
+    println!("first answer after deploy: {:?} (includes the route's propagation)", started.elapsed());
+    let (status, body) = get(&addr, "/hello/sub?x=1");
+    assert_eq!((status, body.as_str()), (200, "hello from wasm\n"));
+
+    let (status, body) = get(&addr, "/nothing-here");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no route"), "{body}");
+
+    // No replicas, nothing running between requests: the first request after idle answers.
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    assert_eq!(get(&addr, "/hello"), (200, "hello from wasm\n".into()));
+    println!("first request after 3 s idle: {:?}", started.elapsed());
+
+    let invoked = wharf_ok(&cluster, &["fn", "invoke", "hello"]);
+    assert_eq!(invoked, "hello from wasm\n");
+    let invoked = wharf_ok(&cluster, &["fn", "invoke", "hello", "--data", "ping", "--header", "X-Test: 1"]);
+    assert_eq!(invoked, "hello from wasm\n");
+
+    let listed = wharf_ok(&cluster, &["fn", "ls"]);
+    let row = listed.lines().find(|l| l.starts_with("hello ")).unwrap_or_else(|| panic!("no hello row:\n{listed}"));
+    assert!(listed.starts_with("NAME") && row.contains("wasmtime"), "{listed}");
+    println!("{listed}");
+
+    // The guest logs one line per request to stderr.
+    let logs = wharf_ok(&cluster, &["fn", "logs", "hello"]);
+    assert!(logs.contains("stderr GET /hello/sub?x=1"), "{logs}");
+
+    // Redeploying the same file changes nothing; a missing function is named.
+    let again = wharf_ok(&cluster, &["fn", "deploy", "hello", "--wasm", hello_arg, "--path", "/hello"]);
+    assert!(again.contains("function default/hello updated"), "{again}");
+    let unknown = wharf_fails(&cluster, &["fn", "invoke", "nope"]);
+    assert!(unknown.contains("function default/nope not found"), "{unknown}");
+
+    wharf_ok(&cluster, &["fn", "rm", "hello"]);
+    wait_status(&cluster, &addr, "/hello", 404);
+    let gone = wharf_fails(&cluster, &["fn", "invoke", "hello"]);
+    assert!(gone.contains("not found"), "{gone}");
+}
+
+#[test]
+fn a_trap_or_a_timeout_fails_only_its_own_request() {
+    let cluster = Cluster::start();
+    let addr = gateway(&cluster);
+    let hello = http_hello();
+    let dir = cluster.data_dir();
+    let trap = wasm_fixture(dir, "http-trap");
+    let looping = wasm_fixture(dir, "http-loop");
+    wharf_ok(&cluster, &["fn", "deploy", "hello", "--wasm", hello.to_str().unwrap(), "--path", "/hello"]);
+    wharf_ok(&cluster, &["fn", "deploy", "trap", "--wasm", trap.to_str().unwrap(), "--path", "/trap"]);
+    wharf_ok(
+        &cluster,
+        &["fn", "deploy", "spin", "--wasm", looping.to_str().unwrap(), "--path", "/spin", "--timeout", "1s"],
+    );
+    wait_status(&cluster, &addr, "/hello", 200);
+    wait_status(&cluster, &addr, "/trap", 500);
+    wait_status(&cluster, &addr, "/spin", 504);
+
+    // All at once: four spinning requests, four trapping ones and a stream of hellos.
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let spins: Vec<_> = (0..4).map(|_| s.spawn(|| get(&addr, "/spin"))).collect();
+        let traps: Vec<_> = (0..4).map(|_| s.spawn(|| get(&addr, "/trap"))).collect();
+        let hellos: Vec<_> =
+            (0..4).map(|_| s.spawn(|| (0..10).map(|_| get(&addr, "/hello")).collect::<Vec<_>>())).collect();
+        for spin in spins {
+            let (status, body) = spin.join().unwrap();
+            assert_eq!(status, 504, "{body}");
+            assert!(body.contains("did not answer within"), "{body}");
+        }
+        for trap in traps {
+            let (status, body) = trap.join().unwrap();
+            assert_eq!(status, 500, "{body}");
+            assert!(body.contains("unreachable"), "{body}");
+        }
+        for hello in hellos {
+            for answer in hello.join().unwrap() {
+                assert_eq!(answer, (200, "hello from wasm\n".into()));
+            }
+        }
+    });
+    println!("4 timeouts (1 s), 4 traps and 40 hellos answered in {:?}", started.elapsed());
+
+    // Nothing was left behind: the functions keep answering as before.
+    assert_eq!(get(&addr, "/hello").0, 200);
+    assert_eq!(get(&addr, "/trap").0, 500);
+    let failed = wharf_fails(&cluster, &["fn", "invoke", "trap"]);
+    assert!(failed.contains("500"), "{failed}");
+}
