@@ -2,7 +2,10 @@
 //! preopened mounts, working directory, stdout/stderr into the log; no stdin, no host
 //! environment or directories; no network unless the spec gives the pod's network namespace
 //! (`ContainerSpec.network`), and then all of wasi-sockets (TCP, UDP, name lookup) to any
-//! address: the guest runs inside that namespace, which is what confines it.
+//! address: the guest runs inside that namespace, which is what confines it. Only preview 2
+//! components can use them: WASI preview 1 has no call that opens a socket (and wasmtime's
+//! `sock_accept`/`sock_recv`/`sock_send` are unimplemented), so a module given a network runs
+//! the same way, in the namespace, but can do nothing there it could not do without it.
 
 use std::path::PathBuf;
 
