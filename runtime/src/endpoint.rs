@@ -1,7 +1,9 @@
 //! The agent's own HTTPS endpoint, which the API server calls for `kubectl logs`
 //! (`GET /containerLogs/{namespace}/{pod}/{container}` with kubectl's log options) and
 //! `kubectl exec` (`GET /exec/{namespace}/{pod}/{container}?command=..`, upgraded to the
-//! remote-command WebSocket protocol). Only callers bearing the node token are served.
+//! remote-command WebSocket protocol) and `kubectl port-forward`
+//! (`GET /portForward/{namespace}/{pod}?port=..`, one WebSocket per forwarded connection, see
+//! `portforward`). Only callers bearing the node token are served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::AgentError;
 use crate::exec::{self, ExecOptions, RunningContainers};
 use crate::logs::{self, LogQuery};
+use crate::portforward;
 use crate::worker::LogIndex;
 
 struct EndpointState {
@@ -148,6 +151,48 @@ async fn exec(
     upgrade.on_upgrade(move |socket| exec::serve(socket, running, container, options))
 }
 
+#[derive(Debug, Deserialize)]
+struct PortForwardParams {
+    port: u16,
+    uid: String,
+    container: String,
+}
+
+async fn port_forward(
+    State(state): State<Arc<EndpointState>>,
+    Path((namespace, pod)): Path<(String, String)>,
+    Query(params): Query<PortForwardParams>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !authorized(&headers, &state.token) {
+        return exec::rejection(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    if let Err(message) = state.running.get(&namespace, &pod, &params.container) {
+        return exec::rejection(StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} is not running: {message}"));
+    }
+    if params.uid.is_empty() || params.uid.contains(['/', '.']) {
+        return exec::rejection(StatusCode::BAD_REQUEST, format!("invalid pod uid {:?}", params.uid));
+    }
+    let Ok(upgrade) = upgrade else {
+        return exec::rejection(StatusCode::BAD_REQUEST, "Upgrade request required");
+    };
+    let upgrade = upgrade.protocols([portforward::PROTOCOL]);
+    if upgrade.selected_protocol().is_none() {
+        return exec::rejection(StatusCode::BAD_REQUEST, format!("subprotocol {} required", portforward::PROTOCOL));
+    }
+    // The agent's data dir holds `logs` and `pods`.
+    let pods_dir = state.logs.root.parent().unwrap_or(&state.logs.root).join("pods");
+    let port = params.port;
+    match portforward::connect(&portforward::netns(&pods_dir, &params.uid), port).await {
+        Ok(stream) => upgrade.on_upgrade(move |socket| portforward::relay(socket, stream)),
+        Err(message) => exec::rejection(
+            StatusCode::BAD_REQUEST,
+            format!("error forwarding port {port} to pod {pod}, uid {}: {message}", params.uid),
+        ),
+    }
+}
+
 /// The container name in a log path (`.../{container}/{attempt}.log`).
 fn container_name(path: &std::path::Path) -> Option<String> {
     path.parent()?.file_name()?.to_str().map(str::to_string)
@@ -178,6 +223,7 @@ pub(crate) fn app(logs: Arc<LogIndex>, running: Arc<RunningContainers>, token: S
         .route("/healthz", get(healthz))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
+        .route("/portForward/{namespace}/{pod}", get(port_forward))
         .with_state(Arc::new(EndpointState { logs, running, token }))
 }
 

@@ -13,6 +13,7 @@ pub mod linux;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
 pub mod pull;
 pub mod sandbox;

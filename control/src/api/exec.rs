@@ -36,7 +36,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one side may take to finish closing once the other side has.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
 
-type AgentSocket = WebSocketStream<TlsStream<TcpStream>>;
+pub(super) type AgentSocket = WebSocketStream<TlsStream<TcpStream>>;
 
 fn bad(message: impl Into<String>) -> Error {
     Error::BadRequest(message.into())
@@ -90,8 +90,9 @@ pub async fn pod_exec(
     }
 }
 
-/// Opens the exec session with the agent of `node_name`; returns it and the subprotocol chosen.
-async fn connect(
+/// Opens a WebSocket session (exec, port-forward) with the agent of `node_name`; returns it and
+/// the subprotocol chosen.
+pub(super) async fn connect(
     state: &ApiState,
     node_name: &str,
     pod_name: &str,

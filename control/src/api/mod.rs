@@ -10,6 +10,7 @@ pub use logs::agent_client;
 pub mod openapi;
 mod output;
 pub mod patch;
+mod portforward;
 pub mod protobuf;
 pub mod request;
 mod resources;
@@ -91,7 +92,14 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let (mut parts, body) = request.into_parts();
     // A WebSocket request (kubectl exec) takes the connection's upgrade with it.
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok();
-    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, body, upgrade).await {
+    // So does an `Upgrade: SPDY/3.1` request (kubectl port-forward without WebSocket).
+    let spdy = parts
+        .headers
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().starts_with(b"SPDY/"))
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, body, upgrade, spdy).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -114,12 +122,13 @@ async fn collect(body: Body, limit: usize) -> Result<Bytes> {
 }
 
 async fn route(
-    state: &ApiState,
+    state: &Arc<ApiState>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
     upgrade: Option<WebSocketUpgrade>,
+    spdy: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response> {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let registry = uri.path() == "/v2" || uri.path().starts_with("/v2/");
@@ -151,6 +160,9 @@ async fn route(
         _ => match request::parse_path(path)? {
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Exec) => {
                 exec::pod_exec(state, &target, uri.query(), upgrade).await
+            }
+            Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::PortForward) => {
+                portforward::pod_port_forward(state, &target, headers, upgrade, spdy).await
             }
             Some(target) => {
                 let body = collect(body, state.max_body).await?;

@@ -10,6 +10,8 @@ pub enum Subresource {
     Log,
     /// `pods/{name}/exec`: a WebSocket session relayed to the node's agent.
     Exec,
+    /// `pods/{name}/portforward`: kubectl's SPDY session, each connection relayed to the node's agent.
+    PortForward,
     /// `namespaces/{name}/finalize`: where the namespace controller clears `spec.finalizers`.
     Finalize,
     /// `pods/{name}/eviction`: a policy/v1 Eviction deletes the pod (what `kubectl drain` uses).
@@ -24,6 +26,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
+            Subresource::PortForward => "portforward",
             Subresource::Finalize => "finalize",
             Subresource::Eviction => "eviction",
         }
@@ -37,6 +40,7 @@ impl Subresource {
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Log => ("", "v1", "Pod"),
             Subresource::Exec => ("", "v1", "PodExecOptions"),
+            Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
             Subresource::Finalize => ("", "v1", "Namespace"),
             Subresource::Eviction => ("policy", "v1", "Eviction"),
         }
@@ -47,7 +51,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Log => &["get"],
-            Subresource::Exec => &["create", "get"],
+            Subresource::Exec | Subresource::PortForward => &["create", "get"],
             Subresource::Finalize => &["update"],
         }
     }
@@ -136,7 +140,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: WORKLOAD,
-        subresources: &[Status, Binding, Log, Exec, Eviction],
+        subresources: &[Status, Binding, Log, Exec, PortForward, Eviction],
         definition: "io.k8s.api.core.v1.Pod",
     },
     ResourceInfo {
