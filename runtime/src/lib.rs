@@ -3,6 +3,7 @@
 //! through the API server.
 
 pub mod backoff;
+pub mod dns;
 pub mod endpoint;
 pub mod env;
 pub mod events;
