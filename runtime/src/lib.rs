@@ -3,7 +3,6 @@
 //! through the API server.
 
 pub mod backoff;
-pub mod dns;
 pub mod endpoint;
 pub mod env;
 pub mod events;
@@ -12,6 +11,7 @@ pub mod gateway;
 pub mod images;
 pub mod linux;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod portforward;
@@ -112,6 +112,8 @@ pub async fn run(
     let held = inventory.as_ref().map(|i| i.list()).unwrap_or_default();
     node::register(&client, &info, &held).await?;
     tracing::info!(node = %info.name, endpoint = %addr, runtimes = ?info.runtimes, images = held.len(), "node registered");
+    // The node network: DNS and the Service proxy wait for it with `network.ready().await`.
+    let network = network::start(client.clone(), config.name.clone(), config.data_dir.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         node: info.clone(),
@@ -123,6 +125,8 @@ pub async fn run(
         logs,
         running,
         pids_limit: config.pids_limit,
+        network: network.clone(),
+        cluster_domain: config.cluster_domain.clone(),
     });
     let serving = tokio::spawn(serve);
     let gateway_options = gateway::GatewayOptions {

@@ -1,7 +1,9 @@
-//! The pod sandbox of Linux containers: network, IPC and UTS namespaces that every Linux
-//! container of a pod joins, kept alive by bind mounts under the pod's directory (so they
-//! outlive an agent restart), with loopback up and the pod's name as hostname; and the
-//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` files each container gets.
+//! The pod sandbox: network, IPC and UTS namespaces that every Linux container of a pod joins
+//! (and Wasm guests allowed sockets use the network one), kept alive by bind mounts under the
+//! pod's directory (so they outlive an agent restart), with loopback up and the pod's name as
+//! hostname; and the `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` files each container
+//! gets. A hostNetwork pod has no network namespace of its own: its containers join the agent's.
+//! The pod's `eth0` is added by [`crate::network`].
 //!
 //! ```text
 //! DATA/pods/<uid>/sandbox/ns/{net,ipc,uts}      bind mounts of the namespaces
@@ -29,8 +31,18 @@ const KINDS: [(NamespaceKind, &str, CloneFlags); 3] = [
 pub struct SandboxSpec {
     pub hostname: String,
     pub pod_ip: String,
-    /// `spec.dnsPolicy`: `None` uses only `dns_config`; anything else starts from the node's
-    /// resolv.conf (there is no cluster DNS yet).
+    /// `spec.hostNetwork`: no network namespace of the pod's own.
+    pub host_network: bool,
+    /// The pod's namespace, for the cluster DNS search path.
+    pub namespace: String,
+    /// The cluster's DNS domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// The cluster DNS server of this node (its pod gateway), once the node network is up.
+    pub nameserver: Option<String>,
+    /// `spec.dnsPolicy` (default `ClusterFirst`): `ClusterFirst` (and `ClusterFirstWithHostNet`
+    /// for hostNetwork pods) name the node's cluster DNS server with the cluster search path,
+    /// `Default` takes the node's resolv.conf, `None` only `dns_config`; `dns_config` is merged
+    /// into each.
     pub dns_policy: Option<String>,
     pub dns_config: Option<PodDNSConfig>,
     /// `spec.hostAliases` as (ip, hostnames).
@@ -42,6 +54,7 @@ pub struct SandboxSpec {
 pub struct Sandbox {
     pub dir: PathBuf,
     pub namespaces: Vec<SandboxNamespace>,
+    host_network: bool,
     /// The files mounted at /etc/hosts, /etc/hostname and /etc/resolv.conf.
     pub files: Vec<Mount>,
 }
@@ -64,21 +77,32 @@ impl Sandbox {
             std::fs::create_dir_all(d).map_err(|e| fail(format!("cannot create {}: {e}", d.display())))?;
         }
         let mounted = mounted_paths();
-        let namespaces: Vec<SandboxNamespace> =
-            KINDS.iter().map(|(kind, name, _)| SandboxNamespace { kind: *kind, path: ns_dir.join(name) }).collect();
+        let own = kinds(spec.host_network);
+        let mut namespaces: Vec<SandboxNamespace> =
+            own.iter().map(|(kind, name, _)| SandboxNamespace { kind: *kind, path: ns_dir.join(name) }).collect();
         if !namespaces.iter().all(|ns| mounted.contains(&ns.path)) {
             // Half-made (or from before a reboot): start over.
             unmount_namespaces(&ns_dir);
-            make_namespaces(&ns_dir, &spec.hostname).map_err(fail)?;
+            make_namespaces(&ns_dir, &spec.hostname, &own).map_err(fail)?;
+        }
+        if spec.host_network {
+            let path = PathBuf::from(format!("/proc/{}/ns/net", std::process::id()));
+            namespaces.insert(0, SandboxNamespace { kind: NamespaceKind::Network, path });
         }
         let files = write_files(&etc, spec).map_err(fail)?;
-        Ok(Self { dir: dir.to_path_buf(), namespaces, files })
+        Ok(Self { dir: dir.to_path_buf(), namespaces, host_network: spec.host_network, files })
     }
 
-    /// The network namespace's file, for probes that connect inside the pod.
-    pub fn netns(&self) -> &Path {
-        &self.namespaces[0].path
+    /// The pod's own network namespace (None for a hostNetwork pod), for its `eth0` and for
+    /// probes that connect inside the pod.
+    pub fn netns(&self) -> Option<&Path> {
+        (!self.host_network).then(|| self.namespaces[0].path.as_path())
     }
+}
+
+/// The namespaces a sandbox makes of its own: all but the network one for a hostNetwork pod.
+fn kinds(host_network: bool) -> Vec<(NamespaceKind, &'static str, CloneFlags)> {
+    KINDS.into_iter().filter(|(kind, _, _)| !(host_network && *kind == NamespaceKind::Network)).collect()
 }
 
 /// Unmounts the namespaces and deletes the sandbox dir, and the pod's cgroup dirs under
@@ -146,21 +170,30 @@ fn unmount_namespaces(ns_dir: &Path) {
 
 /// Makes the namespaces on a thread of their own (namespaces are per thread, and the thread
 /// ends with them pinned by their bind mounts), names the UTS namespace and brings loopback up.
-fn make_namespaces(ns_dir: &Path, hostname: &str) -> Result<(), String> {
+fn make_namespaces(
+    ns_dir: &Path,
+    hostname: &str,
+    kinds: &[(NamespaceKind, &'static str, CloneFlags)],
+) -> Result<(), String> {
     let ns_dir = ns_dir.to_path_buf();
     let hostname = hostname.to_string();
+    let kinds = kinds.to_vec();
     std::thread::spawn(move || -> Result<(), String> {
-        let flags = KINDS.iter().fold(CloneFlags::empty(), |all, (_, _, flag)| all | *flag);
+        let flags = kinds.iter().fold(CloneFlags::empty(), |all, (_, _, flag)| all | *flag);
         nix::sched::unshare(flags).map_err(|e| format!("cannot create namespaces: {e}"))?;
         nix::unistd::sethostname(&hostname).map_err(|e| format!("cannot set hostname {hostname:?}: {e}"))?;
         // A child inherits the namespaces of the thread that starts it.
-        let lo = Command::new("ip").args(["link", "set", "lo", "up"]).output();
-        match lo {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => return Err(format!("ip link set lo up: {}", String::from_utf8_lossy(&out.stderr).trim())),
-            Err(e) => return Err(format!("cannot run ip (install iproute2): {e}")),
+        if kinds.iter().any(|(kind, _, _)| *kind == NamespaceKind::Network) {
+            let lo = Command::new("ip").args(["link", "set", "lo", "up"]).output();
+            match lo {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => {
+                    return Err(format!("ip link set lo up: {}", String::from_utf8_lossy(&out.stderr).trim()));
+                }
+                Err(e) => return Err(format!("cannot run ip (install iproute2): {e}")),
+            }
         }
-        for (_, name, _) in KINDS {
+        for (_, name, _) in kinds {
             let target = ns_dir.join(name);
             std::fs::File::create(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
             let source = PathBuf::from("/proc/thread-self/ns").join(name);
@@ -174,8 +207,12 @@ fn make_namespaces(ns_dir: &Path, hostname: &str) -> Result<(), String> {
 }
 
 fn write_files(etc: &Path, spec: &SandboxSpec) -> Result<Vec<Mount>, String> {
-    let files =
-        [("hosts", hosts(spec)), ("hostname", format!("{}\n", spec.hostname)), ("resolv.conf", resolv_conf(spec))];
+    let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let files = [
+        ("hosts", hosts(spec)),
+        ("hostname", format!("{}\n", spec.hostname)),
+        ("resolv.conf", resolv_conf(spec, &node_resolv)),
+    ];
     files
         .into_iter()
         .map(|(name, content)| {
@@ -201,10 +238,23 @@ fn hosts(spec: &SandboxSpec) -> String {
     out
 }
 
-fn resolv_conf(spec: &SandboxSpec) -> String {
-    let host = match spec.dns_policy.as_deref() {
-        Some("None") => String::new(),
-        _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+/// The pod's resolv.conf under its dnsPolicy, given the node's (`node_resolv`).
+fn resolv_conf(spec: &SandboxSpec, node_resolv: &str) -> String {
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    // The kubelet's rule: ClusterFirst on a hostNetwork pod means Default.
+    let cluster_first = match policy {
+        "ClusterFirst" => !spec.host_network,
+        "ClusterFirstWithHostNet" => true,
+        _ => false,
+    };
+    let domain = &spec.cluster_domain;
+    let host = match (policy, &spec.nameserver) {
+        (_, Some(server)) if cluster_first => format!(
+            "nameserver {server}\nsearch {ns}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n",
+            ns = spec.namespace
+        ),
+        ("None", _) => String::new(),
+        _ => node_resolv.to_string(),
     };
     let mut nameservers: Vec<String> = Vec::new();
     let mut searches: Vec<String> = Vec::new();
@@ -272,7 +322,31 @@ mod tests {
             searches: Some(vec!["ns1.svc.cluster.local".into()]),
             options: Some(vec![PodDNSConfigOption { name: Some("ndots".into()), value: Some("5".into()) }]),
         });
-        assert_eq!(resolv_conf(&spec), "nameserver 10.96.0.10\nsearch ns1.svc.cluster.local\noptions ndots:5\n");
+        assert_eq!(
+            resolv_conf(&spec, "nameserver 9.9.9.9\n"),
+            "nameserver 10.96.0.10\nsearch ns1.svc.cluster.local\noptions ndots:5\n"
+        );
+    }
+
+    #[test]
+    fn resolv_conf_follows_the_dns_policy() {
+        let node = "nameserver 192.0.2.53\nsearch corp.example\noptions timeout:2\n";
+        let mut spec = spec();
+        spec.namespace = "shop".into();
+        spec.cluster_domain = "cluster.local".into();
+        spec.nameserver = Some("10.1.2.1".into());
+        let cluster =
+            "nameserver 10.1.2.1\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n";
+        assert_eq!(resolv_conf(&spec, node), cluster, "ClusterFirst is the default");
+        spec.dns_policy = Some("Default".into());
+        assert_eq!(resolv_conf(&spec, node), node);
+        spec.dns_policy = Some("ClusterFirst".into());
+        spec.host_network = true;
+        assert_eq!(resolv_conf(&spec, node), node, "ClusterFirst on the host network is Default");
+        spec.dns_policy = Some("ClusterFirstWithHostNet".into());
+        assert_eq!(resolv_conf(&spec, node), cluster);
+        spec.dns_policy = Some("None".into());
+        assert_eq!(resolv_conf(&spec, node), "");
     }
 
     #[test]
@@ -298,7 +372,7 @@ mod tests {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&uts_inside.stdout).trim(), "web-0");
         let lo = Command::new("nsenter")
-            .arg(format!("--net={}", sandbox.netns().display()))
+            .arg(format!("--net={}", sandbox.netns().unwrap().display()))
             .args(["ip", "-o", "link", "show", "lo"])
             .output()
             .unwrap();
@@ -307,9 +381,9 @@ mod tests {
 
         // A second ensure (an agent restart) keeps the same namespaces.
         let inode = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
-        let before = inode(sandbox.netns());
+        let before = inode(sandbox.netns().unwrap());
         let again = Sandbox::ensure(&sandbox_dir, &spec()).unwrap();
-        assert_eq!(inode(again.netns()), before);
+        assert_eq!(inode(again.netns().unwrap()), before);
 
         remove(&sandbox_dir, "wharf-test/does-not-exist");
         assert!(!sandbox_dir.exists());

@@ -182,7 +182,7 @@ pub fn pod_status(view: &PodView) -> Value {
     let mut status = json!({
         "phase": phase,
         "conditions": [
-            condition("PodReadyToStartContainers", true, None, &now),
+            condition("PodReadyToStartContainers", !view.pod_ip.is_empty(), None, &now),
             condition("Initialized", initialized, Some("ContainersNotInitialized"), &now),
             condition("Ready", containers_ready, Some("ContainersNotReady"), &now),
             condition("ContainersReady", containers_ready, Some("ContainersNotReady"), &now),
@@ -190,11 +190,14 @@ pub fn pod_status(view: &PodView) -> Value {
         ],
         "hostIP": view.host_ip,
         "hostIPs": [{"ip": view.host_ip}],
-        "podIP": view.pod_ip,
-        "podIPs": [{"ip": view.pod_ip}],
         "startTime": view.start_time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         "containerStatuses": view.app.iter().map(ContainerView::json).collect::<Vec<_>>(),
     });
+    // A pod on the pod network has no address until its sandbox is connected.
+    if !view.pod_ip.is_empty() {
+        status["podIP"] = view.pod_ip.clone().into();
+        status["podIPs"] = json!([{"ip": view.pod_ip}]);
+    }
     if !view.init.is_empty() {
         status["initContainerStatuses"] = view.init.iter().map(ContainerView::json).collect::<Vec<_>>().into();
     }

@@ -6,7 +6,7 @@
 //! pending → pulling → starting → running → (back-off → starting …) → terminating → terminated
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ pub struct Context {
     pub running: Arc<crate::exec::RunningContainers>,
     /// Most processes one Linux container may hold (0: no limit).
     pub pids_limit: i64,
+    /// The node's pod network (pods other than hostNetwork ones wait for it).
+    pub network: crate::network::NetworkHandle,
+    /// The cluster's DNS domain, for pods' search paths.
+    pub cluster_domain: String,
 }
 
 /// A pod's containers on this node: container → (current attempt, still running).
@@ -126,7 +130,7 @@ struct PodRun {
     dirty: Notify,
     stop: watch::Receiver<bool>,
     volumes: Mutex<Vec<(String, PathBuf)>>,
-    /// Made for the pod's first Linux container.
+    /// Made before any container of a pod on the pod network, else for the first Linux one.
     sandbox: tokio::sync::OnceCell<Sandbox>,
     /// Statuses of containers a previous agent started and reported running, by name: the
     /// ones still running are adopted instead of started again.
@@ -235,11 +239,99 @@ impl PodRun {
             .ok_or_else(|| format!("runtime handler {wanted:?} is not available on node {}", self.ctx.node.name))
     }
 
+    /// Gives a pod on the pod network its address and its sandbox with `eth0` on the node's
+    /// bridge, waiting (with a container waiting message and an event) while the node network
+    /// is not up. False if the pod is stopped first.
+    async fn connect(&self) -> bool {
+        if host_network(&self.pod) {
+            return true;
+        }
+        let uid = name_of(&self.pod).2;
+        let mut network = self.ctx.network.clone();
+        let mut backoff = Backoff::default();
+        let mut told: Option<String> = None;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let net = match network.current() {
+                Ok(net) => net,
+                Err(why) => {
+                    let message = format!("network is not ready: {why}");
+                    if told.as_deref() != Some(message.as_str()) {
+                        self.waiting_for_sandbox(&message);
+                        self.event(None, Kind::Warning, "NetworkNotReady", &message);
+                        told = Some(message);
+                    }
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        _ = network.changed() => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            match self.attach(&net, &uid).await {
+                Ok(ip) => {
+                    tracing::debug!(pod = %uid, %ip, network_ms = started.elapsed().as_secs_f64() * 1e3, "pod network ready");
+                    if told.is_some() {
+                        self.waiting_for_sandbox("");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    let message = format!("Failed to create pod sandbox: {e}");
+                    self.waiting_for_sandbox(&message);
+                    self.event(None, Kind::Warning, "FailedCreatePodSandBox", &message);
+                    told = Some(message);
+                    if !self.pause(backoff.next_delay(&self.ctx.backoff, Duration::ZERO)).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pod's address, sandbox and `eth0`.
+    async fn attach(&self, net: &crate::network::NodeNetwork, uid: &str) -> Result<std::net::Ipv4Addr, String> {
+        let ip = net.allocate(uid)?;
+        let sandbox = self.sandbox_for(&ip.to_string()).await?;
+        let netns = sandbox.netns().ok_or("the pod sandbox has no network namespace")?;
+        net.attach(ip, netns).await?;
+        self.view.lock().expect("pod view lock").pod_ip = ip.to_string();
+        self.dirty.notify_one();
+        Ok(ip)
+    }
+
+    /// Says why the pod's containers wait for its sandbox (an empty message: they no longer do).
+    fn waiting_for_sandbox(&self, message: &str) {
+        let message = (!message.is_empty()).then(|| message.to_string());
+        let has_init = !self.view.lock().expect("pod view lock").init.is_empty();
+        let count = if has_init { 1 } else { self.view.lock().expect("pod view lock").app.len() };
+        for i in 0..count {
+            let slot = if has_init { Slot::Init(i) } else { Slot::App(i) };
+            self.update(slot, |c| c.state = State::waiting("ContainerCreating", message.clone()));
+        }
+    }
+
+    /// The pod's address as status reports it.
+    fn pod_ip(&self) -> String {
+        self.view.lock().expect("pod view lock").pod_ip.clone()
+    }
+
     /// The pod's sandbox, made on first use.
     async fn sandbox(&self) -> Result<&Sandbox, String> {
+        self.sandbox_for(&self.pod_ip()).await
+    }
+
+    /// The pod's sandbox, made on first use for a pod with address `pod_ip`.
+    async fn sandbox_for(&self, pod_ip: &str) -> Result<&Sandbox, String> {
         self.sandbox
             .get_or_try_init(|| async {
-                let spec = sandbox_spec(&self.pod, &self.ctx.node.address);
+                let mut spec = sandbox_spec(&self.pod, pod_ip);
+                spec.cluster_domain = self.ctx.cluster_domain.clone();
+                spec.nameserver = self.ctx.network.current().ok().map(|n| n.gateway.to_string());
                 let dir = self.ctx.data_dir.join("pods").join(name_of(&self.pod).2).join("sandbox");
                 tokio::task::spawn_blocking(move || Sandbox::ensure(&dir, &spec))
                     .await
@@ -290,8 +382,14 @@ impl PodRun {
             let target = probes::Target {
                 container: container.clone(),
                 name: name.to_string(),
-                netns: self.sandbox.get().filter(|_| shim.name() == "youki").map(|s| s.netns().to_path_buf()),
-                pod_ip: "127.0.0.1".into(),
+                netns: self
+                    .sandbox
+                    .get()
+                    .filter(|_| shim.name() == "youki")
+                    .and_then(|s| s.netns())
+                    .map(Path::to_path_buf),
+                // Wasm guests without a network namespace listen on the host's loopback.
+                pod_ip: if shim.name() == "youki" { self.pod_ip() } else { "127.0.0.1".into() },
                 restarts: policy != "Never",
             };
             let probing = async {
@@ -584,7 +682,10 @@ impl PodRun {
         let (namespace, pod_name, uid) = name_of(&self.pod);
         let shim = self.shim_for(artifact.runtime).await.map_err(|m| ("CreateContainerError", m))?;
         let sources = Sources::new(&self.ctx.client, &namespace);
-        let mut env = env::resolve(&self.pod, spec, &sources).await.map_err(|e| ("CreateContainerConfigError", e.0))?;
+        // The downward API's status.podIP is the address this agent gave the pod.
+        let mut pod = (*self.pod).clone();
+        pod.status.get_or_insert_default().pod_ip = Some(self.pod_ip()).filter(|ip| !ip.is_empty());
+        let mut env = env::resolve(&pod, spec, &sources).await.map_err(|e| ("CreateContainerConfigError", e.0))?;
         env.sort_by(|a, b| a.0.cmp(&b.0));
         let volumes = self.volumes.lock().expect("volumes lock").clone();
         let mut mounts = volumes::mounts(&self.pod, spec, &volumes).map_err(|e| ("CreateContainerConfigError", e.0))?;
@@ -620,7 +721,7 @@ impl PodRun {
         let cpu_limit_millis = limits.and_then(|l| l.get("cpu")).and_then(|q| quantity_millis(&q.0));
         // Wasm guests allowed sockets run inside the pod's network namespace (WASOCK).
         let network = if shim.name() == "wasmtime" && crate::sockets::wasi_sockets_allowed(&self.pod, spec) {
-            Some(self.sandbox().await.map_err(|m| ("CreateContainerError", m))?.netns().to_path_buf())
+            self.sandbox().await.map_err(|m| ("CreateContainerError", m))?.netns().map(Path::to_path_buf)
         } else {
             None
         };
@@ -668,12 +769,21 @@ pub fn choose_runtime<'a>(runtime_class_handler: Option<&'a str>, image_runtime:
     runtime_class_handler.unwrap_or(image_runtime)
 }
 
-/// How the pod's sandbox is made, from its spec.
+/// Whether the pod uses the node's network namespace (`spec.hostNetwork`).
+fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+}
+
+/// How the pod's sandbox is made, from its spec (the DNS server and domain come from the agent).
 fn sandbox_spec(pod: &Pod, pod_ip: &str) -> SandboxSpec {
     let spec = pod.spec.clone().unwrap_or_default();
     SandboxSpec {
         hostname: spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
         pod_ip: pod_ip.to_string(),
+        host_network: spec.host_network.unwrap_or(false),
+        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        cluster_domain: String::new(),
+        nameserver: None,
         dns_policy: spec.dns_policy.clone(),
         dns_config: spec.dns_config.clone(),
         host_aliases: spec
@@ -805,7 +915,8 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
             .collect(),
         start_time: Timestamp::now(),
         host_ip: ctx.node.address.clone(),
-        pod_ip: ctx.node.address.clone(),
+        // A pod on the pod network reports its address once it has one.
+        pod_ip: if host_network(&pod) { ctx.node.address.clone() } else { String::new() },
         failure: None,
     };
     let adoptable = adoptable_containers(&ctx, &pod).await;
@@ -831,10 +942,14 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         })
     };
     run.dirty.notify_one();
+    let connected = run.connect().await;
 
     let volume_root = ctx.data_dir.join("pods").join(&uid).join("volumes");
     let mut backoff = Backoff::default();
     let prepared = loop {
+        if !connected {
+            break None;
+        }
         let sources = Sources::new(&ctx.client, &namespace);
         match volumes::prepare_all(&pod, &volume_root, &sources).await {
             Ok(v) => break Some(v),
@@ -893,6 +1008,10 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
     writer.abort();
+    // The pod's address is free (and its veth gone) before the pod object is.
+    if let Ok(net) = ctx.network.current() {
+        net.detach(&uid).await;
+    }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = DeleteParams {
         grace_period_seconds: Some(0),

@@ -104,10 +104,15 @@ impl Cluster {
     /// Starts `wharf server` with extra flags.
     pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        // `--listen ADDR` among `args` replaces the loopback address the server listens on.
+        let listen = match args.iter().position(|a| a == "--listen") {
+            Some(i) => args.drain(i..i + 2).nth(1).expect("--listen takes an address"),
+            None => "127.0.0.1:0".into(),
+        };
         let network = NetworkSlot::take();
         let args = [network.server_args(&args), args].concat();
-        let mut cluster = Cluster { dir, url: String::new(), network, listen: "127.0.0.1:0".into(), args, child: None };
+        let mut cluster = Cluster { dir, url: String::new(), network, listen, args, child: None };
         cluster.boot();
         cluster
     }

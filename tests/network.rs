@@ -1,0 +1,323 @@
+//! The pod network end to end, as root: pods get addresses from their node's podCIDR, reach
+//! each other by pod IP on one node and across nodes (two network namespaces as hosts, each
+//! running `wharf agent`), Wasm pods get an address too, and deleted pods leave no veth behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, NetworkSlot, busybox_layout, mounts_under, pod_cgroups, wasm_fixture};
+use serde_json::Value;
+
+const START: Duration = Duration::from_secs(90);
+
+/// Runs a command that must succeed (host network plumbing of the test).
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install iproute2 and nftables): {e}"));
+    assert!(out.status.success(), "{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a link of that name exists in the network namespace `netns` (None: the test's).
+fn link_exists(netns: Option<&str>, name: &str) -> bool {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(["link", "show", "dev", name]).stderr(Stdio::null()).stdout(Stdio::null());
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+/// A node network the agents of a test made: its bridge and nft table go when the test ends
+/// (agents are killed, not stopped, so they cannot remove them).
+struct NodeNetworkGuard {
+    netns: Option<String>,
+    pod_cidr: String,
+}
+
+impl NodeNetworkGuard {
+    fn id(&self) -> String {
+        let ip: std::net::Ipv4Addr = self.pod_cidr.split('/').next().unwrap().parse().unwrap();
+        format!("{:08x}", u32::from(ip))
+    }
+    fn bridge(&self) -> String {
+        format!("wh{}", self.id())
+    }
+}
+
+impl Drop for NodeNetworkGuard {
+    fn drop(&mut self) {
+        let mut ip = Command::new("ip");
+        let mut nft = Command::new("nft");
+        if let Some(ns) = &self.netns {
+            ip.args(["-n", ns]);
+            nft = Command::new("ip");
+            nft.args(["netns", "exec", ns, "nft"]);
+        }
+        let _ = ip.args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
+        let table = format!("wharf_{}_net", self.id());
+        let _ = nft.args(["delete", "table", "ip", &table]).stderr(Stdio::null()).status();
+    }
+}
+
+fn pod_cidr_of(cluster: &Cluster, node: &str) -> String {
+    let mut cidr = String::new();
+    let found = cluster.eventually(Duration::from_secs(30), || {
+        cidr = cluster.ok(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"]);
+        !cidr.is_empty()
+    });
+    assert!(found, "node {node} never got a podCIDR:\n{}", cluster.ok(&["get", "node", node, "-o", "yaml"]));
+    cidr
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
+    ip.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| net.contains(&ip))
+}
+
+fn pod_ip(pod: &Value) -> String {
+    pod["status"]["podIP"].as_str().unwrap_or_default().to_string()
+}
+
+fn running_with_ip(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running" && !pod_ip(pod).is_empty()
+}
+
+fn finished(pod: &Value) -> bool {
+    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+/// A busybox pod serving `text` over HTTP on port 8080.
+fn web_pod(name: &str, node: Option<&str>, text: &str) -> String {
+    let node = node.map(|n| format!("  nodeName: {n}\n")).unwrap_or_default();
+    let script = format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 8080 -h /www");
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{node}  terminationGracePeriodSeconds: 1\n  \
+         containers:\n  - name: main\n    image: busybox:v1\n    command: [sh, -c, {script:?}]\n    \
+         ports: [{{containerPort: 8080}}]\n    readinessProbe:\n      tcpSocket: {{port: 8080}}\n      \
+         periodSeconds: 1\n"
+    )
+}
+
+/// A busybox pod that prints its resolv.conf and fetches `url` once.
+fn client_pod(name: &str, node: Option<&str>, url: &str) -> String {
+    let node = node.map(|n| format!("  nodeName: {n}\n")).unwrap_or_default();
+    let script = format!("cat /etc/resolv.conf; wget -qO- {url}");
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{node}  restartPolicy: Never\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:v1\n    \
+         command: [sh, -c, {script:?}]\n"
+    )
+}
+
+fn ipam_files(agent_dir: &Path) -> usize {
+    let root = agent_dir.join("network/ipam");
+    std::fs::read_dir(root).into_iter().flatten().flatten().flat_map(|d| std::fs::read_dir(d.path())).flatten().count()
+}
+
+/// The host end of a pod's veth.
+fn host_veth(ip: &str) -> String {
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    format!("wv{:08x}", u32::from(ip))
+}
+
+#[test]
+fn pods_on_one_node_reach_each_other_by_pod_ip() {
+    let cluster = Cluster::start_with(&["--backoff-base-ms", "300"]);
+    let layout = busybox_layout(cluster.data_dir());
+    cluster.import(&layout, "busybox:v1");
+    let ticker = wasm_fixture(cluster.data_dir(), "ticker");
+    cluster.import(&ticker, "ticker:v1");
+    let node = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let pod_cidr = pod_cidr_of(&cluster, &node);
+    let _guard = NodeNetworkGuard { netns: None, pod_cidr: pod_cidr.clone() };
+    let gateway = {
+        let net: ipnet::Ipv4Net = pod_cidr.parse().unwrap();
+        net.hosts().next().unwrap().to_string()
+    };
+    println!("node {node}: podCIDR {pod_cidr}, gateway {gateway}");
+
+    let started = Instant::now();
+    cluster.apply(&web_pod("web", None, "hello-from-web"));
+    let web = cluster.wait_pod("web", "ran with a pod IP and ready", START, |p| {
+        running_with_ip(p) && p["status"]["containerStatuses"][0]["ready"] == true
+    });
+    println!("web pod ready after {:?}", started.elapsed());
+    let web_ip = pod_ip(&web);
+    assert!(in_cidr(&web_ip, &pod_cidr), "web's IP {web_ip} is not in the node's podCIDR {pod_cidr}");
+    assert_eq!(web["status"]["podIPs"][0]["ip"], web_ip);
+    assert!(link_exists(None, &host_veth(&web_ip)), "no host veth for {web_ip}");
+
+    cluster.apply(&client_pod("client", None, &format!("http://{web_ip}:8080/")));
+    let client = cluster.wait_pod("client", "finished", START, finished);
+    let logs = cluster.ok(&["logs", "client"]);
+    println!("client logs:\n{logs}");
+    assert_eq!(client["status"]["phase"], "Succeeded", "the client could not fetch from {web_ip}:\n{logs}");
+    assert!(logs.contains("hello-from-web"), "{logs}");
+    assert!(logs.contains(&format!("nameserver {gateway}")), "{logs}");
+    assert!(logs.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{logs}");
+    assert!(logs.contains("options ndots:5"), "{logs}");
+    let client_ip = pod_ip(&client);
+    assert!(in_cidr(&client_ip, &pod_cidr) && client_ip != web_ip, "client IP {client_ip}");
+
+    cluster.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm\nspec:\n  terminationGracePeriodSeconds: 1\n  \
+         containers:\n  - name: main\n    image: ticker:v1\n",
+    );
+    let wasm = cluster.wait_pod("wasm", "ran with a pod IP", START, running_with_ip);
+    let wasm_ip = pod_ip(&wasm);
+    assert!(in_cidr(&wasm_ip, &pod_cidr), "the Wasm pod's IP {wasm_ip} is not in {pod_cidr}");
+    assert!(![&web_ip, &client_ip].contains(&&wasm_ip), "pod IPs are unique");
+
+    let agent_dir = cluster.data_dir().join("agent");
+    assert_eq!(ipam_files(&agent_dir), 3, "one address held per pod");
+    cluster.ok(&["delete", "pod", "web", "client", "wasm", "--wait=true", "--timeout=60s"]);
+    for ip in [&web_ip, &client_ip, &wasm_ip] {
+        assert!(!link_exists(None, &host_veth(ip)), "the veth of {ip} outlived its pod");
+    }
+    assert_eq!(ipam_files(&agent_dir), 0, "deleted pods free their addresses");
+}
+
+/// A network namespace standing for a host, wired to the test's bridge.
+struct Host {
+    netns: String,
+    address: String,
+}
+
+/// The hosts of the cross-node test and the bridge connecting them; removed on drop.
+struct Hosts {
+    bridge: String,
+    hosts: Vec<Host>,
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for host in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", &host.netns]).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Two hosts on 172.16.OCTET.0/24: the test's bridge holds .1, the hosts .2 and .3.
+fn make_hosts(octet: u8) -> Hosts {
+    let bridge = format!("wtb{octet}");
+    let mut hosts = Hosts { bridge: bridge.clone(), hosts: Vec::new() };
+    let _ = Command::new("ip").args(["link", "del", &bridge]).stderr(Stdio::null()).status();
+    sh("ip", &["link", "add", &bridge, "type", "bridge"]);
+    sh("ip", &["addr", "add", &format!("172.16.{octet}.1/24"), "dev", &bridge]);
+    sh("ip", &["link", "set", &bridge, "up"]);
+    for (i, letter) in ["a", "b"].iter().enumerate() {
+        let netns = format!("wharf-t{octet}-{letter}");
+        let address = format!("172.16.{octet}.{}", i + 2);
+        let _ = Command::new("ip").args(["netns", "del", &netns]).stderr(Stdio::null()).status();
+        sh("ip", &["netns", "add", &netns]);
+        hosts.hosts.push(Host { netns: netns.clone(), address: address.clone() });
+        let outside = format!("wt{octet}{letter}");
+        sh("ip", &["link", "add", &outside, "type", "veth", "peer", "name", "uplink", "netns", &netns]);
+        sh("ip", &["link", "set", &outside, "master", &bridge, "up"]);
+        sh("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        sh("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "uplink"]);
+        sh("ip", &["-n", &netns, "link", "set", "uplink", "up"]);
+        sh("ip", &["-n", &netns, "route", "add", "default", "via", &format!("172.16.{octet}.1")]);
+    }
+    hosts
+}
+
+/// `wharf agent` running in a host's network namespace; killed and cleaned up on drop.
+struct NetnsAgent {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl NetnsAgent {
+    /// Started with `nsenter --net` rather than `ip netns exec`: the latter remounts /sys in a
+    /// mount namespace of its own, hiding the cgroup hierarchy Linux containers need.
+    fn start(cluster: &Cluster, host: &Host, name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", host.netns))
+            .arg(env!("CARGO_BIN_EXE_wharf"))
+            .args(["agent", "--server", &cluster.url, "--token-file"])
+            .arg(cluster.data_dir().join("node-token"))
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", &format!("{}:0", host.address), "--node-ip", &host.address])
+            .args(["--gateway-listen", &format!("{}:0", host.address)])
+            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,libcgroups=error".into()))
+            .spawn()
+            .expect("nsenter runs wharf agent (install util-linux)");
+        NetnsAgent { dir, child }
+    }
+}
+
+impl Drop for NetnsAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for cgroup in pod_cgroups(self.dir.path()) {
+            for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        for mount in mounts_under(self.dir.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
+    }
+}
+
+#[test]
+fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
+    // A slot of its own gives the test host addresses no other test uses.
+    let slot = NetworkSlot::take();
+    let hosts = make_hosts(slot.octet);
+    let server = format!("172.16.{}.1:0", slot.octet);
+    let cluster = Cluster::start_with(&["--backoff-base-ms", "300", "--listen", &server]);
+    let layout = busybox_layout(cluster.data_dir());
+    cluster.import(&layout, "busybox:v1");
+    let local = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let _local_net = NodeNetworkGuard { netns: None, pod_cidr: pod_cidr_of(&cluster, &local) };
+
+    let (a, b) = (format!("net-a-{}", slot.octet), format!("net-b-{}", slot.octet));
+    let mut guards = Vec::new();
+    let agents: Vec<NetnsAgent> = [(&hosts.hosts[0], &a), (&hosts.hosts[1], &b)]
+        .iter()
+        .map(|(host, name)| NetnsAgent::start(&cluster, host, name))
+        .collect();
+    cluster.wait_nodes_ready(3, Duration::from_secs(60));
+    for (host, name) in [(&hosts.hosts[0], &a), (&hosts.hosts[1], &b)] {
+        let cidr = pod_cidr_of(&cluster, name);
+        println!("node {name} in {}: {} podCIDR {cidr}", host.netns, host.address);
+        guards.push(NodeNetworkGuard { netns: Some(host.netns.clone()), pod_cidr: cidr });
+    }
+
+    let started = Instant::now();
+    cluster.apply(&web_pod("web-b", Some(&b), "hello-from-host-b"));
+    let web = cluster.wait_pod("web-b", "ran with a pod IP and ready", START, |p| {
+        running_with_ip(p) && p["status"]["containerStatuses"][0]["ready"] == true
+    });
+    println!("web-b ready after {:?}", started.elapsed());
+    let web_ip = pod_ip(&web);
+    assert!(in_cidr(&web_ip, &guards[1].pod_cidr), "{web_ip} is not in {b}'s podCIDR {}", guards[1].pod_cidr);
+    assert!(link_exists(Some(&hosts.hosts[1].netns), &guards[1].bridge()), "no bridge on host b");
+
+    cluster.apply(&client_pod("client-a", Some(&a), &format!("http://{web_ip}:8080/")));
+    let client = cluster.wait_pod("client-a", "finished", START, finished);
+    let logs = cluster.kubectl(&["logs", "client-a"]);
+    let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+    println!("client-a logs:\n{logs}");
+    assert!(in_cidr(&pod_ip(&client), &guards[0].pod_cidr), "client-a's IP {}", pod_ip(&client));
+    assert_eq!(
+        client["status"]["phase"], "Succeeded",
+        "the pod on host a could not fetch from {web_ip} on host b:\n{logs}"
+    );
+    cluster.ok(&["delete", "pod", "web-b", "client-a", "--wait=true", "--timeout=60s"]);
+    assert!(!link_exists(Some(&hosts.hosts[1].netns), &host_veth(&web_ip)), "web-b's veth outlived it");
+    drop(agents);
+    drop(guards);
+}
