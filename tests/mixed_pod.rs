@@ -97,5 +97,35 @@ fn a_wasm_app_and_a_linux_sidecar_share_the_pod_network() {
         cluster.pod("allowed")
     );
 
+    let server = server_pid(&cluster);
+    assert_eq!(guest_threads(server), 2, "a thread for each Wasm app allowed sockets");
     cluster.ok(&["delete", "pod", "mixed-socket", "no-sockets", "allowed", "--wait=true", "--timeout=60s"]);
+    assert!(cluster.eventually(Duration::from_secs(10), || guest_threads(server) == 0), "guest threads left");
+}
+
+/// The `wharf server` process of `cluster` (found by its data dir on its command line).
+fn server_pid(cluster: &Cluster) -> u32 {
+    let dir = cluster.data_dir().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"server"[..]) && args.contains(&dir.as_bytes())
+        })
+        .expect("the cluster's wharf server process")
+}
+
+/// Threads of process `pid` that run a Wasm guest inside a pod's network namespace.
+fn guest_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "wasm-netns"))
+                .count()
+        })
+        .unwrap_or(0)
 }
