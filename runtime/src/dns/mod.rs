@@ -6,7 +6,7 @@ mod records;
 mod upstream;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 pub use records::{Lookup, Records, TTL};
 pub use upstream::Upstreams;
 
+/// Wait before starting a failed server again (its address may not be up yet, or port 53 taken).
+const RESTART: Duration = Duration::from_secs(5);
 /// How long a TCP client may stay idle between queries.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Answers one TCP connection may have queued for sending.
@@ -40,6 +42,35 @@ pub enum DnsError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("DNS server stopped: {0}")]
     Serve(String),
+}
+
+/// The agent's DNS server: once `gateway` resolves (the node bridge's address, when the node
+/// network is up) serves `domain` on its port 53, started again after a failure. Stops when
+/// the returned task is dropped.
+pub fn spawn(
+    client: kube::Client,
+    gateway: impl Future<Output = Ipv4Addr> + Send + 'static,
+    domain: String,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let listen = SocketAddr::new(gateway.await.into(), 53);
+        loop {
+            if let Err(e) = run(client.clone(), listen, domain.clone()).await {
+                tracing::warn!(%listen, error = %e, "cluster DNS failed; starting it again in {RESTART:?}");
+            }
+            tokio::time::sleep(RESTART).await;
+        }
+    }))
+}
+
+/// A task that ends when this is dropped.
+#[derive(Debug)]
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Serves the cluster DNS on `listen` (UDP and TCP) for `domain` until dropped or failed.
