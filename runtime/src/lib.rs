@@ -16,6 +16,7 @@ pub mod node;
 pub mod pods;
 pub mod portforward;
 pub mod probes;
+pub mod proxy;
 pub mod pull;
 pub mod sandbox;
 pub mod sockets;
