@@ -160,6 +160,27 @@ fn services_get_addresses_and_node_ports_and_endpoints_follow_the_pods() {
     cluster.ok(&["label", "svc", "web", "tier=front"]);
     let relabelled = get(&cluster, &["svc", "web"]);
     assert_eq!((cluster_ip(&relabelled), node_port(&relabelled)), (web_ip, web_port));
+    // A replace with a manifest that names neither (as written by hand) keeps both too.
+    let mut manifest = relabelled.clone();
+    manifest["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    let spec = manifest["spec"].as_object_mut().unwrap();
+    spec.remove("clusterIP");
+    spec.remove("clusterIPs");
+    spec["ports"][0].as_object_mut().unwrap().remove("nodePort");
+    let out = cluster.kubectl_with(&["replace", "-f", "-"], Some(&manifest.to_string()), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replaced = get(&cluster, &["svc", "web"]);
+    assert_eq!((cluster_ip(&replaced), node_port(&replaced)), (web_ip, web_port));
+    // Type changes release and allocate node ports.
+    cluster.ok(&["create", "service", "nodeport", "switch", "--tcp=80:80"]);
+    let switch_port = node_port(&get(&cluster, &["svc", "switch"]));
+    cluster.ok(&["patch", "svc", "switch", "-p", r#"{"spec":{"type":"ClusterIP"}}"#]);
+    assert!(get(&cluster, &["svc", "switch"])["spec"]["ports"][0]["nodePort"].is_null());
+    cluster.ok(&["create", "service", "nodeport", "took", "--tcp=80:80", &format!("--node-port={switch_port}")]);
+    cluster.ok(&["patch", "svc", "switch", "-p", r#"{"spec":{"type":"NodePort"}}"#]);
+    let back = node_port(&get(&cluster, &["svc", "switch"]));
+    assert!(ports.contains(&back) && back != switch_port && back != web_port, "{back}");
+    cluster.ok(&["delete", "svc", "switch", "took"]);
     // The address may not change.
     let err = cluster
         .fails(&["patch", "svc", "web", "-p", r#"{"spec":{"clusterIP":"10.0.0.1","clusterIPs":["10.0.0.1"]}}"#], None);

@@ -109,6 +109,12 @@ fn needs_node_ports(spec: &Value) -> bool {
     }
 }
 
+/// Whether the Service is reachable from outside (and so may have an externalTrafficPolicy).
+fn is_external(spec: &Value) -> bool {
+    matches!(type_of(spec), "NodePort" | "LoadBalancer")
+        || (type_of(spec) == "ClusterIP" && spec["externalIPs"].as_array().is_some_and(|a| !a.is_empty()))
+}
+
 fn node_port(port: &Value) -> u16 {
     port["nodePort"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(0)
 }
@@ -140,6 +146,16 @@ fn carry_over(old: &Value, new: &mut Map<String, Value>) {
                 p.remove("nodePort");
             }
         }
+    }
+    if is_external(old) && !is_external(&new_value) && same(new, "externalTrafficPolicy") {
+        new.remove("externalTrafficPolicy");
+    }
+    if type_of(old) == "LoadBalancer"
+        && type_of(&new_value) != "LoadBalancer"
+        && !old["allocateLoadBalancerNodePorts"].is_null()
+        && same(new, "allocateLoadBalancerNodePorts")
+    {
+        new.remove("allocateLoadBalancerNodePorts");
     }
     if needs_cluster_ip(old) && needs_cluster_ip(&new_value) {
         if cluster_ip(&new_value).is_empty() && !cluster_ip(old).is_empty() {
@@ -459,8 +475,12 @@ mod tests {
         // NodePort → ClusterIP with the node ports left as they were: they are dropped.
         let mut to_cluster_ip = old.clone();
         to_cluster_ip["spec"]["type"] = "ClusterIP".into();
+        to_cluster_ip["spec"]["externalTrafficPolicy"] = "Cluster".into();
+        let mut old = old.clone();
+        old["spec"]["externalTrafficPolicy"] = "Cluster".into();
         run(&taken, &mut to_cluster_ip, Some(&old)).unwrap();
         assert!(to_cluster_ip["spec"]["ports"][0].get("nodePort").is_none());
+        assert!(to_cluster_ip["spec"].get("externalTrafficPolicy").is_none());
         assert_eq!(to_cluster_ip["spec"]["clusterIP"], old["spec"]["clusterIP"]);
         // ClusterIP → NodePort allocates a node port.
         let mut back = to_cluster_ip.clone();
