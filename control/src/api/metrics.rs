@@ -3,7 +3,6 @@
 //! resource,subresource,scope,component,code}` and `apiserver_request_duration_seconds`), so the
 //! dashboards people already have for Kubernetes read them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
@@ -130,9 +129,6 @@ impl ApiMetrics {
     }
 }
 
-/// Shared by the API's handlers.
-pub type SharedApiMetrics = Arc<ApiMetrics>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,7 +145,10 @@ mod tests {
         metrics.observe(&Method::DELETE, Some(&pod), false, 404, Duration::from_millis(1));
         let text = metrics.render();
         let line = |prefix: &str| {
-            text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in:\n{text}")).to_string()
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+                .to_string()
         };
         assert!(
             line(r#"apiserver_request_total{verb="LIST",group="",version="v1",resource="pods",subresource="",scope="namespace",code="200"}"#)

@@ -6,6 +6,7 @@ pub mod discovery;
 mod eviction;
 mod exec;
 mod logs;
+pub mod metrics;
 pub use logs::agent_client;
 pub mod openapi;
 mod output;
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub registry: crate::oci::Registry,
     /// Settings of the admission plugins (default toleration seconds).
     pub admission: crate::server::AdmissionOptions,
+    /// What `/metrics` reports.
+    pub metrics: metrics::ApiMetrics,
 }
 
 impl ApiState {
@@ -63,7 +66,17 @@ impl ApiState {
         registry: crate::oci::Registry,
         admission: crate::server::AdmissionOptions,
     ) -> Self {
-        Self { store, auth, max_body: MAX_BODY, node_token, agents: logs::agent_client(), ca_pem, registry, admission }
+        Self {
+            store,
+            auth,
+            max_body: MAX_BODY,
+            node_token,
+            agents: logs::agent_client(),
+            ca_pem,
+            registry,
+            admission,
+            metrics: Default::default(),
+        }
     }
 }
 
@@ -103,6 +116,9 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
+    let target = request::parse_path(parts.uri.path().trim_end_matches('/')).ok().flatten();
+    let watch = request::Query::parse(parts.uri.query()).is_ok_and(|q| q.flag("watch"));
+    state.metrics.observe(&parts.method, target.as_ref(), watch, response.status().as_u16(), started.elapsed());
     tracing::debug!(
         method = %parts.method,
         path = parts.uri.path(),
@@ -146,6 +162,9 @@ async fn route(
         |response: Response| if *method == Method::GET { Ok(response) } else { Err(Error::MethodNotAllowed) };
     match path {
         "/version" => read_only(json(&discovery::version())),
+        "/metrics" => read_only(
+            (StatusCode::OK, [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.render()).into_response(),
+        ),
         "/api" => read_only(discovery::root(headers, true)),
         "/apis" => read_only(discovery::root(headers, false)),
         "/openapi/v3" => read_only(json(openapi::index())),
