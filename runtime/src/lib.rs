@@ -3,6 +3,7 @@
 //! through the API server.
 
 pub mod backoff;
+pub mod dns;
 pub mod endpoint;
 pub mod env;
 pub mod events;
@@ -115,6 +116,7 @@ pub async fn run(
     tracing::info!(node = %info.name, endpoint = %addr, runtimes = ?info.runtimes, images = held.len(), "node registered");
     // The node network: DNS and the Service proxy wait for it with `network.ready().await`.
     let network = network::start(client.clone(), config.name.clone(), config.data_dir.clone());
+    let _dns = dns::spawn(client.clone(), network.clone(), config.cluster_domain.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         node: info.clone(),

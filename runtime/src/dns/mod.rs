@@ -6,7 +6,7 @@ mod records;
 mod upstream;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::network::NetworkHandle;
 
 pub use records::{Lookup, Records, TTL};
 pub use upstream::Upstreams;
@@ -44,16 +46,12 @@ pub enum DnsError {
     Serve(String),
 }
 
-/// The agent's DNS server: once `gateway` resolves (the node bridge's address, when the node
-/// network is up) serves `domain` on its port 53, started again after a failure. Stops when
-/// the returned task is dropped.
-pub fn spawn(
-    client: kube::Client,
-    gateway: impl Future<Output = Ipv4Addr> + Send + 'static,
-    domain: String,
-) -> AbortOnDrop {
+/// The agent's DNS server: once the node network is up, serves `domain` on port 53 of the node
+/// bridge's address (the pods' nameserver), started again after a failure. Stops when the
+/// returned task is dropped.
+pub fn spawn(client: kube::Client, network: NetworkHandle, domain: String) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
-        let listen = SocketAddr::new(gateway.await.into(), 53);
+        let listen = SocketAddr::new(network.ready().await.gateway.into(), 53);
         loop {
             if let Err(e) = run(client.clone(), listen, domain.clone()).await {
                 tracing::warn!(%listen, error = %e, "cluster DNS failed; starting it again in {RESTART:?}");
