@@ -70,6 +70,28 @@ impl NetworkSlot {
         format!("{first}-{}", first + 19)
     }
 
+    /// Removes the node networks the cluster's agents made in this network namespace (killed
+    /// agents cannot): bridges `wh0aNN…` and nftables tables `wharf_0aNN…_net` of podCIDRs in
+    /// this slot's range.
+    fn remove_node_networks(&self) {
+        let id = format!("0a{:02x}", self.octet);
+        let bridges = Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output();
+        let bridges = bridges.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for line in bridges.lines() {
+            let name = line.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':');
+            if name.starts_with(&format!("wh{id}")) {
+                let _ = Command::new("ip").args(["link", "del", name]).status();
+            }
+        }
+        let tables = Command::new("nft").args(["list", "tables", "ip"]).output();
+        let tables = tables.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for table in tables.lines().filter_map(|l| l.strip_prefix("table ip ")) {
+            if table.starts_with(&format!("wharf_{id}")) && table.ends_with("_net") {
+                let _ = Command::new("nft").args(["delete", "table", "ip", table]).status();
+            }
+        }
+    }
+
     /// `wharf server` flags for this slot, leaving out those `given` already sets.
     fn server_args(&self, given: &[String]) -> Vec<String> {
         let flags = [
@@ -454,5 +476,6 @@ impl Drop for Cluster {
     /// Stops the server and cleans up after its node.
     fn drop(&mut self) {
         stop_and_clean_up(self.child.take(), self.dir.path(), &self.dir.path().join("agent"));
+        self.network.remove_node_networks();
     }
 }
