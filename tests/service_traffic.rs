@@ -121,7 +121,7 @@ fn node_port_cluster_ip_and_dns_spread_over_both_pods() {
     let layout = busybox_layout(cluster.data_dir());
     assert_eq!(cluster.import(&layout, "busybox:v1"), "busybox:v1");
     cluster.apply(APP);
-    cluster.ok(&["wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=90s"]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     cluster.ok(&["wait", "--for=condition=Ready", "pod/client", "--timeout=90s"]);
     let pods = json(&cluster, &["get", "pods", "-l", "app=web", "-o", "json"]);
     let mut names: Vec<String> = pods["items"]

@@ -116,6 +116,7 @@ pub async fn run(
     tracing::info!(node = %info.name, endpoint = %addr, runtimes = ?info.runtimes, images = held.len(), "node registered");
     // The node network: DNS and the Service proxy wait for it with `network.ready().await`.
     let network = network::start(client.clone(), config.name.clone(), config.data_dir.clone());
+    let proxy = tokio::spawn(proxy::run_on(client.clone(), network.clone()));
     let _dns = dns::spawn(client.clone(), network.clone(), config.cluster_domain.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -145,6 +146,7 @@ pub async fn run(
     pods::run(ctx).await;
     serving.abort();
     gateway.abort();
+    proxy.abort();
     heartbeat.abort();
     Ok(())
 }

@@ -71,7 +71,7 @@ impl NetworkSlot {
     }
 
     /// Removes the node networks the cluster's agents made in this network namespace (killed
-    /// agents cannot): bridges `wh0aNN…` and nftables tables `wharf_0aNN…_net` of podCIDRs in
+    /// agents cannot): bridges `wh0aNN…` and nftables tables `wharf_0aNN…_net`/`_svc` of podCIDRs in
     /// this slot's range.
     fn remove_node_networks(&self) {
         let id = format!("0a{:02x}", self.octet);
@@ -86,7 +86,7 @@ impl NetworkSlot {
         let tables = Command::new("nft").args(["list", "tables", "ip"]).output();
         let tables = tables.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         for table in tables.lines().filter_map(|l| l.strip_prefix("table ip ")) {
-            if table.starts_with(&format!("wharf_{id}")) && table.ends_with("_net") {
+            if table.starts_with(&format!("wharf_{id}")) && (table.ends_with("_net") || table.ends_with("_svc")) {
                 let _ = Command::new("nft").args(["delete", "table", "ip", table]).status();
             }
         }

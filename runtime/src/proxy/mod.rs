@@ -42,6 +42,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 
+use crate::network::NetworkHandle;
+
 /// How long changes gather before the table is rendered again.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Wait before trying again after `nft` refused a table.
@@ -125,6 +127,15 @@ impl Drop for Installed {
             Ok(()) => tracing::info!(table = %self.0, "Services table removed"),
             Err(e) => tracing::warn!(table = %self.0, error = %e, "cannot remove the Services table"),
         }
+    }
+}
+
+/// The agent's proxy: waits for the node network, then [`run`]s on its table until dropped,
+/// logging why it stopped if it did.
+pub async fn run_on(client: kube::Client, network: NetworkHandle) {
+    let config = ProxyConfig::for_node(&network.ready().await.id);
+    if let Err(e) = run(client, config).await {
+        tracing::error!(error = %e, "the Service data path is not programmed");
     }
 }
 
