@@ -264,3 +264,45 @@ fn services_get_addresses_and_node_ports_and_endpoints_follow_the_pods() {
     let after = get(&cluster, &["svc", "after"]);
     assert!(!ips.contains(&cluster_ip(&after)) && !node_ports.contains(&node_port(&after)), "{after:#}");
 }
+
+/// The `kubernetes` Service keeper against a real server (until the server starts it itself):
+/// the Service takes the first address of the range, 443 leads to the server's port, and its
+/// Endpoints and EndpointSlice name the advertised address; it comes back when deleted.
+#[test]
+fn the_kubernetes_service_names_the_api_server() {
+    let cluster = Cluster::start();
+    let service_cidr: ipnet::Ipv4Net = cluster.network.service_cidr().parse().unwrap();
+    let port: u16 = cluster.url.rsplit(':').next().unwrap().parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(cluster.client());
+    // A documentation address stands for the host's: the test server listens on loopback.
+    let listen: std::net::SocketAddr = format!("192.0.2.7:{port}").parse().unwrap();
+    runtime.spawn(wharf_control::controllers::kubernetes_service::run(client, service_cidr, listen));
+    let first = Ipv4Addr::from(u32::from(service_cidr.network()) + 1);
+    let found = |cluster: &Cluster| {
+        cluster.kubectl(&["get", "svc", "kubernetes"]).status.success()
+            && cluster.kubectl(&["get", "endpoints", "kubernetes"]).status.success()
+    };
+    assert!(cluster.eventually(Duration::from_secs(20), || found(&cluster)), "no kubernetes Service");
+    let svc = get(&cluster, &["svc", "kubernetes"]);
+    assert_eq!(cluster_ip(&svc), first);
+    assert_eq!(
+        (svc["spec"]["ports"][0]["port"].as_u64(), svc["spec"]["ports"][0]["targetPort"].as_u64()),
+        (Some(443), Some(port.into()))
+    );
+    let table = cluster.ok(&["get", "endpoints", "kubernetes"]);
+    assert!(table.contains(&format!("192.0.2.7:{port}")), "{table}");
+    let slice = get(&cluster, &["endpointslice", "kubernetes"]);
+    assert_eq!(slice["endpoints"][0]["addresses"][0], "192.0.2.7");
+    let err = cluster
+        .fails(&["create", "service", "clusterip", "mine", "--tcp=80:80", &format!("--clusterip={first}")], None);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    cluster.ok(&["delete", "svc", "kubernetes"]);
+    let start = Instant::now();
+    assert!(
+        cluster.eventually(Duration::from_secs(30), || found(&cluster)),
+        "the kubernetes Service did not come back"
+    );
+    println!("the kubernetes Service came back {:?} after its deletion", start.elapsed());
+    assert_eq!(cluster_ip(&get(&cluster, &["svc", "kubernetes"])), first);
+}

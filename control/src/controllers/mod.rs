@@ -10,6 +10,7 @@ pub mod event_ttl;
 pub mod function;
 pub mod garbage_collector;
 pub mod job;
+pub mod kubernetes_service;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
