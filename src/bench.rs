@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 
 mod density;
 mod deployment;
+mod functions;
 mod linux;
 mod pods;
 mod scheduler;
@@ -74,6 +75,9 @@ pub enum Target {
     /// A Deployment of many Wasm ticker replicas on the local node: apply → all available, and the
     /// agent's memory, with the same pods created bare as the peer.
     Deployment(deployment::DeploymentArgs),
+    /// A Wasm Function through the node's gateway: requests/s and latency at 1, 10 and 50 clients
+    /// beside `wasmtime serve` of the same component, and its first request compiled and cached.
+    Functions(functions::FunctionsArgs),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +117,7 @@ pub async fn run(target: Target) -> Result<()> {
         Target::Linux(args) => linux::run(args).await,
         Target::Scheduler(args) => scheduler::run(args).await,
         Target::Deployment(args) => deployment::run(args).await,
+        Target::Functions(args) => functions::run(args).await,
     }
 }
 

@@ -139,6 +139,12 @@ async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// A plain-HTTP client for the gateways (reqwest is built without a default TLS provider).
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder().no_proxy().http1_only().pool_max_idle_per_host(64).build()?)
+}
+
 fn functions(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &functions_resource())
 }
@@ -357,7 +363,7 @@ async fn invoke(
         reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).with_context(|| format!("--method {method}"))?;
     let url =
         format!("{}{}", gateway.trim_end_matches('/'), if path.starts_with('/') { path } else { format!("/{path}") });
-    let http = reqwest::Client::builder().no_proxy().build()?;
+    let http = http_client()?;
     let mut request = http.request(method, &url);
     if let Some(host) = route["host"].as_str() {
         request = request.header("host", host);
@@ -385,7 +391,7 @@ async fn logs(client: &kube::Client, ns: &str, name: &str, follow: bool) -> anyh
     if owns(&deployments, name) {
         return pod_logs(client, ns, name, follow).await;
     }
-    let http = reqwest::Client::builder().no_proxy().build()?;
+    let http = http_client()?;
     let query = if follow { "?follow=true" } else { "" };
     let mut streams = Vec::new();
     for gateway in gateways(client).await? {

@@ -133,7 +133,7 @@ struct Gateway {
 /// How a function runs, found on its first request on this node.
 #[derive(Debug, Clone)]
 enum Kind {
-    Wasm { digest: String },
+    Wasm { digest: String, artifact: PathBuf },
     Linux,
 }
 
@@ -266,7 +266,7 @@ impl Gateway {
                 if artifact.runtime != "wasmtime" && target.runtime_class.as_deref() != Some("wasmtime") {
                     return Ok(Kind::Linux);
                 }
-                Ok(Kind::Wasm { digest: artifact.digest })
+                Ok(Kind::Wasm { digest: artifact.digest, artifact: artifact.path })
             })
             .await?
             .clone();
@@ -288,7 +288,7 @@ impl Gateway {
         };
         let response = match kind {
             Kind::Linux => self.linux.forward(namespace, name, target.port, request).await,
-            Kind::Wasm { digest } => {
+            Kind::Wasm { digest, artifact } => {
                 let Some(wasm) = &self.wasm else {
                     flight.finish(503);
                     return (StatusCode::SERVICE_UNAVAILABLE, "this node does not run Wasm functions\n")
@@ -303,7 +303,7 @@ impl Gateway {
                     )
                         .into_response();
                 };
-                match self.serve_wasm(wasm.as_ref(), route, target, &digest, request).await {
+                match self.serve_wasm(wasm.as_ref(), route, target, (&digest, artifact), request).await {
                     Ok((response, warmth)) => {
                         cold |= warmth != Warmth::Warm;
                         response
@@ -332,11 +332,10 @@ impl Gateway {
         wasm: &dyn ProxyHandler,
         route: &Route,
         target: &FunctionTarget,
-        digest: &str,
+        (digest, artifact): (&str, PathBuf),
         request: Request,
     ) -> Result<(Response, Warmth), HttpError> {
-        // Cheap when warm: the shim keeps the linked component per digest.
-        let artifact = self.artifact_path(target).await?;
+        // A map lookup once warm: the shim keeps the linked component per digest.
         let warmth = wasm.prepare(artifact, digest.to_string()).await?;
         let request = request.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
         let response = wasm
@@ -348,15 +347,6 @@ impl Gateway {
             })
             .await?;
         Ok((response.map(Body::new), warmth))
-    }
-
-    /// The pulled artifact's path (the pull is a lookup once the image is on the node).
-    async fn artifact_path(&self, target: &FunctionTarget) -> Result<PathBuf, HttpError> {
-        self.images
-            .pull(&target.image, "IfNotPresent", &Vec::new(), None)
-            .await
-            .map(|a| a.path)
-            .map_err(|e| HttpError::Runtime(format!("cannot pull {}: {e}", target.image)))
     }
 }
 
