@@ -138,6 +138,7 @@ pub async fn run(
         address: info.address.clone(),
         listen: config.gateway_listen,
         data_dir: config.data_dir.clone(),
+        stats: gateway::stats::Stats::default(),
     };
     let gateway = tokio::spawn(gateway::run(client.clone(), gateway_options, ctx.images.clone(), wasm_http));
     let heartbeat =

@@ -59,6 +59,8 @@ pub struct GatewayOptions {
     pub listen: SocketAddr,
     /// Function logs go under `<data_dir>/functions`.
     pub data_dir: PathBuf,
+    /// The per-function counters the gateway keeps (a clone of the handle `/metrics` reads).
+    pub stats: stats::Stats,
 }
 
 /// Function objects as the gateway reads them (runtime cannot depend on wharf-control).
@@ -151,7 +153,7 @@ impl Gateway {
         images: Arc<dyn ImagePuller>,
         wasm: Option<Arc<dyn ProxyHandler>>,
     ) -> Arc<Self> {
-        let stats = stats::Stats::default();
+        let stats = options.stats.clone();
         let load = load::LoadReporter::new(client.clone(), options.node.clone(), stats.clone());
         tokio::spawn(load.clone().run());
 

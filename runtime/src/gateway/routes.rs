@@ -95,10 +95,10 @@ pub fn service_route(s: &Service) -> Option<Route> {
     })
 }
 
-/// `/x/` → `/x`; a missing leading `/` is added.
+/// `/x/` → `/x`; a missing leading `/` is added; the root `/` becomes `""` (covers every path).
 fn normalize(path: &str) -> String {
     let trimmed = path.trim().trim_end_matches('/');
-    if trimmed.starts_with('/') { trimmed.to_string() } else { format!("/{trimmed}") }
+    if trimmed.is_empty() || trimmed.starts_with('/') { trimmed.to_string() } else { format!("/{trimmed}") }
 }
 
 /// Whether `prefix` (normalized) covers `path` at a segment boundary.

@@ -48,6 +48,13 @@ pub struct Stats {
     functions: Arc<Mutex<HashMap<FunctionKey, Arc<Counters>>>>,
 }
 
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let functions = self.functions.lock().unwrap_or_else(|e| e.into_inner()).len();
+        f.debug_struct("Stats").field("functions", &functions).finish()
+    }
+}
+
 impl Stats {
     fn counters(&self, namespace: &str, name: &str) -> Arc<Counters> {
         let mut functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
