@@ -197,4 +197,10 @@ fn a_linux_function_answers_from_zero_scales_up_under_load_and_back_to_zero() {
     for reason in ["Activated", "ScaledUp", "ScaledToZero"] {
         assert!(events.contains(reason), "no {reason} event among {events}");
     }
+
+    // The Deployment belongs to the Function: deleting the Function deletes it.
+    cluster.ok(&["delete", "function", NAME]);
+    let collected = cluster
+        .eventually(Duration::from_secs(30), || cluster.kubectl(&["get", "deployment", NAME]).status.code() == Some(1));
+    assert!(collected, "the Function's Deployment outlived it");
 }

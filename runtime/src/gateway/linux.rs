@@ -246,6 +246,29 @@ mod tests {
         assert_eq!(serving_ip(&pod(Some("10.1.0.5"), true, true)), None);
     }
 
+    #[tokio::test]
+    async fn a_held_request_goes_on_when_a_pod_turns_ready_and_times_out_otherwise() {
+        let (pods, mut writer) = reflector::store::<Pod>();
+        let (tx, changed) = watch::channel(0u64);
+        let watch = tokio::spawn(async {});
+        let backend = Arc::new(Backend { pods, changed, next: AtomicUsize::new(0), watch });
+        assert_eq!(backend.wait_ready(Duration::from_millis(50)).await, None);
+
+        let held = tokio::spawn({
+            let backend = backend.clone();
+            async move { backend.wait_ready(Duration::from_secs(10)).await }
+        });
+        let mut see = |pod: Pod| {
+            writer.apply_watcher_event(&watcher::Event::Apply(pod));
+            tx.send_modify(|n| *n += 1);
+        };
+        see(pod(Some("10.1.0.7"), false, false));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!held.is_finished(), "a pod that is not ready takes no request");
+        see(pod(Some("10.1.0.7"), true, false));
+        assert_eq!(held.await.unwrap(), Some("10.1.0.7".parse().unwrap()));
+    }
+
     #[test]
     fn round_robin_walks_every_pod() {
         let ips: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
