@@ -165,6 +165,20 @@ fn pods_on_one_node_reach_each_other_by_pod_ip() {
     let client_ip = pod_ip(&client);
     assert!(in_cidr(&client_ip, &pod_cidr) && client_ip != web_ip, "client IP {client_ip}");
 
+    // A hostNetwork pod has the node's address, reaches pods from the host and, asking for it,
+    // uses the cluster DNS server.
+    let host_pod = client_pod("on-host", None, &format!("http://{web_ip}:8080/")).replace(
+        "  restartPolicy: Never\n",
+        "  restartPolicy: Never\n  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet\n",
+    );
+    cluster.apply(&host_pod);
+    let on_host = cluster.wait_pod("on-host", "finished", START, finished);
+    let logs = cluster.ok(&["logs", "on-host"]);
+    assert_eq!(on_host["status"]["phase"], "Succeeded", "the hostNetwork pod could not fetch from {web_ip}:\n{logs}");
+    assert_eq!(on_host["status"]["podIP"], on_host["status"]["hostIP"], "a hostNetwork pod has the node's address");
+    assert!(logs.contains(&format!("nameserver {gateway}")) && logs.contains("hello-from-web"), "{logs}");
+    cluster.ok(&["delete", "pod", "on-host", "--wait=true", "--timeout=60s"]);
+
     cluster.apply(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm\nspec:\n  terminationGracePeriodSeconds: 1\n  \
          containers:\n  - name: main\n    image: ticker:v1\n",

@@ -379,17 +379,15 @@ impl PodRun {
 
             // Run until it ends, the pod stops, or a liveness or startup probe gives up on it.
             let (updates_tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+            // Linux containers and Wasm guests allowed sockets listen in the pod's network
+            // namespace; other Wasm guests have no network of their own (the host's loopback).
+            let in_pod = shim.name() == "youki" || crate::sockets::wasi_sockets_allowed(&self.pod, spec);
+            let netns = self.sandbox.get().filter(|_| in_pod).and_then(|s| s.netns()).map(Path::to_path_buf);
             let target = probes::Target {
                 container: container.clone(),
                 name: name.to_string(),
-                netns: self
-                    .sandbox
-                    .get()
-                    .filter(|_| shim.name() == "youki")
-                    .and_then(|s| s.netns())
-                    .map(Path::to_path_buf),
-                // Wasm guests without a network namespace listen on the host's loopback.
-                pod_ip: if shim.name() == "youki" { self.pod_ip() } else { "127.0.0.1".into() },
+                pod_ip: if in_pod { self.pod_ip() } else { "127.0.0.1".into() },
+                netns,
                 restarts: policy != "Never",
             };
             let probing = async {
