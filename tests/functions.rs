@@ -2,7 +2,8 @@
 //! `samples/out/http-hello.wasm` at `/hello` and call it through the gateway the Node announces,
 //! invoke, list, read its logs, remove it; unknown routes answer 404. A trapping and a looping
 //! function (WAT components in tests/fixtures) fail their own requests with 500 and 504 while
-//! http-hello, called at the same time, keeps answering 200.
+//! http-hello, called at the same time, keeps answering 200. A Service annotated
+//! `wharf.dev/route-path` is reached through the gateway at its endpoint.
 
 mod common;
 
@@ -197,4 +198,42 @@ fn a_trap_or_a_timeout_fails_only_its_own_request() {
     assert_eq!(get(&addr, "/trap").0, 500);
     let failed = wharf_fails(&cluster, &["fn", "invoke", "trap"]);
     assert!(failed.contains("500"), "{failed}");
+}
+
+/// A non-loopback address of this host (endpoint addresses may not be loopback): the source
+/// address the kernel picks toward an outside address (no packet is sent).
+fn host_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.connect("10.255.255.1:9").expect("this host needs a default route for the service route test");
+    socket.local_addr().unwrap().ip()
+}
+
+#[test]
+fn a_service_with_a_route_annotation_answers_through_the_gateway() {
+    let cluster = Cluster::start();
+    let addr = gateway(&cluster);
+    // The Service's endpoint: a tiny HTTP server of this test on the host's address.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..n]).lines().next().unwrap_or_default().to_string();
+            let body = format!("service saw {line}\n");
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    let ip = host_address();
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    wharf.dev/route-path: /web\nspec:\n  ports:\n  - name: http\n    port: 80\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  labels:\n    kubernetes.io/service-name: web\naddressType: IPv4\nports:\n- name: http\n  port: {port}\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions:\n    ready: true\n"
+    ));
+    wait_status(&cluster, &addr, "/web/x?y=1", 200);
+    let (_, body) = get(&addr, "/web/x?y=1");
+    assert_eq!(body, "service saw GET /web/x?y=1 HTTP/1.1\n");
+    // Not a prefix on a segment boundary: no route.
+    assert_eq!(get(&addr, "/webby").0, 404);
+    cluster.ok(&["delete", "service", "web"]);
+    wait_status(&cluster, &addr, "/web", 404);
 }
