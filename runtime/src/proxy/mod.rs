@@ -20,7 +20,13 @@
 //!   replies back through the node, where conntrack reverses the DNAT, without `br_netfilter`.
 //!   The cost: endpoints see the node's address as the client's, never the client's own
 //!   (kube-proxy keeps it unless masquerade is needed; a Service's `externalTrafficPolicy: Local`
-//!   is not implemented here).
+//!   is not implemented here). Every masqueraded connection to one endpoint shares the node
+//!   address's port space: under thousands of new connections a second, some SYNs meet a port
+//!   still in TIME_WAIT at the endpoint and are retransmitted after 1 s (measured, see the
+//!   `proxy_datapath` test's setup).
+//! - A pod reaching itself through its own Service (hairpin) does not connect: after the DNAT
+//!   its packet has equal source and destination and the kernel routes it nowhere (seen on 6.18);
+//!   kube-proxy covers that case with `br_netfilter` and hairpin mode on the bridge ports.
 //! - A Service without ready endpoints rejects new connections (TCP reset, ICMP port unreachable
 //!   for the others) from the filter hooks, as kube-proxy does.
 //! - `sessionAffinity: ClientIP`: each endpoint remembers the clients sent to it in a timed set,
