@@ -14,7 +14,8 @@
 //! Once listening, the agent writes the Node annotation [`GATEWAY_ANNOTATION`]. Every request
 //! to a function is counted in [`stats::Stats`] and announced to the [`load::LoadReporter`].
 //! Wasm functions' stdout and stderr go to per-function files ([`fnlogs`]), served to clients
-//! on the node itself (loopback) at `GET /.wharf/logs/NAMESPACE/NAME[?follow=true]`.
+//! on the node itself (from loopback or the node's address) at
+//! `GET /.wharf/logs/NAMESPACE/NAME[?follow=true]`.
 
 pub mod fnlogs;
 pub mod linux;
@@ -130,6 +131,8 @@ struct Gateway {
     stats: stats::Stats,
     logs: fnlogs::FunctionLogs,
     backends: Mutex<HashMap<(String, String), Arc<Backend>>>,
+    /// The node's own address: a client connecting from it is on the node.
+    node_ip: Option<std::net::IpAddr>,
 }
 
 /// How a function runs, found on its first request on this node.
@@ -172,6 +175,7 @@ impl Gateway {
             stats,
             logs: fnlogs::FunctionLogs::new(options.data_dir.join("functions")),
             backends: Mutex::default(),
+            node_ip: options.address.parse().ok(),
         });
 
         let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
@@ -380,7 +384,7 @@ async fn handle(
 /// `GET /.wharf/logs/NAMESPACE/NAME[?follow=true]` from the node itself: the function's log
 /// file, followed (polled) while the client stays if asked.
 async fn fnlogs_response(gateway: &Gateway, peer: SocketAddr, rest: &str, query: &str) -> Response {
-    if !peer.ip().is_loopback() {
+    if !peer.ip().is_loopback() && Some(peer.ip()) != gateway.node_ip {
         return (StatusCode::FORBIDDEN, "function logs are served to the node itself only\n").into_response();
     }
     let Some((namespace, name)) = rest.split_once('/') else {
