@@ -128,7 +128,7 @@ fn host_veth(ip: &str) -> String {
 
 #[test]
 fn pods_on_one_node_reach_each_other_by_pod_ip() {
-    let cluster = Cluster::start_with(&["--backoff-base-ms", "300"]);
+    let mut cluster = Cluster::start_with(&["--backoff-base-ms", "300"]);
     let layout = busybox_layout(cluster.data_dir());
     cluster.import(&layout, "busybox:v1");
     let ticker = wasm_fixture(cluster.data_dir(), "ticker");
@@ -165,6 +165,20 @@ fn pods_on_one_node_reach_each_other_by_pod_ip() {
     let client_ip = pod_ip(&client);
     assert!(in_cidr(&client_ip, &pod_cidr) && client_ip != web_ip, "client IP {client_ip}");
 
+    // The node's agent is killed and comes back: the web pod keeps its address and its veth,
+    // a new pod gets another one and still reaches it.
+    cluster.restart();
+    cluster.apply(&client_pod("again", None, &format!("http://{web_ip}:8080/")));
+    let again = cluster.wait_pod("again", "finished", START, finished);
+    let logs = cluster.ok(&["logs", "again"]);
+    assert_eq!(again["status"]["phase"], "Succeeded", "after the restart, no answer from {web_ip}:\n{logs}");
+    assert!(logs.contains("hello-from-web"), "{logs}");
+    let again_ip = pod_ip(&again);
+    assert_ne!(again_ip, web_ip, "the running web pod's address was given again");
+    assert_eq!(pod_ip(&cluster.pod("web")), web_ip, "the web pod's address changed over the restart");
+    assert!(link_exists(None, &host_veth(&web_ip)), "the web pod's veth is gone after the restart");
+    cluster.ok(&["delete", "pod", "again", "--wait=true", "--timeout=60s"]);
+
     // A hostNetwork pod has the node's address, reaches pods from the host and, asking for it,
     // uses the cluster DNS server.
     let host_pod = client_pod("on-host", None, &format!("http://{web_ip}:8080/")).replace(
@@ -186,10 +200,10 @@ fn pods_on_one_node_reach_each_other_by_pod_ip() {
     let wasm = cluster.wait_pod("wasm", "ran with a pod IP", START, running_with_ip);
     let wasm_ip = pod_ip(&wasm);
     assert!(in_cidr(&wasm_ip, &pod_cidr), "the Wasm pod's IP {wasm_ip} is not in {pod_cidr}");
-    assert!(![&web_ip, &client_ip].contains(&&wasm_ip), "pod IPs are unique");
+    assert_ne!(wasm_ip, web_ip, "pod IPs are unique");
 
     let agent_dir = cluster.data_dir().join("agent");
-    assert_eq!(ipam_files(&agent_dir), 3, "one address held per pod");
+    assert_eq!(ipam_files(&agent_dir), 2, "the running pods hold an address each, the finished ones none");
     cluster.ok(&["delete", "pod", "web", "client", "wasm", "--wait=true", "--timeout=60s"]);
     for ip in [&web_ip, &client_ip, &wasm_ip] {
         assert!(!link_exists(None, &host_veth(ip)), "the veth of {ip} outlived its pod");

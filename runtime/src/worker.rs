@@ -1002,14 +1002,14 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         }
     }
     run.write_status().await;
+    // A finished pod's address is free at once (as the kubelet tears down its sandbox).
+    if let Ok(net) = ctx.network.current() {
+        net.detach(&uid).await;
+    }
     // A finished pod waits for its deletion; a deleted one is released now.
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
     writer.abort();
-    // The pod's address is free (and its veth gone) before the pod object is.
-    if let Ok(net) = ctx.network.current() {
-        net.detach(&uid).await;
-    }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = DeleteParams {
         grace_period_seconds: Some(0),

@@ -38,13 +38,15 @@ impl Ipam {
             .collect()
     }
 
-    /// The pod's address: the one it already holds, else the lowest free one after the gateway.
-    pub fn allocate(&self, uid: &str) -> Result<Ipv4Addr, String> {
+    /// The pod's address: the one it already holds, else the lowest free one after the gateway
+    /// (addresses of pods `live` says are gone are freed first).
+    pub fn allocate(&self, uid: &str, live: impl Fn(&str) -> bool) -> Result<Ipv4Addr, String> {
         let _held = self.lock.lock().expect("ipam lock");
-        let entries = self.entries();
+        let mut entries = self.entries();
         if let Some((ip, _)) = entries.iter().find(|(_, u)| u == uid) {
             return Ok(*ip);
         }
+        entries.retain(|(ip, u)| live(u) || std::fs::remove_file(self.dir.join(ip.to_string())).is_err());
         for ip in self.range.hosts().skip(1) {
             if entries.iter().any(|(taken, _)| *taken == ip) {
                 continue;
@@ -97,16 +99,16 @@ mod tests {
     fn addresses_are_stable_unique_and_reused_after_release() {
         let dir = tempfile::tempdir().unwrap();
         let ipam = Ipam::open(dir.path(), "10.9.3.0/24".parse().unwrap()).unwrap();
-        let a = ipam.allocate("uid-a").unwrap();
-        let b = ipam.allocate("uid-b").unwrap();
+        let a = ipam.allocate("uid-a", |_| true).unwrap();
+        let b = ipam.allocate("uid-b", |_| true).unwrap();
         assert_eq!(a, Ipv4Addr::new(10, 9, 3, 2), "the first host is the gateway");
         assert_eq!(b, Ipv4Addr::new(10, 9, 3, 3));
-        assert_eq!(ipam.allocate("uid-a").unwrap(), a, "a pod keeps its address");
+        assert_eq!(ipam.allocate("uid-a", |_| true).unwrap(), a, "a pod keeps its address");
         // A restarted agent reads the same files.
         let again = Ipam::open(dir.path(), "10.9.3.0/24".parse().unwrap()).unwrap();
         assert_eq!(again.address_of("uid-b"), Some(b));
         again.release("uid-a");
-        assert_eq!(again.allocate("uid-c").unwrap(), a);
+        assert_eq!(again.allocate("uid-c", |_| true).unwrap(), a);
         again.retain(|uid| uid != "uid-b");
         assert_eq!(again.address_of("uid-b"), None);
     }
@@ -115,7 +117,9 @@ mod tests {
     fn a_full_range_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let ipam = Ipam::open(dir.path(), "10.9.3.0/30".parse().unwrap()).unwrap();
-        assert_eq!(ipam.allocate("a").unwrap(), Ipv4Addr::new(10, 9, 3, 2));
-        assert!(ipam.allocate("b").unwrap_err().contains("no free pod address"));
+        assert_eq!(ipam.allocate("a", |_| true).unwrap(), Ipv4Addr::new(10, 9, 3, 2));
+        assert!(ipam.allocate("b", |_| true).unwrap_err().contains("no free pod address"));
+        // Unless the pod holding it is gone.
+        assert_eq!(ipam.allocate("b", |uid| uid != "a").unwrap(), Ipv4Addr::new(10, 9, 3, 2));
     }
 }

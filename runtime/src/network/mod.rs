@@ -57,6 +57,8 @@ pub struct NodeNetwork {
     /// The nftables table of the node network, `wharf_<id>_net` (family `ip`).
     pub table: String,
     ipam: Ipam,
+    /// `DATA/pods`: a pod's address is held while its directory there exists.
+    pods_dir: PathBuf,
 }
 
 /// Where the node network is: waiting (and why), or up.
@@ -190,12 +192,16 @@ impl NodeNetwork {
         // Pods removed while the agent was down free their addresses.
         let pods = data_dir.join("pods");
         ipam.retain(|uid| pods.join(uid).exists());
-        Ok(NodeNetwork { bridge, pod_cidr, gateway, cluster_cidr: None, id, table, ipam })
+        Ok(NodeNetwork { bridge, pod_cidr, gateway, cluster_cidr: None, id, table, ipam, pods_dir: pods })
     }
 
-    /// The pod's address: the one it holds, else a new one.
+    /// The pod's address: the one it holds, else a new one. Its directory under `DATA/pods`
+    /// is made first: addresses of pods without one (removed while the agent was down) are
+    /// free.
     pub fn allocate(&self, uid: &str) -> Result<Ipv4Addr, String> {
-        self.ipam.allocate(uid)
+        let dir = self.pods_dir.join(uid);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        self.ipam.allocate(uid, |other| self.pods_dir.join(other).exists())
     }
 
     /// Connects the network namespace at `netns` to the bridge as `eth0` with `pod_ip`;
