@@ -15,6 +15,10 @@
 //!   the warm p50 at concurrency 1 is the latency of a request "from zero" with everything
 //!   cached in memory.
 //!
+//! A second peer from the same build isolates the gateway's own cost: the bare shim server,
+//! [`WasmtimeHttp`](wharf_shim_wasmtime::WasmtimeHttp) behind hyper in the benchmark process,
+//! without routing, counters or logs.
+//!
 //! Processes started here are stopped by their PIDs; all traffic is on 127.0.0.1.
 
 use std::fmt::Write as _;
@@ -106,6 +110,15 @@ pub(super) async fn run(args: FunctionsArgs) -> Result<()> {
     let cached = first_answer(&client, &url).await?;
     server.stop().await?;
 
+    progress("starting the bare shim server (in this process)");
+    let bare_url = bare_server(&component, &base.path().join("bare-cache")).await?;
+    first_answer(&client, &bare_url).await?;
+    let mut bare = Vec::new();
+    for concurrency in LEVELS {
+        progress(&format!("bare shim server: {} requests from {concurrency} clients", args.requests));
+        bare.push(load(&client, &bare_url, concurrency, args.requests).await?);
+    }
+
     let peer_port = free_port()?;
     progress("starting wasmtime serve");
     let mut peer = tokio::process::Command::new(&wasmtime)
@@ -160,6 +173,23 @@ pub(super) async fn run(args: FunctionsArgs) -> Result<()> {
         ],
         &rows,
     );
+    let _ = writeln!(
+        out,
+        "\n## Same build: gateway vs the bare shim server (WasmtimeHttp behind hyper, no routing or counters, in the benchmark process)\n"
+    );
+    let rows: Vec<[String; 4]> = ours
+        .iter()
+        .zip(&bare)
+        .map(|(a, b)| {
+            [
+                a.concurrency.to_string(),
+                format!("{:.0}", a.per_second),
+                format!("{:.0}", b.per_second),
+                format!("{:.2}×", a.per_second / b.per_second),
+            ]
+        })
+        .collect();
+    table(&mut out, ["clients", "gateway req/s", "bare shim req/s", "ratio"], &rows);
     let _ = writeln!(out, "\n## First request of a Wasm function\n");
     let warm = ours.first().map(|l| l.p50).unwrap_or_default();
     table(
@@ -244,4 +274,51 @@ async fn load(client: &reqwest::Client, url: &str, concurrency: usize, total: us
 /// Milliseconds with microsecond resolution (the warm figures are below 1 ms).
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The shim alone: every request on a loopback port goes straight to [`WasmtimeHttp`], served
+/// by hyper on this process's runtime; its URL.
+async fn bare_server(component: &std::path::Path, cache: &std::path::Path) -> Result<String> {
+    use http_body_util::BodyExt;
+    use wharf_shim::http::{BoxError, ProxyHandler, ProxyRequest, RequestLimits};
+
+    let config =
+        wharf_shim_wasmtime::WasmtimeConfig { max_instances: 1024, ..wharf_shim_wasmtime::WasmtimeConfig::new(cache) };
+    let http = Arc::new(wharf_shim_wasmtime::WasmtimeHttp::new(&config)?);
+    let digest = "sha256:00000000000000000000000000000000bbbb".to_string();
+    http.prepare(component.to_path_buf(), digest.clone()).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hello", listener.local_addr()?);
+    let log: Arc<dyn wharf_shim::LogSink> = Arc::new(Discard);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (http, digest, log) = (http.clone(), digest.clone(), log.clone());
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let (http, digest, log) = (http.clone(), digest.clone(), log.clone());
+                async move {
+                    let request = request.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+                    let limits = RequestLimits { memory_bytes: None, timeout: Duration::from_secs(30) };
+                    let answer = http.handle(ProxyRequest { digest, limits, log, request }).await;
+                    Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|e| {
+                        let body = http_body_util::Full::new(bytes::Bytes::from(e.to_string()));
+                        let mut response = hyper::Response::new(body.map_err(|never| match never {}).boxed_unsync());
+                        *response.status_mut() = hyper::StatusCode::from_u16(e.status()).unwrap_or_default();
+                        response
+                    }))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    Ok(url)
+}
+
+/// Guest output the bare server throws away.
+struct Discard;
+
+impl wharf_shim::LogSink for Discard {
+    fn write(&self, _stream: wharf_shim::Stream, _bytes: &[u8]) {}
 }
