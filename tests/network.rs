@@ -65,6 +65,12 @@ impl Drop for NodeNetworkGuard {
     }
 }
 
+/// The server's own node, once it is Ready.
+fn local_node(cluster: &Cluster) -> String {
+    cluster.wait_nodes_ready(1, Duration::from_secs(60));
+    cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])
+}
+
 fn pod_cidr_of(cluster: &Cluster, node: &str) -> String {
     let mut cidr = String::new();
     let found = cluster.eventually(Duration::from_secs(30), || {
@@ -133,7 +139,7 @@ fn pods_on_one_node_reach_each_other_by_pod_ip() {
     cluster.import(&layout, "busybox:v1");
     let ticker = wasm_fixture(cluster.data_dir(), "ticker");
     cluster.import(&ticker, "ticker:v1");
-    let node = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let node = local_node(&cluster);
     let pod_cidr = pod_cidr_of(&cluster, &node);
     let _guard = NodeNetworkGuard { netns: None, pod_cidr: pod_cidr.clone() };
     let gateway = {
@@ -308,7 +314,7 @@ fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
     let cluster = Cluster::start_with(&["--backoff-base-ms", "300", "--listen", &server]);
     let layout = busybox_layout(cluster.data_dir());
     cluster.import(&layout, "busybox:v1");
-    let local = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let local = local_node(&cluster);
     let _local_net = NodeNetworkGuard { netns: None, pod_cidr: pod_cidr_of(&cluster, &local) };
 
     let (a, b) = (format!("net-a-{}", slot.octet), format!("net-b-{}", slot.octet));
@@ -348,4 +354,40 @@ fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
     assert!(!link_exists(Some(&hosts.hosts[1].netns), &host_veth(&web_ip)), "web-b's veth outlived it");
     drop(agents);
     drop(guards);
+}
+
+#[test]
+fn without_a_free_pod_range_a_node_says_so_and_its_pods_wait() {
+    // One node-sized range in the whole cluster range: the server's own node takes it.
+    let cluster = Cluster::start_with(&["--backoff-base-ms", "300", "--node-cidr-mask-size", "17"]);
+    let local = local_node(&cluster);
+    let _local_net = NodeNetworkGuard { netns: None, pod_cidr: pod_cidr_of(&cluster, &local) };
+    let _agent = cluster.join_agent("starved");
+    cluster.wait_nodes_ready(2, Duration::from_secs(60));
+    let events = || cluster.ok(&["get", "events", "-A", "-o", "json"]);
+    let told = |json: &str, reason: &str, name: &str| {
+        let all: Value = serde_json::from_str(json).unwrap();
+        all["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["reason"] == reason && e["involvedObject"]["name"] == name)
+    };
+    let said = cluster.eventually(Duration::from_secs(30), || told(&events(), "CIDRNotAvailable", "starved"));
+    assert!(said, "no CIDRNotAvailable event on node starved:\n{}", events());
+    assert_eq!(cluster.ok(&["get", "node", "starved", "-o", "jsonpath={.spec.podCIDR}"]), "");
+
+    cluster.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: waiting\nspec:\n  nodeName: starved\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:v1\n",
+    );
+    let pod = cluster.wait_pod("waiting", "said it waits for the network", START, |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("network is not ready"))
+    });
+    println!("{}", pod["status"]["containerStatuses"][0]["state"]["waiting"]);
+    assert!(pod["status"]["podIP"].is_null(), "a pod without a network has no IP: {}", pod["status"]);
+    assert!(told(&events(), "NetworkNotReady", "waiting"), "no NetworkNotReady event:\n{}", events());
+    cluster.ok(&["delete", "pod", "waiting", "--wait=true", "--timeout=30s"]);
 }
