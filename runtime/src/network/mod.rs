@@ -59,6 +59,9 @@ pub struct NodeNetwork {
     ipam: Ipam,
     /// `DATA/pods`: a pod's address is held while its directory there exists.
     pods_dir: PathBuf,
+    /// The MTU of the node's way out (its default route's link), given to pods' veths so
+    /// traffic to other nodes fits.
+    mtu: Option<u32>,
 }
 
 /// Where the node network is: waiting (and why), or up.
@@ -192,7 +195,8 @@ impl NodeNetwork {
         // Pods removed while the agent was down free their addresses.
         let pods = data_dir.join("pods");
         ipam.retain(|uid| pods.join(uid).exists());
-        Ok(NodeNetwork { bridge, pod_cidr, gateway, cluster_cidr: None, id, table, ipam, pods_dir: pods })
+        let mtu = uplink_mtu().await;
+        Ok(NodeNetwork { bridge, pod_cidr, gateway, cluster_cidr: None, id, table, ipam, pods_dir: pods, mtu })
     }
 
     /// The pod's address: the one it holds, else a new one. Its directory under `DATA/pods`
@@ -225,7 +229,16 @@ impl NodeNetwork {
         let _ = ip(&["link", "del", &host]).await;
         let _ = inside(&["link", "del", "eth0"]).await;
         let peer = format!("wp{:08x}", u32::from(pod_ip));
-        ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]).await?;
+        let mtu = self.mtu.map(|m| m.to_string());
+        let mut add = vec!["link", "add", host.as_str()];
+        if let Some(mtu) = &mtu {
+            add.extend(["mtu", mtu.as_str()]);
+        }
+        add.extend(["type", "veth", "peer", "name", peer.as_str()]);
+        if let Some(mtu) = &mtu {
+            add.extend(["mtu", mtu.as_str()]);
+        }
+        ip(&add).await?;
         let netns_path = netns.to_string_lossy().into_owned();
         let wired = async {
             ip(&["link", "set", &peer, "netns", &netns_path]).await?;
@@ -257,6 +270,19 @@ impl NodeNetwork {
         let script = nft_script(&self.table, &self.bridge, self.pod_cidr, pod_network);
         run_cmd("nft", &["-f", "-"], Some(&script)).await.map(|_| ())
     }
+}
+
+/// The MTU of the link of the default route, if there is one.
+async fn uplink_mtu() -> Option<u32> {
+    let route = ip(&["-o", "route", "show", "default"]).await.ok()?;
+    let mut words = route.split_whitespace();
+    words.find(|w| *w == "dev")?;
+    let dev = words.next()?;
+    // From ip, not /sys/class/net: sysfs may be another network namespace's.
+    let link = ip(&["-o", "link", "show", "dev", dev]).await.ok()?;
+    let mut words = link.split_whitespace();
+    words.find(|w| *w == "mtu")?;
+    words.next()?.parse().ok()
 }
 
 /// A Node's podCIDR and InternalIP.
