@@ -103,13 +103,6 @@ impl NetworkHandle {
             std::future::pending::<()>().await;
         }
     }
-
-    /// A handle whose network is already up (tests, or a caller that set it up itself).
-    pub fn fixed(state: NetworkState) -> Self {
-        let (tx, rx) = watch::channel(state);
-        std::mem::forget(tx);
-        NetworkHandle(rx)
-    }
 }
 
 /// 8 lowercase hex digits of the range's network address.
