@@ -1,10 +1,12 @@
 //! What Wasm functions write to stdout and stderr, kept per function on the node: one file
 //! `<data dir>/functions/<namespace>/<name>.log` of lines `RFC3339 stdout|stderr TEXT`, whole
-//! lines only (a request's partial line waits for its newline or the request's end). A file
-//! past [`MAX_BYTES`] starts over. The gateway serves it to `wharf fn logs` (see `super`).
+//! lines only (a request's partial line waits for its newline or the request's end), kept open
+//! while the function is routed. A file past [`MAX_BYTES`] starts over. The gateway serves it
+//! to `wharf fn logs` (see `super`).
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use wharf_shim::{LogSink, Stream};
@@ -15,11 +17,13 @@ pub const MAX_BYTES: u64 = 8 << 20;
 /// The node's function logs.
 pub struct FunctionLogs {
     dir: PathBuf,
+    /// Open files by path, shared by the requests of each function.
+    open: Mutex<HashMap<PathBuf, Arc<LogFile>>>,
 }
 
 impl FunctionLogs {
     pub fn new(dir: PathBuf) -> Self {
-        FunctionLogs { dir }
+        FunctionLogs { dir, open: Mutex::default() }
     }
 
     /// The log file of `namespace/name` (names are DNS labels, safe in paths).
@@ -30,14 +34,58 @@ impl FunctionLogs {
         (safe(namespace) && safe(name)).then(|| self.dir.join(namespace).join(format!("{name}.log")))
     }
 
+    /// Closes the function's file (its route went away); the file stays for `wharf fn logs`.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        if let Some(path) = self.path(namespace, name) {
+            self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
+        }
+    }
+
     /// A sink for one request's output.
     pub fn request(&self, namespace: &str, name: &str) -> Arc<dyn LogSink> {
-        Arc::new(RequestLog { path: self.path(namespace, name), pending: Mutex::default() })
+        let file = self.path(namespace, name).map(|path| {
+            self.open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(path.clone())
+                .or_insert_with(|| Arc::new(LogFile { path, file: Mutex::default() }))
+                .clone()
+        });
+        Arc::new(RequestLog { file, pending: Mutex::default() })
+    }
+}
+
+/// One function's log file, opened on its first write and kept open.
+struct LogFile {
+    path: PathBuf,
+    file: Mutex<Option<(std::fs::File, u64)>>,
+}
+
+impl LogFile {
+    fn write(&self, text: &[u8]) -> std::io::Result<()> {
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let len = file.metadata()?.len();
+            *guard = Some((file, len));
+        }
+        let (file, len) = guard.as_mut().expect("opened above");
+        if *len > MAX_BYTES {
+            // Appends go to the new end, so the file starts over.
+            file.set_len(0)?;
+            *len = 0;
+        }
+        file.write_all(text)?;
+        *len += text.len() as u64;
+        Ok(())
     }
 }
 
 struct RequestLog {
-    path: Option<PathBuf>,
+    file: Option<Arc<LogFile>>,
     /// Bytes of an unfinished line per stream.
     pending: Mutex<[Vec<u8>; 2]>,
 }
@@ -51,7 +99,7 @@ fn index(stream: Stream) -> usize {
 
 impl RequestLog {
     fn append(&self, stream: Stream, lines: &[u8]) {
-        let Some(path) = &self.path else { return };
+        let Some(file) = &self.file else { return };
         let now = jiff::Timestamp::now();
         let mut text = Vec::with_capacity(lines.len() + 48);
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -59,20 +107,10 @@ impl RequestLog {
             text.extend_from_slice(line);
             text.push(b'\n');
         }
-        if let Err(e) = write_file(path, &text) {
-            tracing::debug!(path = %path.display(), error = %e, "cannot write function log");
+        if let Err(e) = file.write(&text) {
+            tracing::debug!(path = %file.path.display(), error = %e, "cannot write function log");
         }
     }
-}
-
-fn write_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let too_big = std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_BYTES);
-    let mut file =
-        std::fs::OpenOptions::new().create(true).append(!too_big).write(true).truncate(too_big).open(path)?;
-    file.write_all(text)
 }
 
 impl LogSink for RequestLog {

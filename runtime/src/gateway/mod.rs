@@ -228,6 +228,7 @@ impl Gateway {
             if !kept {
                 self.linux.forget(namespace, name);
                 self.stats.forget(namespace, name);
+                self.logs.forget(namespace, name);
             }
             kept
         });
