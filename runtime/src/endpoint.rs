@@ -3,7 +3,8 @@
 //! `kubectl exec` (`GET /exec/{namespace}/{pod}/{container}?command=..`, upgraded to the
 //! remote-command WebSocket protocol) and `kubectl port-forward`
 //! (`GET /portForward/{namespace}/{pod}?port=..`, one WebSocket per forwarded connection, see
-//! `portforward`). Only callers bearing the node token are served.
+//! `portforward`), and `GET /metrics` (the node's containers and functions, see `metrics`).
+//! Only callers bearing the node token are served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::worker::LogIndex;
 struct EndpointState {
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
+    functions: crate::gateway::stats::Stats,
     token: String,
 }
 
@@ -202,6 +204,17 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// `GET /metrics`: the node's containers and functions, sampled now.
+async fn metrics(State(state): State<Arc<EndpointState>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, &state.token) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    crate::metrics::register_containers(&mut registry, &crate::metrics::sample(&state.running));
+    crate::metrics::register_functions(&mut registry, &state.functions.snapshot());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::encode(&registry)).into_response()
+}
+
 /// A self-signed serving configuration for the endpoint.
 fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
     let cert = rcgen::generate_simple_self_signed(vec![name.to_string(), "localhost".into(), "127.0.0.1".into()])
@@ -218,13 +231,19 @@ fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
 }
 
 /// The endpoint's routes.
-pub(crate) fn app(logs: Arc<LogIndex>, running: Arc<RunningContainers>, token: String) -> Router {
+pub(crate) fn app(
+    logs: Arc<LogIndex>,
+    running: Arc<RunningContainers>,
+    functions: crate::gateway::stats::Stats,
+    token: String,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
         .route("/portForward/{namespace}/{pod}", get(port_forward))
-        .with_state(Arc::new(EndpointState { logs, running, token }))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(EndpointState { logs, running, functions, token }))
 }
 
 /// Binds the endpoint; returns the bound address and the serving future.
@@ -233,6 +252,7 @@ pub async fn bind(
     node: &str,
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
+    functions: crate::gateway::stats::Stats,
     token: String,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + use<>), AgentError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -240,7 +260,7 @@ pub async fn bind(
         .map_err(|e| AgentError::Setup(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| AgentError::Setup(e.to_string()))?;
     let acceptor = TlsAcceptor::from(tls_config(node)?);
-    let app = app(logs, running, token);
+    let app = app(logs, running, functions, token);
     let serve = async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod images;
 pub mod linux;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pods;
@@ -98,8 +99,16 @@ pub async fn run(
         .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", config.data_dir.display())))?;
     let logs = Arc::new(LogIndex::new(config.data_dir.join("logs")));
     let running = Arc::new(exec::RunningContainers::default());
-    let (addr, serve) =
-        endpoint::bind(config.listen, &config.name, logs.clone(), running.clone(), config.node_token.clone()).await?;
+    let function_stats = gateway::stats::Stats::default();
+    let (addr, serve) = endpoint::bind(
+        config.listen,
+        &config.name,
+        logs.clone(),
+        running.clone(),
+        function_stats.clone(),
+        config.node_token.clone(),
+    )
+    .await?;
     let info = NodeInfo {
         name: config.name.clone(),
         address: config.address.clone(),
@@ -138,7 +147,7 @@ pub async fn run(
         address: info.address.clone(),
         listen: config.gateway_listen,
         data_dir: config.data_dir.clone(),
-        stats: gateway::stats::Stats::default(),
+        stats: function_stats,
     };
     let gateway = tokio::spawn(gateway::run(client.clone(), gateway_options, ctx.images.clone(), wasm_http));
     let heartbeat =

@@ -2,18 +2,21 @@
 //! (OpenMetrics) text format. Containers are reported under the names the kubelet's resource
 //! metrics use (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`, and the
 //! `pod_` sums), from each shim's accounting: cgroups for Linux containers, the wasmtime shim's own
-//! counters (linear memory, and the time spent polling the guest) for Wasm.
+//! counters (linear memory, and the time spent polling the guest) for Wasm. Functions served by
+//! the node's gateway are reported as `wharf_function_*` from [`crate::gateway::stats`].
 
 use std::collections::BTreeMap;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use wharf_shim::Stats;
 
 pub use crate::exec::RunningContainers;
+use crate::gateway::stats::{FunctionStats, LATENCY_BUCKETS};
 
 /// The content type of what [`render`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -72,7 +75,67 @@ pub fn register_containers(registry: &mut Registry, samples: &[ContainerSample])
     registry.register("container_cpu_usage_seconds", "Cumulative CPU time of the container in seconds", cpu);
     registry.register("container_memory_working_set_bytes", "Current memory use of the container in bytes", memory);
     registry.register("pod_cpu_usage_seconds", "Cumulative CPU time of the pod's containers in seconds", pod_cpu);
-    registry.register("pod_memory_working_set_bytes", "Current memory use of the pod's containers in bytes", pod_memory);
+    registry.register(
+        "pod_memory_working_set_bytes",
+        "Current memory use of the pod's containers in bytes",
+        pod_memory,
+    );
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FunctionLabels {
+    namespace: String,
+    function: String,
+}
+
+/// A latency histogram as the gateway counted it (per bucket, not cumulative, and the sum).
+#[derive(Debug, Default)]
+struct LatencySnapshot(std::sync::Mutex<(Vec<u64>, f64)>);
+
+impl TypedMetric for LatencySnapshot {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencySnapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (counts, sum) = &*self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // The encoder sums the buckets up itself.
+        let bounds = LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(counts.iter().copied()).collect();
+        let count = counts.iter().sum();
+        encoder.encode_histogram::<NoLabelSet>(*sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Registers the gateway's per-function families for `functions` in `registry`.
+pub fn register_functions(registry: &mut Registry, functions: &[FunctionStats]) {
+    let requests = Family::<FunctionLabels, Counter>::default();
+    let errors = Family::<FunctionLabels, Counter>::default();
+    let cold_starts = Family::<FunctionLabels, Counter>::default();
+    let in_flight = Family::<FunctionLabels, Gauge>::default();
+    let latency = Family::<FunctionLabels, LatencySnapshot>::default();
+    for f in functions {
+        let labels = FunctionLabels { namespace: f.namespace.clone(), function: f.name.clone() };
+        requests.get_or_create(&labels).inc_by(f.requests);
+        errors.get_or_create(&labels).inc_by(f.errors);
+        cold_starts.get_or_create(&labels).inc_by(f.cold_starts);
+        in_flight.get_or_create(&labels).set(i64::try_from(f.in_flight).unwrap_or(i64::MAX));
+        *latency.get_or_create(&labels).0.lock().unwrap_or_else(|e| e.into_inner()) =
+            (f.latency_counts.clone(), f.latency_sum_seconds);
+    }
+    registry.register("wharf_function_requests", "Requests the node's gateway answered per function", requests);
+    registry.register("wharf_function_errors", "Requests answered with a 5xx or refused for overload", errors);
+    registry.register("wharf_function_cold_starts", "Requests that had to load or compile the function", cold_starts);
+    registry.register("wharf_function_in_flight", "Requests being served now", in_flight);
+    registry.register(
+        "wharf_function_request_duration_seconds",
+        "Time from a request's arrival at the gateway to its response head",
+        latency,
+    );
 }
 
 /// Encodes `registry` in the text format.
@@ -105,11 +168,51 @@ mod tests {
         );
         let text = encode(&registry);
         assert!(
-            text.contains(r#"container_memory_working_set_bytes{namespace="default",pod="web",container="app"} 4194304"#),
+            text.contains(
+                r#"container_memory_working_set_bytes{namespace="default",pod="web",container="app"} 4194304"#
+            ),
             "{text}"
         );
-        assert!(text.contains(r#"container_cpu_usage_seconds_total{namespace="default",pod="web",container="sidecar"} 0.5"#));
+        assert!(
+            text.contains(
+                r#"container_cpu_usage_seconds_total{namespace="default",pod="web",container="sidecar"} 0.5"#
+            )
+        );
         assert!(text.contains(r#"pod_memory_working_set_bytes{namespace="default",pod="web"} 5242880"#));
         assert!(text.contains(r#"pod_cpu_usage_seconds_total{namespace="default",pod="web"} 2.0"#), "{text}");
+    }
+
+    #[test]
+    fn functions_are_reported_with_a_cumulative_latency_histogram() {
+        let mut counts = vec![0; LATENCY_BUCKETS.len() + 1];
+        counts[0] = 3; // <= 0.5 ms
+        counts[2] = 1; // <= 2.5 ms
+        let stats = FunctionStats {
+            namespace: "default".into(),
+            name: "hello".into(),
+            in_flight: 1,
+            requests: 4,
+            errors: 1,
+            cold_starts: 1,
+            latency_counts: counts,
+            latency_sum_seconds: 0.004,
+        };
+        let mut registry = Registry::default();
+        register_functions(&mut registry, &[stats]);
+        let text = encode(&registry);
+        let labels = r#"namespace="default",function="hello""#;
+        for line in [
+            format!("wharf_function_requests_total{{{labels}}} 4"),
+            format!("wharf_function_errors_total{{{labels}}} 1"),
+            format!("wharf_function_cold_starts_total{{{labels}}} 1"),
+            format!("wharf_function_in_flight{{{labels}}} 1"),
+            format!("wharf_function_request_duration_seconds_bucket{{le=\"0.0005\",{labels}}} 3"),
+            format!("wharf_function_request_duration_seconds_bucket{{le=\"0.001\",{labels}}} 3"),
+            format!("wharf_function_request_duration_seconds_bucket{{le=\"0.0025\",{labels}}} 4"),
+            format!("wharf_function_request_duration_seconds_bucket{{le=\"+Inf\",{labels}}} 4"),
+            format!("wharf_function_request_duration_seconds_count{{{labels}}} 4"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line} in:\n{text}");
+        }
     }
 }
