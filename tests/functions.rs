@@ -144,6 +144,30 @@ fn a_wasm_function_answers_through_the_gateway() {
     let unknown = wharf_fails(&cluster, &["fn", "invoke", "nope"]);
     assert!(unknown.contains("function default/nope not found"), "{unknown}");
 
+    // The API server counts what it answered; the node's agent what its gateway served.
+    let api = cluster.ok(&["get", "--raw", "/metrics"]);
+    let listed = api.lines().find(|l| {
+        l.starts_with(r#"apiserver_request_total{verb="LIST",group="wharf.dev",version="v1",resource="functions""#)
+    });
+    assert!(listed.is_some(), "no LIST of functions counted in the API server's /metrics:\n{api}");
+    let port = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    let token = std::fs::read_to_string(cluster.data_dir().join("node-token")).unwrap();
+    let scraped = Command::new("curl")
+        .args(["-sfk", "-H", &format!("Authorization: Bearer {}", token.trim())])
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    let agent = String::from_utf8_lossy(&scraped.stdout);
+    assert!(scraped.status.success(), "the agent's /metrics failed: {}", String::from_utf8_lossy(&scraped.stderr));
+    let value = |name: &str| {
+        let prefix = format!(r#"{name}{{namespace="default",function="hello"}} "#);
+        agent.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse::<f64>().ok())
+    };
+    let requests = value("wharf_function_requests_total").unwrap_or_else(|| panic!("no request count:\n{agent}"));
+    assert!(requests >= 4.0, "{requests} requests counted, at least 4 were made:\n{agent}");
+    assert_eq!(value("wharf_function_cold_starts_total"), Some(1.0), "one compile on this node:\n{agent}");
+    assert_eq!(value("wharf_function_request_duration_seconds_count"), Some(requests), "{agent}");
+
     wharf_ok(&cluster, &["fn", "rm", "hello"]);
     wait_status(&cluster, &addr, "/hello", 404);
     let gone = wharf_fails(&cluster, &["fn", "invoke", "hello"]);

@@ -199,10 +199,17 @@ fn running_containers_survive_an_agent_sigkill_and_are_adopted_once() {
     // The shell, started first; its `sleep 0.2` children come and go.
     let shell = *pids.first().expect("the container's processes");
 
+    let endpoint =
+        || cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    let old_endpoint = endpoint();
     cluster.kill();
     std::thread::sleep(Duration::from_secs(1));
     assert!(alive(shell), "the container died with the agent");
     cluster.restart();
+    // The pod's status still says running from before the kill; `kubectl logs` needs the new
+    // agent's endpoint on the Node.
+    let registered = cluster.eventually(START, || endpoint() != old_endpoint);
+    assert!(registered, "the restarted agent never registered its endpoint (still port {old_endpoint})");
     let after = cluster.wait_pod("survivor", "was reported running again", START, |p| {
         running(p) && container_status(p, "main")["ready"] == true
     });
