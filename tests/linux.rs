@@ -199,16 +199,14 @@ fn running_containers_survive_an_agent_sigkill_and_are_adopted_once() {
     // The shell, started first; its `sleep 0.2` children come and go.
     let shell = *pids.first().expect("the container's processes");
 
-    let endpoint =
-        || cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}"]);
-    let old_endpoint = endpoint();
+    let old_endpoint = agent_port(&cluster);
     cluster.kill();
     std::thread::sleep(Duration::from_secs(1));
     assert!(alive(shell), "the container died with the agent");
     cluster.restart();
     // The pod's status still says running from before the kill; `kubectl logs` needs the new
     // agent's endpoint on the Node.
-    let registered = cluster.eventually(START, || endpoint() != old_endpoint);
+    let registered = cluster.eventually(START, || agent_port(&cluster) != old_endpoint);
     assert!(registered, "the restarted agent never registered its endpoint (still port {old_endpoint})");
     let after = cluster.wait_pod("survivor", "was reported running again", START, |p| {
         running(p) && container_status(p, "main")["ready"] == true
@@ -225,6 +223,11 @@ fn running_containers_survive_an_agent_sigkill_and_are_adopted_once() {
     let processes = pids_of_pod(&uid);
     assert!(processes.len() <= 2, "more processes than one shell and its sleep: {processes:?}");
     delete_and_check_clean(&cluster, "survivor", &uid, &pids);
+}
+
+/// The port of the endpoint the node's agent registered on its Node.
+fn agent_port(cluster: &Cluster) -> String {
+    cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}"])
 }
 
 /// Debian's docker-registry on a free loopback port with htpasswd auth, stopped on drop.
