@@ -167,10 +167,11 @@ where
     };
     let (reader, writer) = tokio::io::split(session_side);
     let outbound = tokio::spawn(outbound);
-    tokio::select! {
-        _ = spdy::serve(reader, writer, forward) => {}
-        _ = inbound => {}
-    }
+    // kubectl closing the WebSocket ends the session's input, so the session ends (and stops
+    // every forwarded connection) on its own.
+    let inbound = tokio::spawn(inbound);
+    spdy::serve(reader, writer, forward).await;
+    inbound.abort();
     let _ = outbound.await;
 }
 

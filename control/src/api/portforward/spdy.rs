@@ -595,4 +595,55 @@ mod tests {
         client_write.write_all(&control_frame(GOAWAY, 0, &[0; 8])).await.unwrap();
         served.await.unwrap();
     }
+
+    /// kubectl's keep-alive pings are echoed; its reset of a data stream stops the handler, which
+    /// then closes the error stream; streams without a port are refused.
+    #[tokio::test]
+    async fn pings_are_echoed_and_resets_stop_the_handler() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_read, server_write) = tokio::io::split(server);
+        let served = tokio::spawn(serve(server_read, server_write, |forward: Forward| async move {
+            forward.reset.cancelled().await;
+            forward.reply.close(Some("stopped".into())).await;
+        }));
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let mut codec = HeaderCodec::new();
+        client_write.write_all(&control_frame(PING, 0, &1u32.to_be_bytes())).await.unwrap();
+        let pong = read_frame(&mut client_read).await.unwrap().unwrap();
+        assert_eq!(pong, Frame::Control { kind: PING, flags: 0, payload: Bytes::from_static(&[0, 0, 0, 1]) });
+        let mut open = |stream: u32, headers: &[(&str, &str)]| {
+            let mut payload = stream.to_be_bytes().to_vec();
+            payload.extend_from_slice(&[0; 6]);
+            payload.extend(codec.encode(headers));
+            control_frame(SYN_STREAM, 0, &payload)
+        };
+        let refused = open(1, &[("streamType", "data")]);
+        let error = open(3, &[("streamType", "error"), ("port", "80"), ("requestID", "7")]);
+        let data = open(5, &[("streamType", "data"), ("port", "80"), ("requestID", "7")]);
+        for frame in [refused, error, data] {
+            client_write.write_all(&frame).await.unwrap();
+        }
+        // Stream 5, status CANCEL.
+        let mut reset = 5u32.to_be_bytes().to_vec();
+        reset.extend_from_slice(&5u32.to_be_bytes());
+        client_write.write_all(&control_frame(RST_STREAM, 0, &reset)).await.unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match read_frame(&mut client_read).await.unwrap().unwrap() {
+                Frame::Control { kind: RST_STREAM, payload, .. } => seen.push(format!("reset {}", payload[3])),
+                Frame::Control { kind: SYN_REPLY, payload, .. } => seen.push(format!("reply {}", payload[3])),
+                Frame::Data { stream, fin, payload } => {
+                    seen.push(format!("data {stream} {fin} {}", String::from_utf8_lossy(&payload)));
+                    if stream == 3 && fin {
+                        break;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen, ["reset 1", "reply 3", "reply 5", "data 3 false stopped", "data 5 true ", "data 3 true "]);
+        // kubectl going away ends the session.
+        drop((client_read, client_write));
+        served.await.unwrap();
+    }
 }
