@@ -294,7 +294,14 @@ impl Gateway {
             }
         };
         let response = match kind {
-            Kind::Linux => self.linux.forward(namespace, name, target.port, request).await,
+            // Held until a pod is ready, then the function's own timeout for its answer (a pod
+            // that goes away mid-request must not hold the client forever).
+            Kind::Linux => tokio::time::timeout(
+                linux::HOLD_TIMEOUT + target.timeout,
+                self.linux.forward(namespace, name, target.port, request),
+            )
+            .await
+            .unwrap_or_else(|_| (StatusCode::GATEWAY_TIMEOUT, "the function did not answer in time\n").into_response()),
             Kind::Wasm { digest, artifact } => {
                 let Some(wasm) = &self.wasm else {
                     flight.finish(503);
