@@ -270,14 +270,11 @@ fn services_get_addresses_and_node_ports_and_endpoints_follow_the_pods() {
 /// Endpoints and EndpointSlice name the advertised address; it comes back when deleted.
 #[test]
 fn the_kubernetes_service_names_the_api_server() {
-    let cluster = Cluster::start();
+    // On every address, so the server advertises the host's address to pods (loopback would
+    // leave the Service without endpoints).
+    let cluster = Cluster::start_with(&["--listen", "0.0.0.0:0"]);
     let service_cidr: ipnet::Ipv4Net = cluster.network.service_cidr().parse().unwrap();
     let port: u16 = cluster.url.rsplit(':').next().unwrap().parse().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = runtime.block_on(cluster.client());
-    // A documentation address stands for the host's: the test server listens on loopback.
-    let listen: std::net::SocketAddr = format!("192.0.2.7:{port}").parse().unwrap();
-    runtime.spawn(wharf_control::controllers::kubernetes_service::run(client, service_cidr, listen));
     let first = Ipv4Addr::from(u32::from(service_cidr.network()) + 1);
     let found = |cluster: &Cluster| {
         cluster.kubectl(&["get", "svc", "kubernetes"]).status.success()
@@ -290,10 +287,15 @@ fn the_kubernetes_service_names_the_api_server() {
         (svc["spec"]["ports"][0]["port"].as_u64(), svc["spec"]["ports"][0]["targetPort"].as_u64()),
         (Some(443), Some(port.into()))
     );
-    let table = cluster.ok(&["get", "endpoints", "kubernetes"]);
-    assert!(table.contains(&format!("192.0.2.7:{port}")), "{table}");
+    let endpoints = get(&cluster, &["endpoints", "kubernetes"]);
+    let subset = &endpoints["subsets"][0];
+    let address: Ipv4Addr = subset["addresses"][0]["ip"].as_str().unwrap_or_default().parse().unwrap_or_else(|_| {
+        panic!("the kubernetes Endpoints name no address (is there a default route?): {endpoints}")
+    });
+    assert!(!address.is_loopback() && subset["addresses"].as_array().map(Vec::len) == Some(1), "{endpoints}");
+    assert_eq!(subset["ports"][0]["port"].as_u64(), Some(port.into()), "{endpoints}");
     let slice = get(&cluster, &["endpointslice", "kubernetes"]);
-    assert_eq!(slice["endpoints"][0]["addresses"][0], "192.0.2.7");
+    assert_eq!(slice["endpoints"][0]["addresses"][0], address.to_string());
     let err = cluster
         .fails(&["create", "service", "clusterip", "mine", "--tcp=80:80", &format!("--clusterip={first}")], None);
     assert!(err.contains("provided IP is already allocated"), "{err}");

@@ -133,11 +133,19 @@ pub async fn run(
 
     let auth = tokens::Authenticator::new(&token).with_node_token(&node_token);
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
-    let state =
-        Arc::new(ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry, config.admission));
+    let state = Arc::new(ApiState::new(
+        store,
+        auth,
+        node_token.clone(),
+        pki.ca_pem.clone(),
+        registry,
+        config.admission.clone(),
+    ));
     let app = api::router(state);
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
-    crate::controllers::spawn_all(crate::controllers::client(&kubeconfig).await?, &config.controllers);
+    let client = crate::controllers::client(&kubeconfig).await?;
+    tokio::spawn(crate::controllers::kubernetes_service::run(client.clone(), config.admission.service_cidr, listen));
+    crate::controllers::spawn_all(client, &config.controllers);
     on_ready(&Started { url, kubeconfig, node_token });
     tokio::select! {
         _ = shutdown => {}
