@@ -325,6 +325,11 @@ fn ready_condition(runs: Runs, desired: i32, ready: i32, gateways: usize) -> (&'
         Runs::Linux if desired == 0 && ready == 0 => {
             ("True", "ScaledToZero", "no replicas; the gateway starts one on the next request".into())
         }
+        Runs::Linux if desired == 0 => (
+            "True",
+            "ScaledToZero",
+            format!("scaled to zero, {ready} replica(s) stopping; the gateway starts one on the next request"),
+        ),
         Runs::Linux if ready == 0 => ("False", "Deploying", format!("0 of {desired} replicas ready")),
         Runs::Linux => ("True", "Ready", format!("{ready} of {desired} replicas ready")),
     }
@@ -628,6 +633,7 @@ mod tests {
     fn ready_reasons() {
         assert_eq!(ready_condition(Runs::Linux, 0, 0, 1).1, "ScaledToZero");
         assert_eq!(ready_condition(Runs::Linux, 1, 0, 1).1, "Deploying");
+        assert_eq!(ready_condition(Runs::Linux, 0, 3, 1).1, "ScaledToZero", "pods still stopping");
         assert_eq!(ready_condition(Runs::Linux, 2, 1, 1).0, "True");
         assert_eq!(ready_condition(Runs::ImageNotFound, 0, 0, 1).1, "ImageNotFound");
         assert_eq!(ready_condition(Runs::Wasm, 1, 1, 0).1, "NoGateway");
