@@ -282,9 +282,11 @@ impl PodRun {
                 }
                 Err(e) => {
                     let message = format!("Failed to create pod sandbox: {e}");
-                    self.waiting_for_sandbox(&message);
-                    self.event(None, Kind::Warning, "FailedCreatePodSandBox", &message);
-                    told = Some(message);
+                    if told.as_deref() != Some(message.as_str()) {
+                        self.waiting_for_sandbox(&message);
+                        self.event(None, Kind::Warning, "FailedCreatePodSandBox", &message);
+                        told = Some(message);
+                    }
                     if !self.pause(backoff.next_delay(&self.ctx.backoff, Duration::ZERO)).await {
                         return false;
                     }
@@ -296,7 +298,7 @@ impl PodRun {
     /// The pod's address, sandbox and `eth0`.
     async fn attach(&self, net: &crate::network::NodeNetwork, uid: &str) -> Result<std::net::Ipv4Addr, String> {
         let ip = net.allocate(uid)?;
-        let sandbox = self.sandbox_for(&ip.to_string()).await?;
+        let sandbox = self.sandbox_for(&ip.to_string(), Some(net.gateway.to_string())).await?;
         let netns = sandbox.netns().ok_or("the pod sandbox has no network namespace")?;
         net.attach(ip, netns).await?;
         self.view.lock().expect("pod view lock").pod_ip = ip.to_string();
@@ -307,8 +309,10 @@ impl PodRun {
     /// Says why the pod's containers wait for its sandbox (an empty message: they no longer do).
     fn waiting_for_sandbox(&self, message: &str) {
         let message = (!message.is_empty()).then(|| message.to_string());
-        let has_init = !self.view.lock().expect("pod view lock").init.is_empty();
-        let count = if has_init { 1 } else { self.view.lock().expect("pod view lock").app.len() };
+        let (has_init, count) = {
+            let view = self.view.lock().expect("pod view lock");
+            if view.init.is_empty() { (false, view.app.len()) } else { (true, 1) }
+        };
         for i in 0..count {
             let slot = if has_init { Slot::Init(i) } else { Slot::App(i) };
             self.update(slot, |c| c.state = State::waiting("ContainerCreating", message.clone()));
@@ -322,16 +326,16 @@ impl PodRun {
 
     /// The pod's sandbox, made on first use.
     async fn sandbox(&self) -> Result<&Sandbox, String> {
-        self.sandbox_for(&self.pod_ip()).await
+        let nameserver = self.ctx.network.current().ok().map(|n| n.gateway.to_string());
+        self.sandbox_for(&self.pod_ip(), nameserver).await
     }
 
-    /// The pod's sandbox, made on first use for a pod with address `pod_ip`.
-    async fn sandbox_for(&self, pod_ip: &str) -> Result<&Sandbox, String> {
+    /// The pod's sandbox, made on first use for a pod with address `pod_ip` whose cluster DNS
+    /// server is `nameserver`.
+    async fn sandbox_for(&self, pod_ip: &str, nameserver: Option<String>) -> Result<&Sandbox, String> {
         self.sandbox
             .get_or_try_init(|| async {
-                let mut spec = sandbox_spec(&self.pod, pod_ip);
-                spec.cluster_domain = self.ctx.cluster_domain.clone();
-                spec.nameserver = self.ctx.network.current().ok().map(|n| n.gateway.to_string());
+                let spec = sandbox_spec(&self.pod, pod_ip, &self.ctx.cluster_domain, nameserver);
                 let dir = self.ctx.data_dir.join("pods").join(name_of(&self.pod).2).join("sandbox");
                 tokio::task::spawn_blocking(move || Sandbox::ensure(&dir, &spec))
                     .await
@@ -772,16 +776,16 @@ fn host_network(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
 }
 
-/// How the pod's sandbox is made, from its spec (the DNS server and domain come from the agent).
-fn sandbox_spec(pod: &Pod, pod_ip: &str) -> SandboxSpec {
+/// How the pod's sandbox is made, from its spec and the agent's DNS server and domain.
+fn sandbox_spec(pod: &Pod, pod_ip: &str, cluster_domain: &str, nameserver: Option<String>) -> SandboxSpec {
     let spec = pod.spec.clone().unwrap_or_default();
     SandboxSpec {
         hostname: spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
         pod_ip: pod_ip.to_string(),
         host_network: spec.host_network.unwrap_or(false),
         namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-        cluster_domain: String::new(),
-        nameserver: None,
+        cluster_domain: cluster_domain.to_string(),
+        nameserver,
         dns_policy: spec.dns_policy.clone(),
         dns_config: spec.dns_config.clone(),
         host_aliases: spec
@@ -944,22 +948,23 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
 
     let volume_root = ctx.data_dir.join("pods").join(&uid).join("volumes");
     let mut backoff = Backoff::default();
-    let prepared = loop {
-        if !connected {
-            break None;
-        }
-        let sources = Sources::new(&ctx.client, &namespace);
-        match volumes::prepare_all(&pod, &volume_root, &sources).await {
-            Ok(v) => break Some(v),
-            Err(e) => {
-                for i in 0..spec.containers.len() {
-                    run.update(Slot::App(i), |c| {
-                        c.state = State::waiting("CreateContainerConfigError", Some(e.0.clone()))
-                    });
-                }
-                run.event(None, Kind::Warning, "FailedMount", &e.0);
-                if !run.pause(backoff.next_delay(&ctx.backoff, Duration::ZERO)).await {
-                    break None;
+    let prepared = if !connected {
+        None
+    } else {
+        loop {
+            let sources = Sources::new(&ctx.client, &namespace);
+            match volumes::prepare_all(&pod, &volume_root, &sources).await {
+                Ok(v) => break Some(v),
+                Err(e) => {
+                    for i in 0..spec.containers.len() {
+                        run.update(Slot::App(i), |c| {
+                            c.state = State::waiting("CreateContainerConfigError", Some(e.0.clone()))
+                        });
+                    }
+                    run.event(None, Kind::Warning, "FailedMount", &e.0);
+                    if !run.pause(backoff.next_delay(&ctx.backoff, Duration::ZERO)).await {
+                        break None;
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Routed Services: a request goes to a ready endpoint (from the Service's EndpointSlices) of
 //! its first port, picked round-robin, over plain HTTP/1.1 with both bodies streamed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,31 +24,15 @@ pub(super) fn ready_endpoints(
     service: &str,
     port_name: &str,
 ) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for slice in slices {
-        let ours = slice.metadata.namespace.as_deref() == Some(namespace)
-            && slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str)
-                == Some(service);
-        if !ours {
-            continue;
-        }
-        let port = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
-            .and_then(|p| p.port)
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else { continue };
-        for endpoint in &slice.endpoints {
-            if endpoint.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                continue;
-            }
-            out.extend(
-                endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|ip| SocketAddr::new(ip, port)),
-            );
-        }
-    }
+    let mut out: Vec<SocketAddr> = slices
+        .iter()
+        .filter(|slice| {
+            slice.metadata.namespace.as_deref() == Some(namespace)
+                && slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str)
+                    == Some(service)
+        })
+        .flat_map(|slice| crate::proxy::rules::ready_addresses(slice, port_name, "TCP"))
+        .collect();
     out.sort();
     out.dedup();
     out

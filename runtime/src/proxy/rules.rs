@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -136,34 +136,46 @@ pub fn frontends<'a>(
     out
 }
 
-/// The ready addresses of `slices` on the slice port named as the Service `port`.
+/// The ready `address:port` endpoints of one EndpointSlice on its port named `port_name` with
+/// `protocol` (a missing ready condition means ready, as the EndpointSlice API says). The
+/// Service proxy and the gateway's routed Services both read endpoints through this.
+pub(crate) fn ready_addresses<'a>(
+    slice: &'a EndpointSlice,
+    port_name: &str,
+    protocol: &str,
+) -> impl Iterator<Item = SocketAddr> + 'a {
+    let port = slice
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| {
+            p.name.as_deref().unwrap_or_default() == port_name && p.protocol.as_deref().unwrap_or("TCP") == protocol
+        })
+        .and_then(|p| p.port)
+        .and_then(|p| u16::try_from(p).ok());
+    port.into_iter().flat_map(move |port| {
+        slice
+            .endpoints
+            .iter()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            .flat_map(|e| e.addresses.iter())
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .map(move |ip| SocketAddr::new(ip, port))
+    })
+}
+
+/// The ready IPv4 addresses of `slices` on the slice port named as the Service `port`.
 fn ready_endpoints(port: &ServicePort, slices: &[&EndpointSlice]) -> Vec<SocketAddrV4> {
     let name = port.name.as_deref().unwrap_or_default();
     let protocol = port.protocol.as_deref().unwrap_or("TCP");
-    let mut endpoints = Vec::new();
-    for slice in slices {
-        let Some(target) = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or_default() == name && p.protocol.as_deref().unwrap_or("TCP") == protocol
-        }) else {
-            continue;
-        };
-        let Some(target) = target.port.and_then(|p| u16::try_from(p).ok()) else {
-            continue;
-        };
-        for endpoint in &slice.endpoints {
-            // A missing ready condition means ready (EndpointSlice API).
-            if endpoint.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                continue;
-            }
-            endpoints.extend(
-                endpoint
-                    .addresses
-                    .iter()
-                    .filter_map(|a| a.parse::<Ipv4Addr>().ok())
-                    .map(|a| SocketAddrV4::new(a, target)),
-            );
-        }
-    }
+    let mut endpoints: Vec<SocketAddrV4> = slices
+        .iter()
+        .flat_map(|slice| ready_addresses(slice, name, protocol))
+        .filter_map(|a| match a {
+            SocketAddr::V4(v4) => Some(v4),
+            SocketAddr::V6(_) => None,
+        })
+        .collect();
     endpoints.sort();
     endpoints.dedup();
     endpoints
