@@ -313,14 +313,7 @@ async fn list(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
 /// The gateway URLs the Nodes announce, ready nodes first.
 async fn gateways(client: &kube::Client) -> anyhow::Result<Vec<String>> {
     let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let ready = |n: &Node| {
-        n.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    };
+    let ready = |n: &Node| wharf_control::controllers::node_lifecycle::ready_status(n) == Some("True");
     let mut found: Vec<(bool, String)> = nodes
         .iter()
         .filter_map(|n| Some((!ready(n), n.metadata.annotations.as_ref()?.get(GATEWAY_ANNOTATION)?.clone())))

@@ -24,12 +24,12 @@ const BUCKETS: [f64; 18] =
 /// What a request was, as kube-apiserver labels it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct Request {
-    verb: String,
-    group: String,
-    version: String,
-    resource: String,
-    subresource: String,
-    scope: String,
+    verb: &'static str,
+    group: &'static str,
+    version: &'static str,
+    resource: &'static str,
+    subresource: &'static str,
+    scope: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -76,11 +76,18 @@ fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
     match *method {
         Method::GET if watch => "WATCH",
         Method::GET if collection => "LIST",
+        Method::DELETE if collection => "DELETECOLLECTION",
+        _ => method_name(method),
+    }
+}
+
+/// The HTTP method's name (`OTHER` for extension methods).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
         Method::GET | Method::HEAD => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
         Method::PATCH => "PATCH",
-        Method::DELETE if collection => "DELETECOLLECTION",
         Method::DELETE => "DELETE",
         _ => "OTHER",
     }
@@ -92,26 +99,20 @@ impl ApiMetrics {
     pub fn observe(&self, method: &Method, target: Option<&Target>, watch: bool, code: u16, took: Duration) {
         let request = match target {
             Some(t) => Request {
-                verb: verb(method, t, watch).to_string(),
-                group: t.resource.group.to_string(),
-                version: t.resource.version.to_string(),
-                resource: t.resource.plural.to_string(),
-                subresource: t.subresource.map(|s| s.name().to_string()).unwrap_or_default(),
+                verb: verb(method, t, watch),
+                group: t.resource.group,
+                version: t.resource.version,
+                resource: t.resource.plural,
+                subresource: t.subresource.map(|s| s.name()).unwrap_or_default(),
                 scope: match (&t.namespace, &t.name) {
                     (_, Some(_)) => "resource",
                     (Some(_), None) => "namespace",
                     (None, None) => "cluster",
-                }
-                .to_string(),
+                },
             },
-            None => Request {
-                verb: method.as_str().to_string(),
-                group: String::new(),
-                version: String::new(),
-                resource: String::new(),
-                subresource: String::new(),
-                scope: String::new(),
-            },
+            None => {
+                Request { verb: method_name(method), group: "", version: "", resource: "", subresource: "", scope: "" }
+            }
         };
         // A watch lasts as long as the client wants: its duration says nothing of latency.
         if !watch {

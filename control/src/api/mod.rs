@@ -112,13 +112,17 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
         .is_some_and(|u| u.as_bytes().starts_with(b"SPDY/"))
         .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
         .flatten();
-    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, body, upgrade, spdy).await {
+    // Parsed once, for the handlers and the metrics.
+    let target = request::parse_path(parts.uri.path().trim_end_matches('/'));
+    let query = request::Query::parse(parts.uri.query());
+    let counted = target.as_ref().ok().cloned().flatten();
+    let watch = query.as_ref().is_ok_and(|q| q.flag("watch"));
+    let parsed = Parsed { target, query };
+    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, parsed, body, upgrade, spdy).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
-    let target = request::parse_path(parts.uri.path().trim_end_matches('/')).ok().flatten();
-    let watch = request::Query::parse(parts.uri.query()).is_ok_and(|q| q.flag("watch"));
-    state.metrics.observe(&parts.method, target.as_ref(), watch, response.status().as_u16(), started.elapsed());
+    state.metrics.observe(&parts.method, counted.as_ref(), watch, response.status().as_u16(), started.elapsed());
     tracing::debug!(
         method = %parts.method,
         path = parts.uri.path(),
@@ -137,11 +141,19 @@ async fn collect(body: Body, limit: usize) -> Result<Bytes> {
     }
 }
 
+/// The request's path and query, parsed once (their errors are answered after authentication).
+struct Parsed {
+    target: Result<Option<request::Target>>,
+    query: Result<request::Query>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn route(
     state: &Arc<ApiState>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    parsed: Parsed,
     body: Body,
     upgrade: Option<WebSocketUpgrade>,
     spdy: Option<hyper::upgrade::OnUpgrade>,
@@ -156,7 +168,7 @@ async fn route(
         return Ok(state.registry.handle(method, uri, headers, body).await);
     }
     let path = uri.path().trim_end_matches('/');
-    let query = request::Query::parse(uri.query())?;
+    let query = parsed.query?;
     let json = |value: &serde_json::Value| output::json(StatusCode::OK, value, &[]);
     let read_only =
         |response: Response| if *method == Method::GET { Ok(response) } else { Err(Error::MethodNotAllowed) };
@@ -176,7 +188,7 @@ async fn route(
             let (document, _) = openapi::document(&path["/openapi/v3/".len()..]).ok_or(Error::NoRoute)?;
             read_only(json(document))
         }
-        _ => match request::parse_path(path)? {
+        _ => match parsed.target? {
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Exec) => {
                 exec::pod_exec(state, &target, uri.query(), upgrade).await
             }

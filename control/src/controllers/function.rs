@@ -244,19 +244,12 @@ fn runs(spec: &FunctionSpec, image: ImageRuntime) -> Runs {
     }
 }
 
-fn is_node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// The gateways of the ready nodes (that offer `handler`, when given), by node name.
 fn gateways<'a>(nodes: &'a [Arc<Node>], handler: Option<&str>) -> Vec<(&'a str, &'a str)> {
     let label = handler.map(crate::scheduler::plugins::runtime_support::runtime_label);
     let mut found: Vec<_> = nodes
         .iter()
-        .filter(|n| is_node_ready(n))
+        .filter(|n| super::node_lifecycle::ready_status(n) == Some("True"))
         .filter(|n| {
             label
                 .as_ref()
@@ -395,7 +388,11 @@ async fn reconcile(f: Arc<Function>, fctx: Arc<FunctionContext>) -> Result<Actio
     let existing = deployments.get_opt(&name).await?;
     let ours = existing.filter(|d| controller_of(&d.metadata).is_some_and(|r| r.uid == uid));
 
-    let (replicas, ready, desired, serving) = match runs {
+    // The gateways that serve it: any ready node's for a Linux function, those of nodes that run
+    // Wasm for a Wasm one.
+    let serving_gateways = gateways(&nodes, (runs == Runs::Wasm).then_some(WASM_HANDLER));
+    let serving = serving_gateways.len();
+    let (replicas, ready, desired) = match runs {
         Runs::Linux => {
             let current = ours.as_ref().and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0);
             let decision = fctx.decide(&uid, &Bounds::of(&f.spec), current, &reports);
@@ -418,8 +415,7 @@ async fn reconcile(f: Arc<Function>, fctx: Arc<FunctionContext>) -> Result<Actio
                 ctx.recorder.record(&*f, type_, decision.reason, &message);
             }
             let status = d.status.unwrap_or_default();
-            let serving = gateways(&nodes, None).len();
-            (status.replicas.unwrap_or(0), status.ready_replicas.unwrap_or(0), decision.replicas, serving)
+            (status.replicas.unwrap_or(0), status.ready_replicas.unwrap_or(0), decision.replicas)
         }
         Runs::Wasm | Runs::ImageNotFound => {
             if runs == Runs::Wasm && ours.is_some() {
@@ -427,15 +423,12 @@ async fn reconcile(f: Arc<Function>, fctx: Arc<FunctionContext>) -> Result<Actio
                 deployments.delete(&name, &DeleteParams::background()).await?;
             }
             // A Wasm function has no pods: its replicas are the node gateways that serve it.
-            let serving = gateways(&nodes, Some(WASM_HANDLER)).len();
             let n = if runs == Runs::Wasm { i32::try_from(serving).unwrap_or(i32::MAX) } else { 0 };
-            (n, n, n, serving)
+            (n, n, n)
         }
     };
 
-    let url = gateways(&nodes, (runs == Runs::Wasm).then_some(WASM_HANDLER))
-        .first()
-        .map(|(_, gw)| format!("{}{}", gw.trim_end_matches('/'), route_path(&f)));
+    let url = serving_gateways.first().map(|(_, gw)| format!("{}{}", gw.trim_end_matches('/'), route_path(&f)));
     let old = f.status.clone().unwrap_or_default();
     let condition = ready_condition(runs, desired, ready, serving);
     let status = FunctionStatus {

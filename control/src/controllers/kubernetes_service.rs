@@ -113,7 +113,7 @@ async fn sync(client: &kube::Client, cluster_ip: Ipv4Addr, address: Option<Ipv4A
 /// Keeps the `kubernetes` Service (and, when the API server is reachable from pods, its
 /// Endpoints and EndpointSlice) until the process ends.
 pub async fn run(client: kube::Client, service_cidr: ipnet::Ipv4Net, listen: SocketAddr) {
-    let cluster_ip = Ipv4Addr::from(u32::from(service_cidr.network()) + 1);
+    let cluster_ip = crate::registry::service_alloc::first_address(&service_cidr);
     let address = advertise_address(listen);
     if address.is_none() {
         tracing::info!(%listen, "the API server listens where pods cannot reach it: the kubernetes Service gets no endpoints");
@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn the_service_takes_the_first_address_and_leads_443_to_the_server_port() {
-        let svc: Service = serde_json::from_value(service("10.96.0.1".parse().unwrap(), 6443)).unwrap();
+        let first = crate::registry::service_alloc::first_address(&"10.96.0.0/12".parse().unwrap());
+        let svc: Service = serde_json::from_value(service(first, 6443)).unwrap();
         let spec = svc.spec.unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
         assert!(spec.selector.is_none(), "no selector: the endpoints controllers leave it alone");

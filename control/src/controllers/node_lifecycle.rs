@@ -29,7 +29,7 @@ fn stale(renewed: Option<jiff::Timestamp>, now: jiff::Timestamp, grace: Duration
 }
 
 /// The status of a node's Ready condition, if it has one.
-fn ready_status(node: &Node) -> Option<&str> {
+pub fn ready_status(node: &Node) -> Option<&str> {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -21,7 +21,9 @@ use crate::error::{Cause, Error};
 use crate::server::AdmissionOptions;
 use crate::store::Store;
 
-/// Serializes the writes of Services (create and update) with their allocation.
+/// Serializes the writes of Services (create and update) with their allocation. It holds within
+/// one API server process only: several servers on one database (the HA issue) need the check in
+/// the store's transaction instead.
 static SERVICES: Mutex<()> = Mutex::const_new(());
 
 /// Held from the allocation until the Service's write is committed.
@@ -194,6 +196,11 @@ fn usable(cidr: &Ipv4Net) -> (u32, u32) {
     let network = u32::from(cidr.network());
     let size = 1u64 << (32 - cidr.prefix_len());
     if size <= 2 { (network, size as u32) } else { (network + 1, (size - 2) as u32) }
+}
+
+/// The first usable address of a Service range: the `kubernetes` Service's.
+pub fn first_address(cidr: &Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(usable(cidr).0)
 }
 
 /// Where dynamic allocation starts, as kube's `calculateRangeOffset`: the addresses (ports)

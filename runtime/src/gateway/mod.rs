@@ -418,13 +418,23 @@ async fn fnlogs_response(gateway: &Gateway, peer: SocketAddr, rest: &str, query:
                     offset = 0;
                 }
                 if len > offset {
-                    let all = tokio::fs::read(&path).await.unwrap_or_default();
-                    let start = usize::try_from(offset).unwrap_or(0).min(all.len());
-                    let chunk = bytes::Bytes::copy_from_slice(&all[start..]);
-                    return Some((Ok(chunk), all.len() as u64));
+                    // Only what was appended since the last read.
+                    let chunk = read_from(&path, offset).await.unwrap_or_default();
+                    let next = offset + chunk.len() as u64;
+                    return Some((Ok(bytes::Bytes::from(chunk)), next));
                 }
             }
         }
     });
     Response::new(Body::from_stream(first.chain(more)))
+}
+
+/// The file's bytes from `offset` to its end.
+async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut chunk = Vec::new();
+    file.read_to_end(&mut chunk).await?;
+    Ok(chunk)
 }
