@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
-use wasmtime::component::{Component, Linker as ComponentLinker};
-use wasmtime::{Engine, InstancePre, Linker, Module};
+use wasmtime::component::Linker as ComponentLinker;
+use wasmtime::{Engine, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wharf_shim::{ContainerSpec, ShimError};
 
-use crate::cache::{self, Compiled, DiskCache};
+use crate::cache::{self, Compiled, DiskCache, Origin};
 use crate::component::{self, ComponentHost};
 use crate::module::{self, ModuleHost};
 
@@ -82,33 +82,15 @@ impl Artifacts {
     }
 
     fn load_or_compile(&self, digest: &str, path: &Path) -> Result<Prepared, ShimError> {
-        let compiled = match self.disk.load(&self.engine, digest) {
-            Some(compiled) => {
-                self.disk_loads.fetch_add(1, Ordering::Relaxed);
-                compiled
-            }
-            None => {
-                let compiled = self.compile(&read(path)?)?;
-                self.disk.store(digest, &compiled);
-                compiled
-            }
-        };
+        let (compiled, origin) = self.disk.load_or_compile(&self.engine, digest, path)?;
+        let counter = if origin == Origin::Disk { &self.disk_loads } else { &self.compilations };
+        counter.fetch_add(1, Ordering::Relaxed);
         match compiled {
             Compiled::Module(m) => module::prepare(&self.module_linker, &m).map(Prepared::Module),
             Compiled::Component(c) => {
                 component::prepare(&self.engine, &self.component_linker, &c).map(Prepared::Command)
             }
         }
-    }
-
-    fn compile(&self, bytes: &[u8]) -> Result<Compiled, ShimError> {
-        self.compilations.fetch_add(1, Ordering::Relaxed);
-        let compiled = if wasmparser::Parser::is_component(bytes) {
-            Component::from_binary(&self.engine, bytes).map(Compiled::Component)
-        } else {
-            Module::from_binary(&self.engine, bytes).map(Compiled::Module)
-        };
-        compiled.map_err(|e| ShimError::InvalidArtifact(format!("invalid WebAssembly: {e:#}")))
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module, Precompiled};
+use wharf_shim::ShimError;
 
 /// Code compiled for the shim's engine.
 pub(crate) enum Compiled {
@@ -24,6 +25,13 @@ impl Compiled {
             Compiled::Component(component) => component.serialize(),
         }
     }
+}
+
+/// Where [`DiskCache::load_or_compile`] found the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Disk,
+    Compiled,
 }
 
 pub(crate) struct DiskCache {
@@ -67,6 +75,29 @@ impl DiskCache {
                 None
             }
         }
+    }
+
+    /// The code for the artifact at `path` (a module or a component): the cached code for
+    /// `digest`, or compiled from the file and cached for the next time.
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        path: &Path,
+    ) -> Result<(Compiled, Origin), ShimError> {
+        if let Some(compiled) = self.load(engine, digest) {
+            return Ok((compiled, Origin::Disk));
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| ShimError::Runtime(format!("reading artifact {}: {e}", path.display())))?;
+        let compiled = if wasmparser::Parser::is_component(&bytes) {
+            Component::from_binary(engine, &bytes).map(Compiled::Component)
+        } else {
+            Module::from_binary(engine, &bytes).map(Compiled::Module)
+        }
+        .map_err(|e| ShimError::InvalidArtifact(format!("invalid WebAssembly: {e:#}")))?;
+        self.store(digest, &compiled);
+        Ok((compiled, Origin::Compiled))
     }
 
     /// Writes `compiled` for `digest`: to a temporary file, synced, then renamed into place, so

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use tokio::sync::OnceCell;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -26,7 +26,7 @@ use wharf_shim::http::{Body, BoxError, HttpError, ProxyHandler, ProxyRequest, Wa
 use wharf_shim::{BoxFuture, ShimError, Stream};
 
 use crate::WasmtimeConfig;
-use crate::cache::{Compiled, DiskCache};
+use crate::cache::{Compiled, DiskCache, Origin};
 use crate::engine::{self, EpochTicker};
 use crate::limits::{self, MemoryLimiter, Usage};
 use crate::output::{Budget, LogOutput};
@@ -168,21 +168,11 @@ impl WasmtimeHttp {
 
 impl Inner {
     fn load_or_compile(&self, digest: &str, path: &Path) -> Result<(ProxyPre<HttpHost>, Warmth), HttpError> {
-        let (compiled, warmth) = match self.disk.load(&self.engine, digest) {
-            Some(compiled) => (compiled, Warmth::Cached),
-            None => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| HttpError::Runtime(format!("reading {}: {e}", path.display())))?;
-                if !wasmparser::Parser::is_component(&bytes) {
-                    return Err(HttpError::NotProxy("a core module, not a component".into()));
-                }
-                let component = Component::from_binary(&self.engine, &bytes)
-                    .map_err(|e| HttpError::NotProxy(format!("invalid WebAssembly: {e:#}")))?;
-                let compiled = Compiled::Component(component);
-                self.disk.store(digest, &compiled);
-                (compiled, Warmth::Compiled)
-            }
-        };
+        let (compiled, origin) = self.disk.load_or_compile(&self.engine, digest, path).map_err(|e| match e {
+            ShimError::InvalidArtifact(message) => HttpError::NotProxy(message),
+            other => HttpError::Runtime(other.to_string()),
+        })?;
+        let warmth = if origin == Origin::Disk { Warmth::Cached } else { Warmth::Compiled };
         let Compiled::Component(component) = compiled else {
             return Err(HttpError::NotProxy("a core module, not a component".into()));
         };
