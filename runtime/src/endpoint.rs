@@ -7,6 +7,7 @@
 //! Only callers bearing the node token are served.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ use crate::portforward;
 use crate::worker::LogIndex;
 
 struct EndpointState {
+    /// The agent's data dir (pod sandboxes live under it).
+    data_dir: PathBuf,
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
     functions: crate::gateway::stats::Stats,
@@ -183,10 +186,9 @@ async fn port_forward(
     if upgrade.selected_protocol().is_none() {
         return exec::rejection(StatusCode::BAD_REQUEST, format!("subprotocol {} required", portforward::PROTOCOL));
     }
-    // The agent's data dir holds `logs` and `pods`.
-    let pods_dir = state.logs.root.parent().unwrap_or(&state.logs.root).join("pods");
     let port = params.port;
-    match portforward::connect(&portforward::netns(&pods_dir, &params.uid), port).await {
+    let netns = crate::sandbox::netns_path(&crate::sandbox::dir(&state.data_dir, &params.uid));
+    match portforward::connect(&netns, port).await {
         Ok(stream) => upgrade.on_upgrade(move |socket| portforward::relay(socket, stream)),
         Err(message) => exec::rejection(
             StatusCode::BAD_REQUEST,
@@ -232,6 +234,7 @@ fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
 
 /// The endpoint's routes.
 pub(crate) fn app(
+    data_dir: PathBuf,
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
     functions: crate::gateway::stats::Stats,
@@ -243,13 +246,14 @@ pub(crate) fn app(
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
         .route("/portForward/{namespace}/{pod}", get(port_forward))
         .route("/metrics", get(metrics))
-        .with_state(Arc::new(EndpointState { logs, running, functions, token }))
+        .with_state(Arc::new(EndpointState { data_dir, logs, running, functions, token }))
 }
 
 /// Binds the endpoint; returns the bound address and the serving future.
 pub async fn bind(
     listen: SocketAddr,
     node: &str,
+    data_dir: PathBuf,
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
     functions: crate::gateway::stats::Stats,
@@ -260,7 +264,7 @@ pub async fn bind(
         .map_err(|e| AgentError::Setup(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| AgentError::Setup(e.to_string()))?;
     let acceptor = TlsAcceptor::from(tls_config(node)?);
-    let app = app(logs, running, functions, token);
+    let app = app(data_dir, logs, running, functions, token);
     let serve = async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };

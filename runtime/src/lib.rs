@@ -103,6 +103,7 @@ pub async fn run(
     let (addr, serve) = endpoint::bind(
         config.listen,
         &config.name,
+        config.data_dir.clone(),
         logs.clone(),
         running.clone(),
         function_stats.clone(),

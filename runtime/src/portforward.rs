@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -30,11 +30,6 @@ pub const PROTOCOL: &str = "portforward.wharf.dev";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest message sent.
 const CHUNK: usize = 32 * 1024;
-
-/// The network namespace of pod `uid`'s sandbox under the agent's pods directory.
-pub fn netns(pods_dir: &Path, uid: &str) -> PathBuf {
-    pods_dir.join(uid).join("sandbox").join("ns").join("net")
-}
 
 /// Connects to `port` of the pod whose network namespace is `netns` (the host's loopback when
 /// there is none); the error is the reason, for kubectl.
@@ -154,10 +149,5 @@ mod tests {
         drop(listener);
         let refused = connect(missing, port).await.unwrap_err();
         assert!(refused.contains("refused"), "{refused}");
-    }
-
-    #[test]
-    fn the_namespace_is_the_sandboxs() {
-        assert_eq!(netns(Path::new("/d/pods"), "u1"), PathBuf::from("/d/pods/u1/sandbox/ns/net"));
     }
 }

@@ -66,6 +66,16 @@ pub struct SandboxError {
     message: String,
 }
 
+/// The sandbox directory of pod `uid` under the agent's data dir.
+pub fn dir(data_dir: &Path, uid: &str) -> PathBuf {
+    data_dir.join("pods").join(uid).join("sandbox")
+}
+
+/// Where the sandbox under `dir` keeps its network namespace (whether or not it exists).
+pub fn netns_path(dir: &Path) -> PathBuf {
+    dir.join("ns").join("net")
+}
+
 impl Sandbox {
     /// The sandbox under `dir`: the one an earlier agent made if its namespaces are still
     /// mounted, else a new one. The files are rewritten either way.
@@ -365,6 +375,8 @@ mod tests {
         for ns in &sandbox.namespaces {
             assert!(mounted.contains(&ns.path), "{} not mounted", ns.path.display());
         }
+        // Port-forward finds the network namespace by this path alone.
+        assert_eq!(sandbox.netns(), Some(netns_path(&sandbox_dir).as_path()));
         let uts_inside = Command::new("nsenter")
             .arg(format!("--uts={}", sandbox.namespaces[2].path.display()))
             .arg("hostname")

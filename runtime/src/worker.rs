@@ -336,7 +336,7 @@ impl PodRun {
         self.sandbox
             .get_or_try_init(|| async {
                 let spec = sandbox_spec(&self.pod, pod_ip, &self.ctx.cluster_domain, nameserver);
-                let dir = self.ctx.data_dir.join("pods").join(name_of(&self.pod).2).join("sandbox");
+                let dir = crate::sandbox::dir(&self.ctx.data_dir, &name_of(&self.pod).2);
                 tokio::task::spawn_blocking(move || Sandbox::ensure(&dir, &spec))
                     .await
                     .map_err(|e| format!("pod sandbox: {e}"))?
