@@ -240,6 +240,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     service_cidr,
                     service_node_port_range,
                 },
+                dashboard: Some(wharf_web_ui::router()),
             };
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
             let agent_dir = data_dir.join("agent");
@@ -249,6 +250,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     println!("Wharf API server listening on {}", started.url);
                     println!("Data dir: {}", data_dir.display());
                     println!("Use it with: export KUBECONFIG={}", started.kubeconfig.display());
+                    if let Some(dashboard) = &started.dashboard_url {
+                        println!(
+                            "Dashboard: {dashboard} (sign in with the token in {})",
+                            started.admin_token_file.display()
+                        );
+                    }
                     let _ = ready_tx.send((started.url.clone(), started.node_token.clone()));
                 },
                 shutdown_signal(),

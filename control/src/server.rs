@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub store: StoreOptions,
     pub controllers: crate::controllers::ControllerOptions,
     pub admission: AdmissionOptions,
+    /// The web dashboard's routes (the binary embeds it); `None` serves the API alone.
+    pub dashboard: Option<axum::Router>,
 }
 
 /// Admission settings, named after kube-apiserver's flags.
@@ -43,6 +45,10 @@ pub struct AdmissionOptions {
 /// What a started server tells its operator (and the in-process agent).
 pub struct Started {
     pub url: String,
+    /// The dashboard's URL, when it is served.
+    pub dashboard_url: Option<String>,
+    /// The file holding the admin token (for signing in to the dashboard).
+    pub admin_token_file: PathBuf,
     pub kubeconfig: PathBuf,
     pub node_token: String,
 }
@@ -141,12 +147,13 @@ pub async fn run(
         registry,
         config.admission.clone(),
     ));
-    let app = api::router(state);
+    let app = api::router(state, config.dashboard.clone());
     let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
     let client = crate::controllers::client(&kubeconfig).await?;
     tokio::spawn(crate::controllers::kubernetes_service::run(client.clone(), config.admission.service_cidr, listen));
     crate::controllers::spawn_all(client, &config.controllers);
-    on_ready(&Started { url, kubeconfig, node_token });
+    let dashboard_url = config.dashboard.is_some().then(|| format!("{url}{}", api::DASHBOARD_PATH));
+    on_ready(&Started { url, dashboard_url, admin_token_file: dir.join("admin.token"), kubeconfig, node_token });
     tokio::select! {
         _ = shutdown => {}
         _ = serving => {}

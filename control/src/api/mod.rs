@@ -80,20 +80,43 @@ impl ApiState {
     }
 }
 
-/// The whole API server app.
-pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+/// The whole API server app; `dashboard` (the web UI's routes, served without authentication:
+/// its pages hold no data) is merged in, and a browser asking for `/` is sent to it.
+pub fn router(state: Arc<ApiState>, dashboard: Option<Router>) -> Router {
+    let mut app = Router::new()
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
         .route("/healthz", get(ok))
-        .route("/cacerts", get(cacerts))
-        .fallback(dispatch)
-        .with_state(state)
+        .route("/cacerts", get(cacerts));
+    if dashboard.is_some() {
+        app = app.route("/", get(root));
+    }
+    let app = app.fallback(dispatch).with_state(state);
+    match dashboard {
+        Some(dashboard) => app.merge(dashboard),
+        None => app,
+    }
 }
 
 async fn ok() -> &'static str {
     "ok"
 }
+
+/// `/`: a browser (asking for HTML) goes to the dashboard; API clients get the API's answer.
+async fn root(state: State<Arc<ApiState>>, request: Request) -> Response {
+    let html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if html {
+        return axum::response::Redirect::to(DASHBOARD_PATH).into_response();
+    }
+    dispatch(state, request).await
+}
+
+/// Where the dashboard is served.
+pub const DASHBOARD_PATH: &str = "/ui/";
 
 /// The cluster CA; agents check it against the hash in their join token.
 async fn cacerts(State(state): State<Arc<ApiState>>) -> String {

@@ -1,0 +1,127 @@
+// Calls to the Wharf API with the signed-in user's bearer token. Every call goes through the
+// API server's authentication and authorization, exactly as kubectl's do.
+
+/** A Kubernetes `Status`, the body of every API error. */
+export interface Status {
+  kind?: 'Status';
+  apiVersion?: string;
+  status?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: {
+    name?: string;
+    group?: string;
+    kind?: string;
+    causes?: { reason?: string; message?: string; field?: string }[];
+  };
+}
+
+/** An API call that failed, with the server's Status. */
+export class ApiError extends Error {
+  readonly status: Status;
+  constructor(status: Status) {
+    super(status.message || status.reason || `HTTP ${status.code}`);
+    this.status = status;
+  }
+  get code(): number {
+    return this.status.code ?? 0;
+  }
+  get reason(): string {
+    return this.status.reason ?? '';
+  }
+}
+
+const TOKEN_KEY = 'wharf.token';
+
+/** The token of this browser session (sessionStorage: gone when the tab's session ends). */
+export function token(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+const signOutListeners = new Set<() => void>();
+
+export function setToken(value: string | null) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  if (!value) signOutListeners.forEach((f) => f());
+}
+
+/** Called when the server refuses the token (401), so the app can ask for it again. */
+export function onSignOut(listener: () => void): () => void {
+  signOutListeners.add(listener);
+  return () => signOutListeners.delete(listener);
+}
+
+export interface RequestOptions {
+  /** A JSON value (sent as JSON) or a string (sent as is, with `contentType`). */
+  body?: unknown;
+  contentType?: string;
+  accept?: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/** The headers every call carries. */
+export function authHeaders(): Record<string, string> {
+  const t = token();
+  return t ? { Authorization: `Bearer ${t}` } : {};
+}
+
+/** Sends a request and returns the raw Response when it succeeded; throws ApiError otherwise. */
+export async function send(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...authHeaders(), ...options.headers };
+  if (options.accept) headers.Accept = options.accept;
+  let body: BodyInit | undefined;
+  if (options.body !== undefined) {
+    if (typeof options.body === 'string' || options.body instanceof Blob || options.body instanceof ArrayBuffer) {
+      body = options.body as BodyInit;
+      headers['Content-Type'] = options.contentType ?? 'application/json';
+    } else {
+      body = JSON.stringify(options.body);
+      headers['Content-Type'] = options.contentType ?? 'application/json';
+    }
+  }
+  let response: Response;
+  try {
+    response = await fetch(path, { method, headers, body, signal: options.signal });
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw e;
+    throw new ApiError({ code: 0, reason: 'NetworkError', message: `cannot reach the API server: ${(e as Error).message}` });
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response;
+}
+
+/** The ApiError of a failed response, from its Status body when it has one. */
+export async function errorOf(response: Response): Promise<ApiError> {
+  const text = await response.text().catch(() => '');
+  let status: Status | null = null;
+  try {
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed === 'object' && parsed.kind === 'Status') status = parsed;
+  } catch {
+    /* not JSON */
+  }
+  const error = new ApiError(status ?? { code: response.status, reason: response.statusText, message: text || response.statusText });
+  if (error.status.code === undefined) error.status.code = response.status;
+  if (response.status === 401) setToken(null);
+  return error;
+}
+
+/** A JSON API call. */
+export async function request<T = any>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  const response = await send(method, path, { accept: 'application/json', ...options });
+  const text = await response.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+export const get = <T = any>(path: string, signal?: AbortSignal) => request<T>('GET', path, { signal });
+
+/** Appends query parameters (skipping undefined ones) to a path. */
+export function withQuery(path: string, query: Record<string, string | number | boolean | undefined | null>): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+  const s = params.toString();
+  return s ? `${path}${path.includes('?') ? '&' : '?'}${s}` : path;
+}

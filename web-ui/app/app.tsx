@@ -1,0 +1,260 @@
+// The dashboard's shell: sign-in, navigation, the top bar (namespace, search, theme) and the
+// route table. Views live in views/, one area per file.
+
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError, get, onSignOut, setToken, token } from './api/client';
+import { RESOURCES } from './api/resources';
+import { useList } from './api/watch';
+import { Modal } from './components/modal';
+import { Link, match, navigate, useRoute } from './router';
+import { namespace, search, theme, useShared } from './state';
+import type { Theme } from './state';
+import { Overview } from './views/overview';
+import { NodeDetail, NodesList } from './views/nodes';
+import { Workloads } from './views/workloads';
+import { FunctionsList } from './views/functions';
+import { ServicesList } from './views/services';
+import { ConfigList } from './views/config';
+import { EventsTimeline } from './views/events';
+import { ObjectDetail } from './views/detail';
+import { CreateFromYaml } from './views/yaml';
+
+const NAV: { href: string; title: string; key: string }[] = [
+  { href: '/', title: 'Overview', key: 'o' },
+  { href: '/nodes', title: 'Nodes', key: 'n' },
+  { href: '/workloads', title: 'Workloads', key: 'w' },
+  { href: '/functions', title: 'Functions', key: 'f' },
+  { href: '/services', title: 'Services', key: 's' },
+  { href: '/config', title: 'Config & Secrets', key: 'c' },
+  { href: '/events', title: 'Events', key: 'e' },
+];
+
+const ROUTES: { pattern: string; view: (p: Record<string, string>) => preact.ComponentChildren }[] = [
+  { pattern: '/', view: () => <Overview /> },
+  { pattern: '/nodes', view: () => <NodesList /> },
+  { pattern: '/nodes/:name', view: (p) => <NodeDetail name={p.name} /> },
+  { pattern: '/workloads/:resource?', view: (p) => <Workloads resource={p.resource ?? 'deployments'} /> },
+  { pattern: '/functions', view: () => <FunctionsList /> },
+  { pattern: '/services', view: () => <ServicesList /> },
+  { pattern: '/config', view: () => <ConfigList /> },
+  { pattern: '/events', view: () => <EventsTimeline /> },
+  { pattern: '/create', view: () => <CreateFromYaml /> },
+  {
+    pattern: '/object/:resource/:namespace/:name',
+    view: (p) => <ObjectDetail resource={p.resource} namespace={p.namespace === '_' ? null : p.namespace} name={p.name} />,
+  },
+];
+
+export function App() {
+  const [signedIn, setSignedIn] = useState(!!token());
+  useEffect(() => onSignOut(() => setSignedIn(false)), []);
+  return signedIn ? <Shell /> : <SignIn onSignedIn={() => setSignedIn(true)} />;
+}
+
+function SignIn(props: { onSignedIn: () => void }) {
+  const [value, setValue] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError('');
+    setToken(value.trim());
+    try {
+      await get('/api/v1/namespaces?limit=1');
+      props.onSignedIn();
+    } catch (err) {
+      setToken(null);
+      setError(err instanceof ApiError && err.code === 401 ? 'The API server did not accept this token.' : String((err as Error).message));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="signin-title">
+        <h1 id="signin-title">Sign in to Wharf</h1>
+        <p>
+          Paste a bearer token: the admin token (<code>admin.token</code> in the server's data dir) or a user's token.
+          It is kept for this browser session only.
+        </p>
+        <label for="token">Token</label>
+        <input id="token" type="password" autoComplete="off" value={value} onInput={(e) => setValue(e.currentTarget.value)} required />
+        {error && (
+          <div class="error" role="alert">
+            {error}
+          </div>
+        )}
+        <button class="primary" type="submit" disabled={busy || !value.trim()}>
+          Sign in
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function Shell() {
+  const route = useRoute();
+  const [help, setHelp] = useState(false);
+  const searchInput = useRef<HTMLInputElement>(null);
+  useShortcuts(searchInput, () => setHelp(true));
+  useEffect(() => search.set(''), [route.path]);
+  let content: preact.ComponentChildren = <NotFound />;
+  for (const r of ROUTES) {
+    const params = match(r.pattern, route.path);
+    if (params) {
+      content = r.view(params);
+      break;
+    }
+  }
+  const section = '/' + (route.path.split('/')[1] ?? '');
+  return (
+    <div class="shell">
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <nav class="sidebar" aria-label="Main">
+        <div class="brand">
+          <Link href="/">⚓ Wharf</Link>
+        </div>
+        <ul>
+          {NAV.map((n) => (
+            <li key={n.href}>
+              <Link href={n.href} aria-current={section === n.href || (n.href === '/object' && section === '/object') ? 'page' : undefined}>
+                {n.title}
+              </Link>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      <div class="main-column">
+        <header class="topbar">
+          <NamespaceSwitcher />
+          <input
+            ref={searchInput}
+            class="search"
+            type="search"
+            placeholder="Filter by name or label (app=web)   /"
+            aria-label="Filter by name or label"
+            value={useShared(search)}
+            onInput={(e) => search.set(e.currentTarget.value)}
+          />
+          <button class="primary" onClick={() => navigate('/create')}>
+            + Create
+          </button>
+          <ThemeSwitch />
+          <button class="icon" aria-label="Keyboard shortcuts" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}>
+            ?
+          </button>
+          <button onClick={() => setToken(null)}>Sign out</button>
+        </header>
+        <main id="main" tabIndex={-1}>
+          {content}
+        </main>
+      </div>
+      {help && <Shortcuts onClose={() => setHelp(false)} />}
+    </div>
+  );
+}
+
+function NamespaceSwitcher() {
+  const current = useShared(namespace);
+  const { items } = useList(RESOURCES.namespaces);
+  const names = items.map((n) => n.metadata.name).sort();
+  if (current && !names.includes(current)) names.unshift(current);
+  return (
+    <label class="ns">
+      <span>Namespace</span>
+      <select value={current ?? '*'} onChange={(e) => namespace.set(e.currentTarget.value === '*' ? null : e.currentTarget.value)}>
+        <option value="*">All namespaces</option>
+        {names.map((n) => (
+          <option value={n}>{n}</option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+function ThemeSwitch() {
+  const current = useShared(theme);
+  return (
+    <label class="theme">
+      <span class="sr-only">Theme</span>
+      <select value={current} onChange={(e) => theme.set(e.currentTarget.value as Theme)} aria-label="Theme">
+        <option value="auto">Auto theme</option>
+        <option value="light">Light</option>
+        <option value="dark">Dark</option>
+      </select>
+    </label>
+  );
+}
+
+function useShortcuts(searchInput: preact.RefObject<HTMLInputElement>, showHelp: () => void) {
+  useEffect(() => {
+    let pendingG = false;
+    const onKey = (e: KeyboardEvent) => {
+      const target = e.target as HTMLElement;
+      if (target.closest('input, textarea, select, [contenteditable], .cm-editor, .xterm')) {
+        if (e.key === 'Escape' && target === searchInput.current) target.blur();
+        return;
+      }
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === '/') {
+        e.preventDefault();
+        searchInput.current?.focus();
+      } else if (e.key === '?') {
+        showHelp();
+      } else if (e.key === 'g') {
+        pendingG = true;
+        setTimeout(() => (pendingG = false), 1000);
+        return;
+      } else if (pendingG) {
+        const nav = NAV.find((n) => n.key === e.key);
+        if (nav) navigate(nav.href);
+      }
+      pendingG = false;
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
+}
+
+function Shortcuts(props: { onClose: () => void }) {
+  return (
+    <Modal title="Keyboard shortcuts" onClose={props.onClose}>
+      <dl class="shortcuts">
+        <dt>
+          <kbd>/</kbd>
+        </dt>
+        <dd>Focus the filter</dd>
+        <dt>
+          <kbd>?</kbd>
+        </dt>
+        <dd>Show this list</dd>
+        <dt>
+          <kbd>Esc</kbd>
+        </dt>
+        <dd>Leave the filter, close a dialog</dd>
+        {NAV.map((n) => (
+          <>
+            <dt>
+              <kbd>g</kbd> <kbd>{n.key}</kbd>
+            </dt>
+            <dd>Go to {n.title}</dd>
+          </>
+        ))}
+      </dl>
+    </Modal>
+  );
+}
+
+function NotFound() {
+  return (
+    <section class="page">
+      <h1>Not found</h1>
+      <p>
+        This page does not exist. <Link href="/">Go to the overview</Link>.
+      </p>
+    </section>
+  );
+}
