@@ -36,12 +36,18 @@ fn main() {
 }
 
 fn npm_build(root: &Path, dist: &Path) -> PathBuf {
-    if Command::new("npm").arg("--version").output().is_err() {
-        panic!(
-            "\n\nWharf's dashboard (web-ui/) is built with Node.js 20+ and npm, which this machine lacks.\n\
-             Install them (Debian: apt-get install -y nodejs npm), or build the dashboard elsewhere\n\
-             (cd web-ui && npm ci && npm run build) and set WHARF_WEB_UI_DIST=/path/to/web-ui/dist.\n"
-        );
+    let node = Command::new("node").arg("--version").output().ok().filter(|o| o.status.success());
+    let version = node.map(|o| String::from_utf8_lossy(&o.stdout).trim().trim_start_matches('v').to_string());
+    let parts: Vec<u32> = version.iter().flat_map(|v| v.split('.')).filter_map(|p| p.parse().ok()).collect();
+    let recent = matches!(parts.as_slice(), [major, minor, ..] if (*major, *minor) >= (20, 19));
+    if !recent || Command::new("npm").arg("--version").output().is_err() {
+        let found = version.map_or("no Node.js".to_string(), |v| format!("Node.js {v}"));
+        fail(&format!(
+            "Wharf's dashboard (web-ui/) is built with Node.js 20.19 or later and npm; this machine has {found}.\n\
+             Install them (https://nodejs.org/en/download; Debian 12's own nodejs is 18, too old for Vite),\n\
+             or build the dashboard elsewhere (cd web-ui && npm ci && npm run build) and set\n\
+             WHARF_WEB_UI_DIST=/path/to/web-ui/dist."
+        ));
     }
     // Builds of several profiles can run this at once; one npm at a time in web-ui/.
     let lock = File::create(root.join(".build.lock")).expect("create web-ui/.build.lock");
@@ -61,14 +67,20 @@ fn npm_build(root: &Path, dist: &Path) -> PathBuf {
 fn run(root: &Path, args: &[&str]) {
     let output = Command::new("npm").args(args).current_dir(root).output().expect("run npm");
     if !output.status.success() {
-        panic!(
-            "\n\n`npm {}` in {} failed:\n{}\n{}",
+        fail(&format!(
+            "`npm {}` in {} failed:\n{}\n{}",
             args.join(" "),
             root.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        );
+        ));
     }
+}
+
+/// Stops the build with `message` (cargo shows a build script's stderr), without a backtrace.
+fn fail(message: &str) -> ! {
+    eprintln!("\n{message}\n");
+    std::process::exit(1)
 }
 
 /// Writes OUT_DIR/assets.rs: one `Asset` per file of `dist`, its bytes and its gzip.
