@@ -181,9 +181,8 @@ async fn route(
     upgrade: Option<WebSocketUpgrade>,
     spdy: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let registry = uri.path() == "/v2" || uri.path().starts_with("/v2/");
-    if state.auth.authenticate(authorization).is_none() {
+    if state.auth.authenticate_request(headers).is_none() {
         return if registry { Ok(crate::oci::unauthorized()) } else { Err(Error::Unauthorized) };
     }
     if registry {

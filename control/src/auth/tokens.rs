@@ -57,6 +57,35 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The prefix of the WebSocket subprotocol that carries a bearer token, as kube-apiserver reads
+/// it: browsers cannot set headers on a WebSocket, so they offer
+/// `base64url.bearer.authorization.k8s.io.<token, base64url without padding>`.
+pub const WEBSOCKET_BEARER_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// The bearer token a WebSocket upgrade request offers as a subprotocol, decoded. None for other
+/// requests, without such a protocol, or when it is offered more than once or malformed.
+pub fn websocket_bearer(headers: &http::HeaderMap) -> Option<String> {
+    let websocket = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        return None;
+    }
+    let mut offered = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.trim().strip_prefix(WEBSOCKET_BEARER_PREFIX));
+    let encoded = offered.next()?;
+    if offered.next().is_some() {
+        return None;
+    }
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    String::from_utf8(token).ok().filter(|t| !t.is_empty())
+}
+
 /// Checks presented bearer tokens against the known ones without leaking timing.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -80,6 +109,15 @@ impl Authenticator {
     pub fn with_node_token(mut self, node_token: &str) -> Self {
         self.node_digest = Some(Sha256::digest(node_token.as_bytes()).into());
         self
+    }
+
+    /// The user a request comes from: its `Authorization` header's bearer token or, without
+    /// one, the token a WebSocket request offers as a subprotocol (see [`websocket_bearer`]).
+    pub fn authenticate_request(&self, headers: &http::HeaderMap) -> Option<User> {
+        match headers.get(http::header::AUTHORIZATION) {
+            Some(value) => self.authenticate(value.to_str().ok()),
+            None => self.authenticate(Some(&format!("Bearer {}", websocket_bearer(headers)?))),
+        }
     }
 
     /// The user behind an `Authorization` header value, if it carries a valid bearer token.
@@ -115,6 +153,41 @@ mod tests {
         assert!(auth.authenticate(Some("Bearer other")).is_none());
         assert!(auth.authenticate(Some("Basic secret")).is_none());
         assert!(auth.authenticate(None).is_none());
+    }
+
+    #[test]
+    fn websocket_requests_authenticate_with_the_bearer_subprotocol() {
+        let auth = Authenticator::new("se/cr+et");
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("se/cr+et");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::UPGRADE, "websocket".parse().unwrap());
+        headers.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            format!("v5.channel.k8s.io, {WEBSOCKET_BEARER_PREFIX}{encoded}, v4.channel.k8s.io").parse().unwrap(),
+        );
+        assert_eq!(auth.authenticate_request(&headers).unwrap().name, "admin");
+        // The Authorization header, when present, decides.
+        headers.insert(http::header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
+        assert!(auth.authenticate_request(&headers).is_none());
+        headers.remove(http::header::AUTHORIZATION);
+        // Offered twice, or padded, or on a request that is not a WebSocket: not accepted.
+        headers.append(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            format!("{WEBSOCKET_BEARER_PREFIX}{encoded}").parse().unwrap(),
+        );
+        assert!(auth.authenticate_request(&headers).is_none());
+        headers.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            format!("{WEBSOCKET_BEARER_PREFIX}{encoded}=").parse().unwrap(),
+        );
+        assert!(auth.authenticate_request(&headers).is_none());
+        headers.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            format!("{WEBSOCKET_BEARER_PREFIX}{encoded}").parse().unwrap(),
+        );
+        assert!(auth.authenticate_request(&headers).is_some());
+        headers.remove(http::header::UPGRADE);
+        assert!(auth.authenticate_request(&headers).is_none());
     }
 
     #[test]
