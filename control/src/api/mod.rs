@@ -7,12 +7,14 @@ mod eviction;
 mod exec;
 mod logs;
 pub mod metrics;
+mod multiwatch;
 pub use logs::agent_client;
 pub mod openapi;
 mod output;
 pub mod patch;
 mod portforward;
 pub mod protobuf;
+mod proxy;
 pub mod request;
 mod resources;
 mod runtime_class;
@@ -87,7 +89,8 @@ pub fn router(state: Arc<ApiState>, dashboard: Option<Router>) -> Router {
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
         .route("/healthz", get(ok))
-        .route("/cacerts", get(cacerts));
+        .route("/cacerts", get(cacerts))
+        .route(multiwatch::PATH, axum::routing::any(multiwatch::serve));
     if dashboard.is_some() {
         app = app.route("/", get(root));
     }
@@ -216,6 +219,9 @@ async fn route(
             }
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::PortForward) => {
                 portforward::pod_port_forward(state, &target, headers, upgrade, spdy).await
+            }
+            Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Proxy) => {
+                proxy::serve(state, &target, method, uri, headers, body).await
             }
             Some(target) => {
                 let body = collect(body, state.max_body).await?;

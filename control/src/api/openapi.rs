@@ -173,7 +173,11 @@ fn sub_definition(r: &ResourceInfo, sub: Subresource) -> Option<&'static str> {
         Subresource::Status | Subresource::Finalize => Some(r.definition),
         Subresource::Scale => Some(SCALE),
         Subresource::Binding => Some(BINDING),
-        Subresource::Log | Subresource::Exec | Subresource::PortForward | Subresource::Eviction => None,
+        Subresource::Log
+        | Subresource::Exec
+        | Subresource::PortForward
+        | Subresource::Eviction
+        | Subresource::Proxy => None,
     }
 }
 

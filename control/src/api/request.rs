@@ -42,6 +42,7 @@ pub fn parse_path(path: &str) -> Result<Option<Target>> {
                 [] => (None, None),
                 [name] => (Some(name.to_string()), None),
                 [name, s] => (Some(name.to_string()), Some(sub(resource, s)?)),
+                [name, s, ..] if proxied(resource, s) => (Some(name.to_string()), Some(Subresource::Proxy)),
                 _ => return Err(Error::NoRoute),
             };
             Target { resource, namespace: Some(ns.to_string()), name, subresource }
@@ -52,6 +53,9 @@ pub fn parse_path(path: &str) -> Result<Option<Target>> {
                 [] => (None, None),
                 [name] if !resource.namespaced => (Some(name.to_string()), None),
                 [name, s] if !resource.namespaced => (Some(name.to_string()), Some(sub(resource, s)?)),
+                [name, s, ..] if !resource.namespaced && proxied(resource, s) => {
+                    (Some(name.to_string()), Some(Subresource::Proxy))
+                }
                 _ => return Err(Error::NoRoute),
             };
             Target { resource, namespace: None, name, subresource }
@@ -59,6 +63,20 @@ pub fn parse_path(path: &str) -> Result<Option<Target>> {
         [] => return Ok(None),
     };
     Ok(Some(target))
+}
+
+/// Whether `segment` is a `proxy` subresource of `resource`, which may have a path under it.
+fn proxied(resource: &ResourceInfo, segment: &str) -> bool {
+    segment == Subresource::Proxy.name() && resource.has(Subresource::Proxy)
+}
+
+/// The path under a `{name}/proxy` subresource in the raw request `path`: `/a/b` for
+/// `.../{name}/proxy/a/b`, `/` for `.../proxy/`, empty for `.../proxy`.
+pub fn proxy_subpath<'a>(path: &'a str, target: &Target) -> &'a str {
+    let name = target.name.as_deref().unwrap_or_default();
+    let scope = target.namespace.as_ref().map(|ns| format!("/namespaces/{ns}")).unwrap_or_default();
+    let prefix = format!("{}{scope}/{}/{name}/proxy", target.resource.gv_path(), target.resource.plural);
+    path.strip_prefix(&prefix).filter(|rest| rest.is_empty() || rest.starts_with('/')).unwrap_or_default()
 }
 
 /// Query parameters, as sent (later values win, except `dryRun` which only needs to appear).
@@ -214,6 +232,24 @@ mod tests {
 
         let t = parse_path("/apis/apps/v1/namespaces/a/deployments/d/scale").unwrap().unwrap();
         assert_eq!(t.subresource, Some(Subresource::Scale));
+    }
+
+    #[test]
+    fn proxy_paths_keep_what_is_under_them() {
+        let path = "/apis/wharf.dev/v1/namespaces/proxy/functions/f/proxy/a/b/";
+        let t = parse_path(path).unwrap().unwrap();
+        assert_eq!(
+            (t.resource.kind, t.name.as_deref(), t.subresource),
+            ("Function", Some("f"), Some(Subresource::Proxy))
+        );
+        assert_eq!(proxy_subpath(path, &t), "/a/b/");
+        let path = "/apis/wharf.dev/v1/namespaces/d/functions/f/proxy";
+        assert_eq!(proxy_subpath(path, &parse_path(path).unwrap().unwrap()), "");
+        let path = "/api/v1/nodes/n1/proxy/metrics/resource";
+        let t = parse_path(path).unwrap().unwrap();
+        assert_eq!((t.resource.kind, t.subresource), ("Node", Some(Subresource::Proxy)));
+        assert_eq!(proxy_subpath(path, &t), "/metrics/resource");
+        assert!(matches!(parse_path("/api/v1/namespaces/a/pods/p/log/x"), Err(Error::NoRoute)));
     }
 
     #[test]

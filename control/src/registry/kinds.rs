@@ -16,6 +16,9 @@ pub enum Subresource {
     Finalize,
     /// `pods/{name}/eviction`: a policy/v1 Eviction deletes the pod (what `kubectl drain` uses).
     Eviction,
+    /// `{name}/proxy[/path]`: nodes (the agent's metrics) and functions (the function through a
+    /// node's gateway); the only subresource with a path under it.
+    Proxy,
 }
 
 impl Subresource {
@@ -29,6 +32,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Finalize => "finalize",
             Subresource::Eviction => "eviction",
+            Subresource::Proxy => "proxy",
         }
     }
 
@@ -43,6 +47,8 @@ impl Subresource {
             Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
             Subresource::Finalize => ("", "v1", "Namespace"),
             Subresource::Eviction => ("policy", "v1", "Eviction"),
+            Subresource::Proxy if parent.kind == "Node" => ("", "v1", "NodeProxyOptions"),
+            Subresource::Proxy => (parent.group, parent.version, "FunctionProxyOptions"),
         }
     }
 
@@ -53,6 +59,7 @@ impl Subresource {
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::PortForward => &["create", "get"],
             Subresource::Finalize => &["update"],
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         }
     }
 }
@@ -128,7 +135,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &[Status],
+        subresources: &[Status, Proxy],
         definition: "io.k8s.api.core.v1.Node",
     },
     ResourceInfo {
@@ -344,7 +351,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["fn"],
         categories: WORKLOAD,
-        subresources: &[Status],
+        subresources: &[Status, Proxy],
         definition: "dev.wharf.v1.Function",
     },
 ];
