@@ -3,7 +3,7 @@
 //! `kubectl exec` (`GET /exec/{namespace}/{pod}/{container}?command=..`, upgraded to the
 //! remote-command WebSocket protocol) and `kubectl port-forward`
 //! (`GET /portForward/{namespace}/{pod}?port=..`, one WebSocket per forwarded connection, see
-//! `portforward`), and `GET /metrics` (the node's containers and functions, see `metrics`).
+//! `portforward`), and `GET /metrics` (the node, its containers and functions, see `metrics`).
 //! Only callers bearing the node token are served.
 
 use std::net::SocketAddr;
@@ -206,12 +206,15 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /metrics`: the node's containers and functions, sampled now.
+/// `GET /metrics`: the node, its containers and functions, sampled now.
 async fn metrics(State(state): State<Arc<EndpointState>>, headers: HeaderMap) -> Response {
     if !authorized(&headers, &state.token) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let mut registry = prometheus_client::registry::Registry::default();
+    if let Some(node) = crate::metrics::sample_node() {
+        crate::metrics::register_node(&mut registry, &node);
+    }
     crate::metrics::register_containers(&mut registry, &crate::metrics::sample(&state.running));
     crate::metrics::register_functions(&mut registry, &state.functions.snapshot());
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::encode(&registry)).into_response()

@@ -3,7 +3,9 @@
 //! metrics use (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`, and the
 //! `pod_` sums), from each shim's accounting: cgroups for Linux containers, the wasmtime shim's own
 //! counters (linear memory, and the time spent polling the guest) for Wasm. Functions served by
-//! the node's gateway are reported as `wharf_function_*` from [`crate::gateway::stats`].
+//! the node's gateway are reported as `wharf_function_*` from [`crate::gateway::stats`]. The
+//! node itself is reported as `node_cpu_usage_seconds_total` and `node_memory_working_set_bytes`
+//! (the kubelet's resource metrics) from `/proc/stat` and `/proc/meminfo`.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +82,54 @@ pub fn register_containers(registry: &mut Registry, samples: &[ContainerSample])
         "Current memory use of the pod's containers in bytes",
         pod_memory,
     );
+}
+
+/// The node's own resource use, as sampled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeSample {
+    /// CPU time spent outside idle and I/O wait since boot, all CPUs.
+    pub cpu_seconds: f64,
+    /// Memory in use that the kernel cannot reclaim at once (total less available).
+    pub memory_working_set_bytes: u64,
+}
+
+/// Clock ticks per second of `/proc/stat` (USER_HZ, 100 on every Linux architecture).
+const USER_HZ: f64 = 100.0;
+
+/// Samples the node now; None where `/proc` cannot be read.
+pub fn sample_node() -> Option<NodeSample> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    Some(NodeSample { cpu_seconds: busy_cpu_seconds(&stat)?, memory_working_set_bytes: working_set(&meminfo)? })
+}
+
+/// The busy time of the `cpu` line of `/proc/stat`: user, nice, system, irq, softirq and steal
+/// (guest time is already in user).
+fn busy_cpu_seconds(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.split_whitespace().next() == Some("cpu"))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map_while(|v| v.parse().ok()).collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    (ticks.len() >= 4).then(|| (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) as f64 / USER_HZ)
+}
+
+/// `MemTotal - MemAvailable` of `/proc/meminfo`, in bytes.
+fn working_set(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.split(':').next() == Some(name))?;
+        let kib: u64 = line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some(field("MemTotal")?.saturating_sub(field("MemAvailable")?))
+}
+
+/// Registers the node's families for `node` in `registry`.
+pub fn register_node(registry: &mut Registry, node: &NodeSample) {
+    let cpu = Counter::<f64>::default();
+    cpu.inc_by(node.cpu_seconds);
+    let memory = Gauge::<i64>::default();
+    memory.set(i64::try_from(node.memory_working_set_bytes).unwrap_or(i64::MAX));
+    registry.register("node_cpu_usage_seconds", "Cumulative CPU time the node spent busy, in seconds", cpu);
+    registry.register("node_memory_working_set_bytes", "Memory in use on the node, in bytes", memory);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -180,6 +230,21 @@ mod tests {
         );
         assert!(text.contains(r#"pod_memory_working_set_bytes{namespace="default",pod="web"} 5242880"#));
         assert!(text.contains(r#"pod_cpu_usage_seconds_total{namespace="default",pod="web"} 2.0"#), "{text}");
+    }
+
+    #[test]
+    fn the_node_is_read_from_proc_and_reported() {
+        let stat = "cpu  100 20 30 4000 50 6 7 8 9 0\ncpu0 50 10 15 2000 25 3 3 4 0 0\nintr 1\n";
+        assert_eq!(busy_cpu_seconds(stat), Some(1.71));
+        let meminfo = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    6000000 kB\n";
+        assert_eq!(working_set(meminfo), Some(10_000_000 * 1024));
+        let mut registry = Registry::default();
+        register_node(&mut registry, &NodeSample { cpu_seconds: 1.5, memory_working_set_bytes: 4096 });
+        let text = encode(&registry);
+        assert!(text.lines().any(|l| l == "node_cpu_usage_seconds_total 1.5"), "{text}");
+        assert!(text.lines().any(|l| l == "node_memory_working_set_bytes 4096"), "{text}");
+        let live = sample_node().expect("this machine has /proc");
+        assert!(live.cpu_seconds > 0.0 && live.memory_working_set_bytes > 0, "{live:?}");
     }
 
     #[test]
