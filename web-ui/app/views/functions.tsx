@@ -157,7 +157,7 @@ export function FunctionsList() {
     { key: 'replicas', title: 'Replicas', render: (f) => <Replicas fn={f} runtime={runtimeOf(f)} />, sort: (f) => f.status?.replicas ?? -1 },
     { key: 'ready', title: 'Ready', render: (f) => <ReadyPill fn={f} />, sort: (f) => readyCondition(f)?.reason ?? '' },
     { key: 'invocations', title: 'Invocations', render: (f) => String(f.status?.invocations ?? 0), sort: (f) => f.status?.invocations ?? 0, align: 'right' },
-    { key: 'rate', title: 'Requests', render: (f) => formatRate(rateOf(f, now)), sort: (f) => rateOf(f, now) ?? -1, align: 'right' },
+    { key: 'rate', title: 'Request rate', render: (f) => formatRate(rateOf(f, now)), sort: (f) => rateOf(f, now) ?? -1, align: 'right' },
     {
       key: 'latency',
       title: 'Latency p50 / p99',
@@ -699,6 +699,13 @@ async function invoke(fn: K8sObject, req: InvokeRequest, signal: AbortSignal): P
   };
 }
 
+/** What a request reaches, as the user reads it: the route and the path under it. */
+function requestTarget(fn: K8sObject, path: string): string {
+  const rest = path.trim().replace(/^\/+/, '');
+  const route = routePath(fn).replace(/\/$/, '');
+  return rest ? (rest.startsWith('?') ? route + rest : `${route}/${rest}`) : route || '/';
+}
+
 function statusTone(status: number): string {
   if (status < 300) return 'ok';
   if (status < 400) return 'info';
@@ -746,23 +753,23 @@ export function InvokePanel(props: { fn: K8sObject }) {
   const set = (k: keyof InvokeRequest) => (e: Event) => setForm((f) => ({ ...f, [k]: (e.currentTarget as HTMLInputElement).value }));
 
   return (
-    <div class="invoke">
-      <form
-        class="invoke-request"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void run(form);
-        }}
-      >
-        <div class="invoke-line">
-          <label class="sr-only" for="invoke-method">
-            Method
-          </label>
-          <select id="invoke-method" value={form.method} onChange={set('method')}>
-            {METHODS.map((m) => (
-              <option value={m}>{m}</option>
-            ))}
-          </select>
+    <form
+      class="invoke"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void run(form);
+      }}
+    >
+      <div class="invoke-line">
+        <label class="sr-only" for="invoke-method">
+          Method
+        </label>
+        <select id="invoke-method" value={form.method} onChange={set('method')}>
+          {METHODS.map((m) => (
+            <option value={m}>{m}</option>
+          ))}
+        </select>
+        <div class="invoke-url">
           <span class="invoke-route mono" title="The function's route">
             {routePath(live).replace(/\/$/, '')}/
           </span>
@@ -770,10 +777,12 @@ export function InvokePanel(props: { fn: K8sObject }) {
             Path
           </label>
           <input id="invoke-path" class="mono" value={form.path} onInput={set('path')} placeholder="path?query" spellcheck={false} autoComplete="off" />
-          <button class="primary" type="submit" disabled={busy}>
-            Invoke
-          </button>
         </div>
+        <button class="primary" type="submit" disabled={busy}>
+          Invoke
+        </button>
+      </div>
+      <div class="invoke-request">
         <label for="invoke-headers">Headers</label>
         <textarea id="invoke-headers" class="mono" rows={3} value={form.headers} onInput={set('headers')} placeholder="Content-Type: application/json" spellcheck={false} />
         <label for="invoke-body">Body</label>
@@ -809,7 +818,7 @@ export function InvokePanel(props: { fn: K8sObject }) {
                     }}
                   >
                     <span class="mono">
-                      {h.request.method} /{h.request.path.replace(/^\/+/, '')}
+                      {h.request.method} {requestTarget(live, h.request.path)}
                     </span>
                   </button>{' '}
                   <span class={`pill ${statusTone(h.status)}`}>{h.status}</span> <span class="muted">{formatMs(h.ms)}</span>
@@ -818,7 +827,7 @@ export function InvokePanel(props: { fn: K8sObject }) {
             </ol>
           </div>
         )}
-      </form>
+      </div>
       <section class="invoke-response" aria-labelledby="invoke-response-title" aria-busy={busy}>
         <h3 id="invoke-response-title">Response</h3>
         {error && (
@@ -838,7 +847,7 @@ export function InvokePanel(props: { fn: K8sObject }) {
                 {result.body.kind === 'empty' ? 'no body' : formatSize(result.body.size)} · {new Date(result.at).toLocaleTimeString()}
               </span>
             </div>
-            <details class="invoke-headers">
+            <details class="invoke-headers" open>
               <summary>Headers ({result.headers.length})</summary>
               <table class="headers" aria-label="Response headers">
                 <tbody>
@@ -863,6 +872,6 @@ export function InvokePanel(props: { fn: K8sObject }) {
           </>
         )}
       </section>
-    </div>
+    </form>
   );
 }
