@@ -472,6 +472,8 @@ function DeployDialog(props: { namespace: string; onClose: () => void }) {
       const image = file ? await pushWasm(fields.name, file, setProgress) : fields.image.trim();
       setProgress(`Saving function ${ns}/${fields.name}…`);
       await createOrUpdate(ns, fields, image, wantsPort);
+      // Show the namespace it went to, so its row appears.
+      if (namespace.get() !== null && namespace.get() !== ns) namespace.set(ns);
       props.onClose();
     } catch (err) {
       setFailure(messageOf(err));
