@@ -1,5 +1,383 @@
 // The Overview: nodes, pods by phase, Wasm and Linux counts, recent warnings, top functions.
+// Everything is live from watches; the counts over all pods are made in one pass per change.
+
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import type { K8sObject } from '../api/resources';
+import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
+import { useList } from '../api/watch';
+import { Age, Pill, containerRuntimes } from '../components/badges';
+import { ErrorBox, Loading, Page } from '../components/page';
+import { Link } from '../router';
+import { namespace, useShared } from '../state';
+import { formatRate } from './metrics';
+import type { NodeLoad } from './nodes';
+import { NodeRuntimes, NodeStatus, addLoad, isReady } from './nodes';
+import '../styles/overview.css';
+
+export const PHASES = ['Running', 'Pending', 'Succeeded', 'Failed', 'Unknown'] as const;
+type Phase = (typeof PHASES)[number];
+
+export interface PodStats {
+  /** Pods per node, over all namespaces. */
+  byNode: Map<string, NodeLoad>;
+  /** In the selected namespace (or all). */
+  total: number;
+  phases: Record<Phase, number>;
+  containers: { wasm: number; linux: number; unknown: number };
+  pods: { wasm: number; linux: number; mixed: number };
+}
+
+/** Counts everything the Overview shows about pods in one pass over them. */
+export function podStats(pods: K8sObject[], ns: string | null): PodStats {
+  const stats: PodStats = {
+    byNode: new Map(),
+    total: 0,
+    phases: { Running: 0, Pending: 0, Succeeded: 0, Failed: 0, Unknown: 0 },
+    containers: { wasm: 0, linux: 0, unknown: 0 },
+    pods: { wasm: 0, linux: 0, mixed: 0 },
+  };
+  for (const pod of pods) {
+    addLoad(stats.byNode, pod);
+    if (ns !== null && pod.metadata.namespace !== ns) continue;
+    stats.total++;
+    const phase = (pod.status?.phase ?? 'Pending') as Phase;
+    stats.phases[phase in stats.phases ? phase : 'Unknown']++;
+    let wasm = 0;
+    let linux = 0;
+    for (const r of Object.values(containerRuntimes(pod))) {
+      if (r === 'wasmtime') wasm++;
+      else if (r === 'youki') linux++;
+      else stats.containers.unknown++;
+    }
+    stats.containers.wasm += wasm;
+    stats.containers.linux += linux;
+    if (wasm && linux) stats.pods.mixed++;
+    else if (wasm) stats.pods.wasm++;
+    else if (linux) stats.pods.linux++;
+  }
+  return stats;
+}
+
+// ---- Request rates of functions, from status.invocations as watch events bring it ----
+
+const RATE_WINDOW_MS = 60_000;
+const KEEP_MS = 5 * 60_000;
+
+/** Per function (`namespace/name`): when its invocation count was seen to change, and to what. */
+const observed = new Map<string, { t: number; v: number }[]>();
+
+function observe(functions: K8sObject[], now: number) {
+  for (const f of functions) {
+    const key = `${f.metadata.namespace}/${f.metadata.name}`;
+    const v = Number(f.status?.invocations ?? 0);
+    let seen = observed.get(key);
+    if (!seen) observed.set(key, (seen = []));
+    if (seen.length && seen[seen.length - 1].v === v) continue;
+    seen.push({ t: now, v });
+    while (seen.length > 2 && seen[1].t < now - KEEP_MS) seen.shift();
+  }
+}
+
+/** Requests per second over the last minute: the change of the count since the last value seen
+ *  before the minute began (or since the page first saw the function), over that time. */
+export function invocationRate(key: string, now: number): number {
+  const seen = observed.get(key);
+  if (!seen || seen.length < 2) return 0;
+  let base = seen[0];
+  for (const s of seen) if (s.t <= now - RATE_WINDOW_MS) base = s;
+  const last = seen[seen.length - 1];
+  const seconds = (now - base.t) / 1000;
+  return seconds > 0 && last.v > base.v ? (last.v - base.v) / seconds : 0;
+}
+
+function useNow(everyMs: number): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), everyMs);
+    return () => clearInterval(timer);
+  }, [everyMs]);
+  return now;
+}
+
+// ---- The page ----
 
 export function Overview() {
-  return <section class="page"><h1>Overview</h1></section>;
+  const ns = useShared(namespace);
+  const nodes = useList(RESOURCES.nodes);
+  // One informer of all pods serves the per-node counts and, filtered, the selected namespace's.
+  const allPods = useList(RESOURCES.pods);
+  // A user who may not list pods in every namespace still sees the selected one's.
+  const scoped = useList(allPods.error?.code === 403 && ns ? RESOURCES.pods : null, { namespace: ns });
+  const pods = allPods.error?.code === 403 && ns ? scoped : allPods;
+  const stats = useMemo(() => podStats(pods.items, ns), [pods.items, ns]);
+  const scope = ns === null ? 'all namespaces' : `namespace ${ns}`;
+  return (
+    <Page title="Overview" subtitle={`Pods, warnings and functions of ${scope}; nodes of the cluster.`}>
+      <div class="overview">
+        <NodesCard nodes={nodes.items} loaded={nodes.loaded} error={nodes.error} byNode={stats.byNode} />
+        <PodsCard stats={stats} loaded={pods.loaded} error={pods.error} />
+        <RuntimesCard stats={stats} loaded={pods.loaded} />
+        <WarningsCard ns={ns} />
+        <TopFunctionsCard ns={ns} />
+      </div>
+    </Page>
+  );
+}
+
+function Card(props: { id: string; title: string; more?: { href: string; text: string }; children: preact.ComponentChildren; wide?: boolean }) {
+  return (
+    <section class={`card overview-card${props.wide ? ' wide' : ''}`} aria-labelledby={`card-${props.id}`}>
+      <header>
+        <h2 id={`card-${props.id}`}>{props.title}</h2>
+        {props.more && <Link href={props.more.href}>{props.more.text}</Link>}
+      </header>
+      {props.children}
+    </section>
+  );
+}
+
+const NODES_SHOWN = 12;
+
+function NodesCard(props: { nodes: K8sObject[]; loaded: boolean; error: Error | null; byNode: Map<string, NodeLoad> }) {
+  const sorted = useMemo(() => [...props.nodes].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name)), [props.nodes]);
+  const ready = props.nodes.filter(isReady).length;
+  return (
+    <Card id="nodes" title="Nodes" more={{ href: '/nodes', text: 'All nodes' }}>
+      <ErrorBox error={props.error} />
+      {!props.loaded && !props.error ? (
+        <Loading />
+      ) : (
+        <>
+          <p class="card-stat">
+            <span class="stat">{ready}</span>
+            <span class="muted"> of {props.nodes.length} Ready</span>
+          </p>
+          {sorted.length === 0 ? (
+            <p class="muted">No nodes have registered yet.</p>
+          ) : (
+            <ul class="overview-nodes">
+              {sorted.slice(0, NODES_SHOWN).map((n) => {
+                const pods = props.byNode.get(n.metadata.name)?.pods ?? 0;
+                return (
+                  <li key={n.metadata.name}>
+                    <Link href={`/nodes/${encodeURIComponent(n.metadata.name)}`} class="node-name">
+                      {n.metadata.name}
+                    </Link>
+                    <NodeStatus node={n} />
+                    <NodeRuntimes node={n} />
+                    <span class="muted node-pods-count">
+                      {pods} pod{pods === 1 ? '' : 's'}
+                    </span>
+                  </li>
+                );
+              })}
+              {sorted.length > NODES_SHOWN && (
+                <li>
+                  <Link href="/nodes">and {sorted.length - NODES_SHOWN} more…</Link>
+                </li>
+              )}
+            </ul>
+          )}
+        </>
+      )}
+    </Card>
+  );
+}
+
+/** A bar split into parts, with an accessible summary. */
+function Stacked(props: { label: string; parts: { name: string; value: number; cls: string }[] }) {
+  const total = props.parts.reduce((a, p) => a + p.value, 0);
+  return (
+    <div class="stacked" role="img" aria-label={`${props.label}: ${props.parts.map((p) => `${p.value} ${p.name}`).join(', ')}`}>
+      {total > 0 && props.parts.map((p) => p.value > 0 && <span class={p.cls} style={{ flexGrow: p.value }} />)}
+    </div>
+  );
+}
+
+function PodsCard(props: { stats: PodStats; loaded: boolean; error: Error | null }) {
+  const { phases, total } = props.stats;
+  return (
+    <Card id="pods" title="Pods" more={{ href: '/workloads/pods', text: 'All pods' }}>
+      <ErrorBox error={props.error} />
+      {!props.loaded && !props.error ? (
+        <Loading />
+      ) : (
+        <>
+          <p class="card-stat">
+            <span class="stat" aria-label={`${total} pods`}>
+              {total}
+            </span>
+            <span class="muted"> pod{total === 1 ? '' : 's'}</span>
+          </p>
+          <Stacked label="Pods by phase" parts={PHASES.map((p) => ({ name: p, value: phases[p], cls: `phase-${p.toLowerCase()}` }))} />
+          <dl class="counts" aria-label="Pods by phase">
+            {PHASES.map((p) => (
+              <div key={p} class={phases[p] ? '' : 'zero'}>
+                <dt>
+                  <span class={`dot phase-${p.toLowerCase()}`} aria-hidden="true" />
+                  {p}
+                </dt>
+                <dd data-phase={p}>{phases[p]}</dd>
+              </div>
+            ))}
+          </dl>
+        </>
+      )}
+    </Card>
+  );
+}
+
+function RuntimesCard(props: { stats: PodStats; loaded: boolean }) {
+  const { containers, pods } = props.stats;
+  return (
+    <Card id="runtimes" title="Runtimes">
+      {!props.loaded ? (
+        <Loading />
+      ) : (
+        <>
+          <div class="runtime-split">
+            <div>
+              <span class="badge wasm">Wasm</span>
+              <span class="stat" aria-label={`${containers.wasm} Wasm containers`}>
+                {containers.wasm}
+              </span>
+              <span class="muted"> containers</span>
+            </div>
+            <div>
+              <span class="badge linux">Linux</span>
+              <span class="stat" aria-label={`${containers.linux} Linux containers`}>
+                {containers.linux}
+              </span>
+              <span class="muted"> containers</span>
+            </div>
+          </div>
+          <Stacked
+            label="Containers by runtime"
+            parts={[
+              { name: 'Wasm', value: containers.wasm, cls: 'rt-wasm' },
+              { name: 'Linux', value: containers.linux, cls: 'rt-linux' },
+              { name: 'not known yet', value: containers.unknown, cls: 'rt-unknown' },
+            ]}
+          />
+          <p class="muted small">
+            Pods: {pods.wasm} Wasm only, {pods.linux} Linux only, {pods.mixed} mixed
+            {containers.unknown > 0 && `; ${containers.unknown} container${containers.unknown === 1 ? '' : 's'} not started yet`}.
+          </p>
+        </>
+      )}
+    </Card>
+  );
+}
+
+const WARNINGS_SHOWN = 8;
+
+function eventTime(e: K8sObject): string | undefined {
+  return e.lastTimestamp ?? e.series?.lastObservedTime ?? e.eventTime ?? e.firstTimestamp ?? e.metadata.creationTimestamp;
+}
+
+function WarningsCard(props: { ns: string | null }) {
+  const events = useList(RESOURCES.events, { namespace: props.ns, fieldSelector: 'type=Warning' });
+  const recent = useMemo(
+    () =>
+      events.items
+        .map((e) => ({ e, t: Date.parse(eventTime(e) ?? '') || 0 }))
+        .sort((a, b) => b.t - a.t)
+        .slice(0, WARNINGS_SHOWN)
+        .map((x) => x.e),
+    [events.items],
+  );
+  return (
+    <Card id="warnings" title="Warnings" more={{ href: '/events', text: 'All events' }} wide>
+      <ErrorBox error={events.error} />
+      {!events.loaded && !events.error ? (
+        <Loading />
+      ) : recent.length === 0 ? (
+        <p class="muted">No warnings. All quiet.</p>
+      ) : (
+        <ul class="warnings">
+          {recent.map((e) => {
+            const o = e.involvedObject ?? e.regarding ?? {};
+            const res = resourceOfKind(o.apiVersion, o.kind);
+            const target = `${o.kind ?? '?'}/${o.name ?? '?'}`;
+            const count = e.count ?? e.series?.count ?? 1;
+            return (
+              <li key={`${e.metadata.namespace}/${e.metadata.name}`}>
+                <Pill text={e.reason ?? 'Warning'} tone="bad" />
+                {res && o.name ? (
+                  <Link href={o.kind === 'Node' ? `/nodes/${encodeURIComponent(o.name)}` : detailHref(res, o.namespace ?? e.metadata.namespace, o.name)}>
+                    {target}
+                  </Link>
+                ) : (
+                  <span>{target}</span>
+                )}
+                <span class="message" title={e.message}>
+                  {e.message}
+                </span>
+                <span class="muted when">
+                  {count > 1 && `×${count} · `}
+                  <Age since={eventTime(e)} />
+                </span>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </Card>
+  );
+}
+
+const FUNCTIONS_SHOWN = 8;
+
+function TopFunctionsCard(props: { ns: string | null }) {
+  const functions = useList(RESOURCES.functions, { namespace: props.ns });
+  const now = useNow(5000);
+  // Record a change when a watch event brings one (the list changes), not on the clock's tick.
+  useMemo(() => observe(functions.items, Date.now()), [functions.items]);
+  const top = useMemo(
+    () =>
+      functions.items
+        .map((f) => ({ f, rate: invocationRate(`${f.metadata.namespace}/${f.metadata.name}`, now), invocations: Number(f.status?.invocations ?? 0) }))
+        .sort((a, b) => b.rate - a.rate || b.invocations - a.invocations || a.f.metadata.name.localeCompare(b.f.metadata.name))
+        .slice(0, FUNCTIONS_SHOWN),
+    [functions.items, now],
+  );
+  return (
+    <Card id="functions" title="Top functions" more={{ href: '/functions', text: 'All functions' }}>
+      <ErrorBox error={functions.error} />
+      {!functions.loaded && !functions.error ? (
+        <Loading />
+      ) : top.length === 0 ? (
+        <p class="muted">
+          No functions{props.ns ? ` in ${props.ns}` : ''}. <Link href="/functions">Deploy one</Link>.
+        </p>
+      ) : (
+        <table class="plain top-functions" aria-label="Top functions by request rate">
+          <thead>
+            <tr>
+              <th>Function</th>
+              {props.ns === null && <th>Namespace</th>}
+              <th class="num">Rate</th>
+              <th class="num">Invocations</th>
+              <th class="num">Ready</th>
+            </tr>
+          </thead>
+          <tbody>
+            {top.map(({ f, rate, invocations }) => (
+              <tr key={`${f.metadata.namespace}/${f.metadata.name}`}>
+                <td>
+                  <Link href={detailHref(RESOURCES.functions, f.metadata.namespace, f.metadata.name)}>{f.metadata.name}</Link>
+                </td>
+                {props.ns === null && <td class="muted">{f.metadata.namespace}</td>}
+                <td class="num">{formatRate(rate)}</td>
+                <td class="num">{invocations}</td>
+                <td class="num">
+                  {f.status?.readyReplicas ?? 0}/{f.status?.replicas ?? 0}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </Card>
+  );
 }
