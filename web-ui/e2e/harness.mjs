@@ -57,10 +57,12 @@ export async function launch() {
 /**
  * Opens a browser on the dashboard and signs in through the sign-in form.
  * theme: 'light' | 'dark' sets the theme before the app starts (as a user's saved choice); signIn: false stops at the form;
- * path: the client path to open after signing in (default '/').
+ * path: the client path to open after signing in (default '/');
+ * namespace: the namespace switcher's choice at start, a name or null for all namespaces (default: the app's, "default";
+ * it is set again on every full page load of this context).
  * Returns {browser, context, page}; close with `await browser.close()`.
  */
-export async function open({ theme, signIn = true, path = '/', token = TOKEN } = {}) {
+export async function open({ theme, signIn = true, path = '/', token = TOKEN, namespace } = {}) {
   required();
   const browser = await launch();
   try {
@@ -70,6 +72,9 @@ export async function open({ theme, signIn = true, path = '/', token = TOKEN } =
       colorScheme: theme === 'dark' ? 'dark' : 'light',
     });
     if (theme) await context.addInitScript((t) => localStorage.setItem('wharf.theme', t), theme);
+    if (namespace !== undefined) {
+      await context.addInitScript((ns) => localStorage.setItem('wharf.namespace', ns), namespace === null ? '*' : namespace);
+    }
     const page = await context.newPage();
     page.setDefaultTimeout(15_000);
     await page.goto(uiUrl('/'));
