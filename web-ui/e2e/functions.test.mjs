@@ -1,14 +1,15 @@
 // Functions, as a user drives them from the page: deploy the http-hello Wasm component by uploading its .wasm file
 // (the page pushes it to the cluster's registry and creates the Function), see it in the Functions table and in
 // `kubectl get functions`, invoke it from the Invoke panel (status 200, "hello from wasm", the time it took) and watch
-// its invocation count rise. A bad name is refused before anything is sent.
+// its invocation count rise; with requests coming, the table shows their rate and latency. A bad name is refused before
+// anything is sent.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SAMPLES, eventually, expectNoSeriousAxeViolations, kubectl, open, screenshot, uniqueNamespace } from './harness.mjs';
+import { SAMPLES, eventually, expectNoSeriousAxeViolations, goto, kubectl, open, screenshot, uniqueNamespace } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const HELLO = join(SAMPLES || resolve(here, '../../samples/out'), 'http-hello.wasm');
@@ -99,6 +100,25 @@ test('a Wasm function deployed from the page by uploading its .wasm answers from
     console.log(`invocations rose from ${before} to ${await panelInvocations(panel)} after ${Math.round(performance.now() - rose)} ms`);
     await expectNoSeriousAxeViolations(page, 'the Invoke panel');
     await screenshot(page, 'functions-invoke');
+
+    // While requests come (here from kubectl through the same proxy), the table shows their rate and latency (the
+    // gateways' histograms, sampled every 10 s while the page is visible).
+    await goto(page, '/functions');
+    const measured = performance.now();
+    await eventually(
+      async () => {
+        await kubectl('get', '--raw', `/apis/wharf.dev/v1/namespaces/${ns}/functions/hello/proxy`);
+        assert.match(await cell(page, 'hello', 'Latency p50 / p99'), /^[\d.]+ m?s \/ [\d.]+ m?s$/);
+        assert.match(await cell(page, 'hello', 'Request rate'), /^[\d.]+\/s$/);
+        assert.notEqual(await cell(page, 'hello', 'Request rate'), '0/s');
+      },
+      { timeout: 60_000, interval: 500 },
+    );
+    console.log(
+      `latency ${await cell(page, 'hello', 'Latency p50 / p99')} and rate ${await cell(page, 'hello', 'Request rate')} ` +
+        `shown after ${Math.round(performance.now() - measured)} ms`,
+    );
+    await screenshot(page, 'functions-latency');
   } finally {
     await browser.close();
   }
