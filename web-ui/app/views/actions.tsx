@@ -4,13 +4,13 @@
 
 import { useMemo, useState } from 'preact/hooks';
 import { ApiError, request } from '../api/client';
-import { RESOURCES, apiVersionOf, collectionPath, objectPath } from '../api/resources';
+import { RESOURCES, apiVersionOf, collectionPath, detailHref, objectPath } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
 import { Age, Pill } from '../components/badges';
 import { Modal } from '../components/modal';
 import { ErrorBox } from '../components/page';
-import { navigate } from '../router';
+import { Link, navigate } from '../router';
 import '../styles/actions.css';
 
 const MERGE = 'application/merge-patch+json';
@@ -146,6 +146,7 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
   const [dialog, setDialog] = useState<Dialog>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
+  const [created, setCreated] = useState<K8sObject | null>(null);
   const name = o.metadata.name;
   const kind = res.kind;
   const close = () => setDialog(null);
@@ -193,8 +194,14 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
       {res.name === 'deployments' && !compact && button('Roll back', '↶', () => setDialog('rollback'), { disabled: deleting })}
       {res.name === 'cronjobs' &&
         button(suspended ? 'Resume' : 'Suspend', suspended ? '▶' : '‖', () => run(() => setSuspended(o, !suspended)))}
-      {res.name === 'cronjobs' && button('Trigger', '⚡', () => run(() => trigger(o)), { disabled: deleting })}
+      {res.name === 'cronjobs' && button('Trigger', '⚡', () => run(async () => setCreated(await trigger(o))), { disabled: deleting })}
       {button('Delete', '✕', () => setDialog('delete'), { danger: true })}
+      {created && !compact && (
+        <span class="action-notice" role="status">
+          Created{' '}
+          <Link href={detailHref(RESOURCES.jobs, created.metadata.namespace, created.metadata.name)}>Job {created.metadata.name}</Link>
+        </span>
+      )}
       {error && !dialog && (
         <div class="error action-error" role="alert">
           {error.message}
@@ -373,8 +380,10 @@ function RollbackDialog(props: { deployment: K8sObject; onClose: () => void }) {
                     onChange={() => setChosen(rs.metadata.name)}
                   />
                   <span class="revision-number">#{revision}</span>
-                  {revision === current && <Pill text="Current" tone="ok" />}
-                  <span class="mono revision-images">{imagesOf(rs.spec?.template)}</span>
+                  <span>
+                    {revision === current && <Pill text="Current" tone="ok" />}
+                    <span class="mono revision-images">{imagesOf(rs.spec?.template)}</span>
+                  </span>
                   <span class="muted">
                     {rs.metadata.name} · <Age since={rs.metadata.creationTimestamp} />
                   </span>
