@@ -263,6 +263,13 @@ function embeddedReference(image: string): { repository: string; reference: stri
   return { repository: name, reference };
 }
 
+/** The parts of an OCI manifest or index read here. */
+interface Manifest {
+  config?: { mediaType?: string };
+  layers?: { mediaType?: string }[];
+  manifests?: { platform?: { architecture?: string } }[];
+}
+
 type ImageCheck = { runtime?: Runtime; note: string };
 
 /** What the embedded registry says an image runs on (its manifest's media types; an index is Wasm only when every entry is). */
@@ -271,13 +278,13 @@ async function checkImage(image: string, signal: AbortSignal): Promise<ImageChec
   if (!ref) return { runtime: 'youki', note: 'from another registry: runs as a Linux container unless it is a Wasm artifact' };
   try {
     const response = await send('GET', `/v2/${ref.repository}/manifests/${ref.reference}`, { accept: MANIFEST_ACCEPT, signal });
-    const m = await response.json();
-    const wasm = (d: any) => d?.config?.mediaType === WASM_CONFIG || (d?.layers ?? []).some((l: any) => WASM_LAYER_TYPES.includes(l?.mediaType));
+    const m = (await response.json()) as Manifest;
     if (Array.isArray(m.manifests)) {
-      const all = m.manifests.length > 0 && m.manifests.every((d: any) => d?.platform?.architecture === 'wasm');
+      const all = m.manifests.length > 0 && m.manifests.every((d) => d.platform?.architecture === 'wasm');
       return all ? { runtime: 'wasmtime', note: 'a Wasm index in the cluster registry' } : { runtime: 'youki', note: 'a multi-platform image' };
     }
-    return wasm(m) ? { runtime: 'wasmtime', note: 'a Wasm artifact in the cluster registry' } : { runtime: 'youki', note: 'a Linux image in the cluster registry' };
+    const wasm = m.config?.mediaType === WASM_CONFIG || (m.layers ?? []).some((l) => WASM_LAYER_TYPES.includes(l.mediaType ?? ''));
+    return wasm ? { runtime: 'wasmtime', note: 'a Wasm artifact in the cluster registry' } : { runtime: 'youki', note: 'a Linux image in the cluster registry' };
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
     if (e instanceof ApiError && e.code === 404) return { note: 'not in the cluster registry' };
@@ -373,8 +380,18 @@ export function validate(f: DeployFields, hasFile: boolean, wantsPort: boolean):
 }
 
 /** The spec to store: the dialog's fields over the existing spec (its env, command and other fields are kept). */
-export function specFrom(old: any, f: DeployFields, image: string, wantsPort: boolean): any {
-  const spec = { ...(old ?? {}), image };
+/** The parts of a Function's spec the dialog writes (control/src/registry/function.rs); others are kept as they are. */
+export interface FunctionSpec {
+  image: string;
+  port?: number;
+  route?: { path?: string; host?: string };
+  scale?: { minReplicas?: number; maxReplicas?: number; targetConcurrency?: number; idleTimeout?: string };
+  resources?: { limits?: Record<string, string>; requests?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+export function specFrom(old: FunctionSpec | null | undefined, f: DeployFields, image: string, wantsPort: boolean): FunctionSpec {
+  const spec: FunctionSpec = { ...(old ?? {}), image };
   if (wantsPort && f.port.trim()) spec.port = Number(f.port);
   else delete spec.port;
   spec.route = { ...(old?.route ?? {}), path: f.path.trim() || `/${f.name}` };
@@ -388,7 +405,7 @@ export function specFrom(old: any, f: DeployFields, image: string, wantsPort: bo
   const limits = { ...(old?.resources?.limits ?? {}) };
   if (f.memory.trim()) limits.memory = f.memory.trim();
   else delete limits.memory;
-  const resources = { ...(old?.resources ?? {}), limits };
+  const resources: NonNullable<FunctionSpec['resources']> = { ...(old?.resources ?? {}), limits };
   if (!Object.keys(limits).length) delete resources.limits;
   if (Object.keys(resources).length) spec.resources = resources;
   else delete spec.resources;
@@ -411,7 +428,7 @@ async function createOrUpdate(ns: string, f: DeployFields, image: string, wantsP
         await request('POST', collectionPath(RESOURCES.functions, ns), { body });
         return 'created';
       }
-      await request('PUT', path, { body: { ...existing, spec: specFrom(existing.spec, f, image, wantsPort) } });
+      await request('PUT', path, { body: { ...existing, spec: specFrom(existing.spec as FunctionSpec, f, image, wantsPort) } });
       return 'updated';
     } catch (e) {
       if (e instanceof ApiError && e.code === 409 && attempt < 4) continue;
