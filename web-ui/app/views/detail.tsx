@@ -11,8 +11,10 @@ import { ErrorBox, Loading, Page, Tabs } from '../components/page';
 import type { Column } from '../components/table';
 import { DataTable } from '../components/table';
 import { Link, setQuery, useRoute } from '../router';
+import { ObjectActions } from './actions';
 import { InvokePanel } from './functions';
 import { ContainerLogs, MergedLogs, Terminal } from './logs';
+import { FunctionMetricsPanel, PodMetricsPanel } from './metrics';
 import { YamlEditor } from './yaml';
 import '../styles/detail.css';
 
@@ -612,7 +614,7 @@ function tabsOf(res: Resource, o: K8sObject) {
     tabs.push(
       { id: 'logs', title: 'Logs', render: () => <ContainerLogs pod={o} /> },
       { id: 'terminal', title: 'Terminal', render: () => <Terminal pod={o} /> },
-      { id: 'metrics', title: 'Metrics', render: () => <Placeholder what="CPU and memory of this pod" /> },
+      { id: 'metrics', title: 'Metrics', render: () => <PodMetricsPanel pod={o} /> },
     );
   }
   if (res.name === 'deployments')
@@ -624,7 +626,7 @@ function tabsOf(res: Resource, o: K8sObject) {
   if (res.name === 'functions')
     tabs.push(
       { id: 'logs', title: 'Logs', render: () => <MergedLogs fn={o} /> },
-      { id: 'metrics', title: 'Metrics', render: () => <Placeholder what="The latency and request rate of this function" /> },
+      { id: 'metrics', title: 'Metrics', render: () => <FunctionMetricsPanel fn={o} /> },
       { id: 'invoke', title: 'Invoke', render: () => <InvokePanel fn={o} /> },
     );
   return tabs;
@@ -712,6 +714,7 @@ export function ObjectDetail(props: { resource: string; namespace: string | null
       subtitle={<Subtitle res={res} object={object} />}
       actions={
         <>
+          <ObjectActions resource={res} object={object} />
           <button onClick={() => setQuery('edit', '1')}>Edit YAML</button>
         </>
       }

@@ -3,6 +3,8 @@
 
 import { basicSetup, EditorView } from 'codemirror';
 import { yaml } from '@codemirror/lang-yaml';
+import { HighlightStyle, syntaxHighlighting } from '@codemirror/language';
+import { tags } from '@lezer/highlight';
 import { lintGutter, setDiagnostics } from '@codemirror/lint';
 import { EditorState } from '@codemirror/state';
 import { placeholder } from '@codemirror/view';
@@ -34,6 +36,16 @@ const theme = EditorView.theme({
   '.cm-scroller': { overflow: 'auto' },
 });
 
+/** Token colours from the theme's variables (readable on both backgrounds); replaces basicSetup's fallback style. */
+const highlight = HighlightStyle.define([
+  { tag: [tags.propertyName, tags.definition(tags.propertyName)], color: 'var(--accent)' },
+  { tag: [tags.string, tags.special(tags.string)], color: 'var(--ok)' },
+  { tag: [tags.number, tags.bool, tags.null, tags.atom], color: 'var(--wasm)' },
+  { tag: [tags.comment, tags.lineComment, tags.blockComment], color: 'var(--muted)', fontStyle: 'italic' },
+  { tag: [tags.meta, tags.labelName, tags.typeName], color: 'var(--linux)' },
+  { tag: [tags.punctuation, tags.separator, tags.squareBracket, tags.brace], color: 'var(--muted)' },
+]);
+
 export function createEditor(
   parent: HTMLElement,
   doc: string,
@@ -46,6 +58,7 @@ export function createEditor(
       extensions: [
         basicSetup,
         yaml(),
+        syntaxHighlighting(highlight),
         lintGutter(),
         theme,
         placeholder('Paste or type YAML here (several objects separated by ---)'),
