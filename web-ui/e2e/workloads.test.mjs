@@ -164,6 +164,21 @@ test('a Deployment applied with kubectl appears with its pods and their runtime 
   await table('Deployments').waitFor();
 });
 
+test('the filter matches names in the page and sends label selectors to the server', async () => {
+  const { page } = session;
+  const search = page.getByRole('searchbox', { name: 'Filter by name or label' });
+  const shown = async () => ({ shell: await row('Deployments', 'shell').count(), sleeper: await row('Deployments', 'sleeper').count() });
+  try {
+    await search.fill('app=shell');
+    await eventually(async () => assert.deepEqual(await shown(), { shell: 1, sleeper: 0 }));
+    await search.fill('sleep');
+    await eventually(async () => assert.deepEqual(await shown(), { shell: 0, sleeper: 1 }));
+  } finally {
+    await search.fill('');
+  }
+  await eventually(async () => assert.deepEqual(await shown(), { shell: 1, sleeper: 1 }));
+});
+
 test('scaling from the page changes the Deployment, and kubectl scale shows in the page', async () => {
   const { page } = session;
   await row('Deployments', 'sleeper').getByRole('button', { name: 'Scale sleeper' }).click();
