@@ -24,13 +24,28 @@ pub fn version() -> Value {
     })
 }
 
+/// Resources served outside the resource table: `metrics.k8s.io/v1beta1`, computed on read
+/// (see `resource_metrics`): plural, singular, kind, namespaced.
+const METRICS_RESOURCES: [(&str, &str, &str, bool); 2] =
+    [("nodes", "", "NodeMetrics", false), ("pods", "", "PodMetrics", true)];
+/// What the metrics resources allow.
+const METRICS_VERBS: [&str; 2] = ["get", "list"];
+use super::resource_metrics::{GROUP as METRICS_GROUP, VERSION as METRICS_VERSION};
+
+/// Every group-version served, the resource table's then the metrics API.
+fn all_group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut all = kinds::group_versions();
+    all.push((METRICS_GROUP, METRICS_VERSION));
+    all
+}
+
 fn in_group(group: &str) -> impl Iterator<Item = &'static ResourceInfo> + '_ {
     RESOURCES.iter().filter(move |r| r.group == group)
 }
 
 fn group_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = Vec::new();
-    for (group, _) in kinds::group_versions() {
+    for (group, _) in all_group_versions() {
         if !group.is_empty() && !names.contains(&group) {
             names.push(group);
         }
@@ -39,7 +54,7 @@ fn group_names() -> Vec<&'static str> {
 }
 
 fn api_group(name: &str) -> Value {
-    let versions: Vec<Value> = kinds::group_versions()
+    let versions: Vec<Value> = all_group_versions()
         .into_iter()
         .filter(|(g, _)| *g == name)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -68,8 +83,22 @@ pub fn group(name: &str) -> Option<Value> {
     })
 }
 
+/// `/apis/metrics.k8s.io/v1beta1`.
+fn metrics_resource_list() -> Value {
+    let resources: Vec<Value> = METRICS_RESOURCES
+        .iter()
+        .map(|(plural, singular, kind, namespaced)| {
+            json!({"name": plural, "singularName": singular, "namespaced": namespaced, "kind": kind, "verbs": METRICS_VERBS})
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{METRICS_GROUP}/{METRICS_VERSION}"), "resources": resources})
+}
+
 /// `/api/v1` or `/apis/GROUP/VERSION`.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (METRICS_GROUP, METRICS_VERSION) {
+        return Some(metrics_resource_list());
+    }
     let mut resources = Vec::new();
     for r in in_group(group).filter(|r| r.version == version) {
         let mut entry = json!({
@@ -115,12 +144,15 @@ pub fn aggregated(core: bool) -> Value {
     let items: Vec<Value> = groups
         .into_iter()
         .map(|group| {
-            let versions: Vec<Value> = kinds::group_versions()
+            let versions: Vec<Value> = all_group_versions()
                 .into_iter()
                 .filter(|(g, _)| *g == group)
                 .map(|(_, version)| {
-                    let resources: Vec<Value> =
-                        in_group(group).filter(|r| r.version == version).map(aggregated_resource).collect();
+                    let resources: Vec<Value> = if group == METRICS_GROUP {
+                        aggregated_metrics_resources()
+                    } else {
+                        in_group(group).filter(|r| r.version == version).map(aggregated_resource).collect()
+                    };
                     json!({"version": version, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -133,6 +165,21 @@ pub fn aggregated(core: bool) -> Value {
         })
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+fn aggregated_metrics_resources() -> Vec<Value> {
+    METRICS_RESOURCES
+        .iter()
+        .map(|(plural, singular, kind, namespaced)| {
+            json!({
+                "resource": plural,
+                "responseKind": {"group": METRICS_GROUP, "version": METRICS_VERSION, "kind": kind},
+                "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": singular,
+                "verbs": METRICS_VERBS,
+            })
+        })
+        .collect()
 }
 
 fn aggregated_resource(r: &ResourceInfo) -> Value {
@@ -227,7 +274,7 @@ mod tests {
                 .map(|v| v["resources"].as_array().unwrap().len())
                 .sum()
         };
-        assert_eq!(count(&core) + count(&groups), RESOURCES.len());
+        assert_eq!(count(&core) + count(&groups), RESOURCES.len() + METRICS_RESOURCES.len());
         let pods = &core["items"][0]["versions"][0]["resources"]
             .as_array()
             .unwrap()
@@ -237,6 +284,22 @@ mod tests {
             .clone();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
+    }
+
+    #[test]
+    fn the_metrics_api_is_discovered_as_kubectl_top_looks_for_it() {
+        let groups = group_list();
+        let metrics = groups["groups"].as_array().unwrap().iter().find(|g| g["name"] == "metrics.k8s.io").unwrap();
+        assert_eq!(metrics["preferredVersion"]["groupVersion"], "metrics.k8s.io/v1beta1");
+        let list = resource_list("metrics.k8s.io", "v1beta1").unwrap();
+        let names: Vec<&str> =
+            list["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+        assert_eq!(names, ["nodes", "pods"]);
+        assert_eq!(group("metrics.k8s.io").unwrap()["kind"], "APIGroup");
+        let aggregated = aggregated(false);
+        let item =
+            aggregated["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == "metrics.k8s.io").unwrap();
+        assert_eq!(item["versions"][0]["resources"][1]["responseKind"]["kind"], "PodMetrics");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod portforward;
 pub mod protobuf;
 mod proxy;
 pub mod request;
+mod resource_metrics;
 mod resources;
 mod runtime_class;
 pub mod serve;
@@ -213,6 +214,7 @@ async fn route(
             let (document, _) = openapi::document(&path["/openapi/v3/".len()..]).ok_or(Error::NoRoute)?;
             read_only(json(document))
         }
+        _ if path.starts_with(resource_metrics::PREFIX) => resource_metrics::serve(state, method, path, &query).await,
         _ => match parsed.target? {
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Exec) => {
                 exec::pod_exec(state, &target, uri.query(), upgrade).await
