@@ -49,8 +49,16 @@ class LogBuffer {
     return this.first;
   }
 
-  push(line: LogLine) {
-    this.lines.push(line);
+  /** Appends a line; `byTime` places it after the latest line not newer than it instead (a merged log's pods
+   *  send their recent lines in one burst each when followed). */
+  push(line: LogLine, byTime = false) {
+    let at = this.lines.length;
+    if (byTime && line.ts) {
+      const stop = Math.max(0, at - 2000);
+      while (at > stop && this.lines[at - 1].ts && compareTimes(this.lines[at - 1].ts, line.ts) > 0) at--;
+    }
+    if (at === this.lines.length) this.lines.push(line);
+    else this.lines.splice(at, 0, line);
     this.total++;
     this.schedule();
   }
@@ -696,7 +704,7 @@ function SelectorLogs(props: { namespace: string; selector: string; title: strin
           url: (since) =>
             podLogPath(pod, { container: c.name, follow: true, tailLines: since ? undefined : TAIL_LINES, timestamps: true, sinceTime: since ?? undefined }),
           timestamps: true,
-          onLine: (ts, text) => buffer.push({ ts, text, source }),
+          onLine: (ts, text) => buffer.push({ ts, text, source }, true),
           resume: () => {
             const now = latest.current.get(name);
             return !!now && containerState(now, c.name).running;
@@ -734,6 +742,8 @@ function SelectorLogs(props: { namespace: string; selector: string; title: strin
   };
 
   const names = pods.items.map((p) => p.metadata.name).sort();
+  // "Logs of web" or "web" both name the log "Log of web".
+  const what = props.title.replace(/^logs? of /i, '');
   const status = (
     <span role="status">
       {pods.error ? (
@@ -755,8 +765,8 @@ function SelectorLogs(props: { namespace: string; selector: string; title: strin
   return (
     <LogViewer
       buffer={buffer}
-      label={`Log of ${props.title}`}
-      filename={`${props.title.replace(/[^\w.-]+/g, '_')}.log`}
+      label={`Log of ${what}`}
+      filename={`${what.replace(/[^\w.-]+/g, '_')}.log`}
       download={download}
       status={status}
     />
