@@ -12,6 +12,7 @@ import type { Column } from '../components/table';
 import { DataTable } from '../components/table';
 import { Link, setQuery, useRoute } from '../router';
 import { ObjectActions } from './actions';
+import { ObjectEvents } from './events';
 import { InvokePanel } from './functions';
 import { ContainerLogs, MergedLogs, Terminal } from './logs';
 import { FunctionMetricsPanel, PodMetricsPanel } from './metrics';
@@ -598,15 +599,11 @@ function Related(props: { res: Resource; object: K8sObject }) {
 // ---------------------------------------------------------------------------------------------
 // The page
 
-function Placeholder(props: { what: string }) {
-  return <p class="muted placeholder">{props.what} will appear here.</p>;
-}
-
 function tabsOf(res: Resource, o: K8sObject) {
   const tabs: { id: string; title: string; render: () => ComponentChildren }[] = [
     { id: 'summary', title: 'Summary', render: () => <Summary res={res} object={o} /> },
     { id: 'yaml', title: 'YAML', render: () => <ObjectYaml object={o} /> },
-    { id: 'events', title: 'Events', render: () => <Placeholder what={`The events of this ${res.kind}`} /> },
+    { id: 'events', title: 'Events', render: () => <ObjectEvents object={o} /> },
     { id: 'related', title: 'Related', render: () => <Related res={res} object={o} /> },
   ];
   const ns = o.metadata.namespace ?? 'default';

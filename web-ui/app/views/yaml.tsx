@@ -273,6 +273,7 @@ function YamlWorkbench(props: {
 
   const run = async (apply: boolean) => {
     if (!editor.current) return;
+    show(empty);
     setBusy(apply ? 'apply' : 'dry');
     try {
       const { items, problems } = await prepare(editor.current.text(), props.edit);
