@@ -238,17 +238,17 @@ function RuntimesCard(props: { stats: PodStats; loaded: boolean }) {
           <div class="runtime-split">
             <div>
               <span class="badge wasm">Wasm</span>
-              <span class="stat" aria-label={`${containers.wasm} Wasm containers`}>
+              <span class="stat" aria-label={`${containers.wasm} Wasm container${containers.wasm === 1 ? '' : 's'}`}>
                 {containers.wasm}
               </span>
-              <span class="muted"> containers</span>
+              <span class="muted"> container{containers.wasm === 1 ? '' : 's'}</span>
             </div>
             <div>
               <span class="badge linux">Linux</span>
-              <span class="stat" aria-label={`${containers.linux} Linux containers`}>
+              <span class="stat" aria-label={`${containers.linux} Linux container${containers.linux === 1 ? '' : 's'}`}>
                 {containers.linux}
               </span>
-              <span class="muted"> containers</span>
+              <span class="muted"> container{containers.linux === 1 ? '' : 's'}</span>
             </div>
           </div>
           <Stacked
