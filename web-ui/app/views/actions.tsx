@@ -7,7 +7,7 @@ import { ApiError, request } from '../api/client';
 import { RESOURCES, apiVersionOf, collectionPath, detailHref, objectPath } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
-import { Age, Pill } from '../components/badges';
+import { Age, Pill, managedBy } from '../components/badges';
 import { Modal } from '../components/modal';
 import { ErrorBox } from '../components/page';
 import { Link, navigate } from '../router';
@@ -202,7 +202,15 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
           <Link href={detailHref(RESOURCES.jobs, created.metadata.namespace, created.metadata.name)}>Job {created.metadata.name}</Link>
         </span>
       )}
-      {error && !dialog && (
+      {error && !dialog && compact && (
+        // A row is too small for the message: a dialog says it.
+        <Modal title={`${kind} ${name}`} onClose={() => setError(null)}>
+          <div class="action-form">
+            <ErrorBox error={error} />
+          </div>
+        </Modal>
+      )}
+      {error && !dialog && !compact && (
         <div class="error action-error" role="alert">
           {error.message}
           <button class="link" onClick={() => setError(null)}>
@@ -292,6 +300,7 @@ export function ScaleDialog(props: { resource: Resource; object: K8sObject; onCl
   const [value, setValue] = useState(String(current));
   const replicas = Number(value);
   const valid = value.trim() !== '' && Number.isInteger(replicas) && replicas >= 0;
+  const by = managedBy(o);
   return (
     <ActionDialog
       title={`Scale ${res.kind} ${o.metadata.name}`}
@@ -308,6 +317,11 @@ export function ScaleDialog(props: { resource: Resource; object: K8sObject; onCl
           <p class="muted">
             Now {current} wanted, {o.status?.readyReplicas ?? 0} ready.
           </p>
+          {by && (
+            <p class="muted">
+              Managed by {by}: it may set the replicas back.
+            </p>
+          )}
         </>
       }
     />
