@@ -292,6 +292,20 @@ async function checkImage(image: string, signal: AbortSignal): Promise<ImageChec
   }
 }
 
+/** Runs a call again (up to 3 times in all) when it could not reach the server: a browser drops requests in flight
+ *  when the machine's network changes. Only for calls that may be repeated (the deploy's are: a second create meets
+ *  409 and becomes an update). */
+async function again<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 3) throw e;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
+}
+
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   if (!crypto.subtle) throw new Error('uploading needs a secure context (HTTPS) for the browser to compute SHA-256 digests');
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
@@ -300,18 +314,18 @@ async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 
 async function pushBlob(repository: string, digest: string, bytes: Uint8Array<ArrayBuffer>) {
   try {
-    await send('HEAD', `/v2/${repository}/blobs/${digest}`);
+    await again(() => send('HEAD', `/v2/${repository}/blobs/${digest}`));
     return; // the registry has it already
   } catch (e) {
     if (!(e instanceof ApiError && e.code === 404)) throw e;
   }
-  const started = await send('POST', `/v2/${repository}/blobs/uploads/`);
+  const started = await again(() => send('POST', `/v2/${repository}/blobs/uploads/`));
   const location = started.headers.get('Location');
   if (!location) throw new Error('the registry accepted the upload without a Location');
   const url = new URL(location, window.location.href);
   if (url.origin !== window.location.origin) throw new Error(`the registry sent the upload elsewhere (${url.origin})`);
   url.searchParams.set('digest', digest);
-  await send('PUT', url.pathname + url.search, { body: new Blob([bytes]), contentType: 'application/octet-stream' });
+  await again(() => send('PUT', url.pathname + url.search, { body: new Blob([bytes]), contentType: 'application/octet-stream' }));
 }
 
 /** Pushes a wasi:http component as the Wasm OCI artifact `fn-NAME:<first 12 hex of its SHA-256>` (the same bytes
@@ -337,7 +351,7 @@ export async function pushWasm(name: string, file: File, progress: (text: string
     config: { mediaType: WASM_CONFIG, digest: configDigest, size: config.length },
     layers: [{ mediaType: WASM_LAYER_TYPES[0], digest: layerDigest, size: bytes.length }],
   };
-  await send('PUT', `/v2/${repository}/manifests/${tag}`, { body: JSON.stringify(manifest), contentType: OCI_MANIFEST });
+  await again(() => send('PUT', `/v2/${repository}/manifests/${tag}`, { body: JSON.stringify(manifest), contentType: OCI_MANIFEST }));
   return `${repository}:${tag}`;
 }
 
@@ -418,17 +432,18 @@ async function createOrUpdate(ns: string, f: DeployFields, image: string, wantsP
   for (let attempt = 0; ; attempt++) {
     let existing: K8sObject | null = null;
     try {
-      existing = await request<K8sObject>('GET', path);
+      existing = await again(() => request<K8sObject>('GET', path));
     } catch (e) {
       if (!(e instanceof ApiError && e.code === 404)) throw e;
     }
     try {
       if (!existing) {
         const body = { apiVersion: 'wharf.dev/v1', kind: 'Function', metadata: { name: f.name, namespace: ns }, spec: specFrom(null, f, image, wantsPort) };
-        await request('POST', collectionPath(RESOURCES.functions, ns), { body });
+        await again(() => request('POST', collectionPath(RESOURCES.functions, ns), { body }));
         return 'created';
       }
-      await request('PUT', path, { body: { ...existing, spec: specFrom(existing.spec as FunctionSpec, f, image, wantsPort) } });
+      const updated = { ...existing, spec: specFrom(existing.spec as FunctionSpec, f, image, wantsPort) };
+      await again(() => request('PUT', path, { body: updated }));
       return 'updated';
     } catch (e) {
       if (e instanceof ApiError && e.code === 409 && attempt < 4) continue;
@@ -493,7 +508,8 @@ function DeployDialog(props: { namespace: string; onClose: () => void }) {
     const found = validate(fields, !!file, wantsPort);
     setErrors(found);
     setFailure(null);
-    if (Object.keys(found).length) return;
+    const first = Object.keys(found)[0];
+    if (first) return void document.getElementById(`fn-${first}`)?.focus();
     setBusy(true);
     try {
       const image = file ? await pushWasm(fields.name, file, setProgress) : fields.image.trim();
@@ -512,8 +528,10 @@ function DeployDialog(props: { namespace: string; onClose: () => void }) {
 
   const names = namespaces.items.map((n) => n.metadata.name).sort();
   if (!names.includes(ns)) names.unshift(ns);
-  const invalid = (k: keyof DeployFields) =>
-    errors[k] ? { 'aria-invalid': true as const, 'aria-describedby': `fn-${k}-error` } : {};
+  const invalid = (k: keyof DeployFields, hint?: string) => ({
+    'aria-invalid': errors[k] ? (true as const) : undefined,
+    'aria-describedby': [hint, errors[k] ? `fn-${k}-error` : ''].filter(Boolean).join(' ') || undefined,
+  });
 
   return (
     <Modal title="Deploy function" onClose={props.onClose}>
@@ -557,8 +575,7 @@ function DeployDialog(props: { namespace: string; onClose: () => void }) {
               autoComplete="off"
               spellcheck={false}
               placeholder="hello:v1"
-              aria-describedby="fn-image-hint"
-              {...invalid('image')}
+              {...invalid('image', 'fn-image-hint')}
             />
           </Field>
           <Field
