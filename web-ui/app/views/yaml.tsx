@@ -70,7 +70,14 @@ function problemsOf(error: unknown, item: Item, fieldsInMessage: (m: string) => 
     }));
   const fields = fieldsInMessage(error.message);
   if (fields.length) return fields.map((f) => ({ line: item.parsed.lineOf(f), message: error.message }));
-  return [{ line: item.parsed.line, message: error.message }];
+  // Errors without a field path: the field they are about, where the message or reason says it.
+  let field = '';
+  if (/API version/i.test(error.message)) field = 'apiVersion';
+  else if (/the kind in the data/i.test(error.message)) field = 'kind';
+  else if (error.reason === 'NotFound' && error.status.details?.kind === 'namespaces') field = 'metadata.namespace';
+  else if (error.reason === 'AlreadyExists') field = 'metadata.name';
+  else if (error.reason === 'Conflict') field = 'metadata.resourceVersion';
+  return [{ line: field ? item.parsed.lineOf(field) : item.parsed.line, message: error.message }];
 }
 
 async function stored(ref: ObjectRef): Promise<K8sObject | null> {
