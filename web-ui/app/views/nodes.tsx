@@ -123,7 +123,9 @@ export function holdsResources(pod: K8sObject): boolean {
   return phase !== 'Succeeded' && phase !== 'Failed';
 }
 
-/** Adds one pod to the load of its node (`loads` keyed by node name). */
+const requestsOf = new WeakMap<K8sObject, { cpu: number; memory: number }>();
+
+/** Adds one pod to the load of its node (`loads` keyed by node name). Requests are cached per object. */
 export function addLoad(loads: Map<string, NodeLoad>, pod: K8sObject) {
   const node: string | undefined = pod.spec?.nodeName;
   if (!node) return;
@@ -131,7 +133,8 @@ export function addLoad(loads: Map<string, NodeLoad>, pod: K8sObject) {
   if (!load) loads.set(node, (load = { pods: 0, cpu: 0, memory: 0 }));
   load.pods++;
   if (!holdsResources(pod)) return;
-  const r = podRequests(pod);
+  let r = requestsOf.get(pod);
+  if (!r) requestsOf.set(pod, (r = podRequests(pod)));
   load.cpu += r.cpu;
   load.memory += r.memory;
 }

@@ -27,6 +27,32 @@ export interface PodStats {
   pods: { wasm: number; linux: number; mixed: number };
 }
 
+/** What one pod adds to the counts; cached per object (a watch event replaces the object, so a
+ *  change recomputes only the pods that changed). */
+interface Contribution {
+  namespace: string | undefined;
+  phase: Phase;
+  wasm: number;
+  linux: number;
+  unknown: number;
+}
+
+const contributions = new WeakMap<K8sObject, Contribution>();
+
+function contribution(pod: K8sObject): Contribution {
+  let c = contributions.get(pod);
+  if (c) return c;
+  const phase = (pod.status?.phase ?? 'Pending') as Phase;
+  c = { namespace: pod.metadata.namespace, phase: PHASES.includes(phase) ? phase : 'Unknown', wasm: 0, linux: 0, unknown: 0 };
+  for (const r of Object.values(containerRuntimes(pod))) {
+    if (r === 'wasmtime') c.wasm++;
+    else if (r === 'youki') c.linux++;
+    else c.unknown++;
+  }
+  contributions.set(pod, c);
+  return c;
+}
+
 /** Counts everything the Overview shows about pods in one pass over them. */
 export function podStats(pods: K8sObject[], ns: string | null): PodStats {
   const stats: PodStats = {
@@ -38,22 +64,16 @@ export function podStats(pods: K8sObject[], ns: string | null): PodStats {
   };
   for (const pod of pods) {
     addLoad(stats.byNode, pod);
-    if (ns !== null && pod.metadata.namespace !== ns) continue;
+    const c = contribution(pod);
+    if (ns !== null && c.namespace !== ns) continue;
     stats.total++;
-    const phase = (pod.status?.phase ?? 'Pending') as Phase;
-    stats.phases[phase in stats.phases ? phase : 'Unknown']++;
-    let wasm = 0;
-    let linux = 0;
-    for (const r of Object.values(containerRuntimes(pod))) {
-      if (r === 'wasmtime') wasm++;
-      else if (r === 'youki') linux++;
-      else stats.containers.unknown++;
-    }
-    stats.containers.wasm += wasm;
-    stats.containers.linux += linux;
-    if (wasm && linux) stats.pods.mixed++;
-    else if (wasm) stats.pods.wasm++;
-    else if (linux) stats.pods.linux++;
+    stats.phases[c.phase]++;
+    stats.containers.wasm += c.wasm;
+    stats.containers.linux += c.linux;
+    stats.containers.unknown += c.unknown;
+    if (c.wasm && c.linux) stats.pods.mixed++;
+    else if (c.wasm) stats.pods.wasm++;
+    else if (c.linux) stats.pods.linux++;
   }
   return stats;
 }
