@@ -98,19 +98,11 @@ test('a Wasm function deployed from the page by uploading its .wasm answers from
     await screenshot(page, 'functions');
     await expectNoSeriousAxeViolations(page, 'the Functions list');
 
-    // The Invoke panel: the detail page's Invoke tab once it has one, else the row's Invoke dialog.
+    // The detail page's Invoke tab.
     await table.getByRole('link', { name: 'hello', exact: true }).click();
     await page.getByRole('heading', { level: 1, name: 'hello' }).waitFor();
-    const tab = page.getByRole('tab', { name: 'Invoke' });
-    let panel;
-    if (await tab.count()) {
-      await tab.click();
-      panel = page.getByRole('tabpanel');
-    } else {
-      await page.goBack();
-      await page.getByRole('button', { name: 'Invoke hello' }).click();
-      panel = page.getByRole('dialog', { name: 'Invoke hello' });
-    }
+    await page.getByRole('tab', { name: 'Invoke' }).click();
+    const panel = page.getByRole('tabpanel');
     const before = await panelInvocations(panel);
     await panel.getByLabel('Method').selectOption('GET');
     await invoke(panel);

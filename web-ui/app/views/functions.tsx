@@ -292,16 +292,16 @@ async function checkImage(image: string, signal: AbortSignal): Promise<ImageChec
   }
 }
 
-/** Runs a call again (up to 3 times in all) when it could not reach the server: a browser drops requests in flight
- *  when the machine's network changes. Only for calls that may be repeated (the deploy's are: a second create meets
- *  409 and becomes an update). */
+/** Runs a call again (6 times in all, over about 7 s) when it could not reach the server: Chromium drops requests
+ *  in flight when an IP address of the machine changes (a pod's veth coming up, say). Only for calls that may be
+ *  repeated (the deploy's are: a second create meets 409 and becomes an update). */
 async function again<T>(call: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await call();
     } catch (e) {
-      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 3) throw e;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
+      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 6) throw e;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
     }
   }
 }
