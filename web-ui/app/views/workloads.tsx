@@ -179,15 +179,32 @@ function selectorText(selector: any): string {
   return parts.join(',') || '<none>';
 }
 
+const SHORT_KINDS: Record<string, string> = {
+  Deployment: 'deploy',
+  ReplicaSet: 'rs',
+  DaemonSet: 'ds',
+  StatefulSet: 'sts',
+  Job: 'job',
+  CronJob: 'cj',
+  Node: 'node',
+  Function: 'fn',
+};
+
 /** A link to the object's controller (ReplicaSet → Deployment, Pod → ReplicaSet/Job/...). */
 function OwnerLink(props: { object: K8sObject }) {
   const o = props.object;
   const owner = o.metadata.ownerReferences?.find((r) => r.controller) ?? o.metadata.ownerReferences?.[0];
   if (!owner) return <span class="muted">—</span>;
   const res = resourceOfKind(owner.apiVersion, owner.kind);
-  const text = `${owner.kind}/${owner.name}`;
+  // kubectl's short kind names keep the column narrow; the full kind is in the title.
+  const text = (
+    <>
+      <span class="muted">{SHORT_KINDS[owner.kind] ?? owner.kind}/</span>
+      {owner.name}
+    </>
+  );
   return (
-    <span class="clip" title={text}>
+    <span class="clip owner" title={`${owner.kind}/${owner.name}`}>
       {res ? <Link href={detailHref(res, o.metadata.namespace, owner.name)}>{text}</Link> : text}
     </span>
   );
@@ -327,7 +344,7 @@ function columnsFor(kind: Kind, res: Resource, allNamespaces: boolean, podRuntim
         ...tail,
       ];
     case 'pods':
-      return podColumns(head, tail);
+      return podColumns(head, [actionsCol(res)]);
   }
 }
 
@@ -495,6 +512,7 @@ function podColumns(head: Col[], tail: Col[]): Col[] {
     },
     { key: 'status', title: 'Status', render: (o) => <Pill text={podRow(o).status} />, sort: (o) => podRow(o).status },
     { key: 'restarts', title: 'Restarts', render: (o) => podRow(o).restarts, sort: (o) => podRow(o).restarts, align: 'right' },
+    ageCol,
     {
       key: 'runtime',
       title: 'Runtime',
@@ -509,6 +527,7 @@ function podColumns(head: Col[], tail: Col[]): Col[] {
       ),
       sort: (o) => podRow(o).runtimes.map(([, r]) => r ?? '').join(','),
     },
+    { key: 'ip', title: 'IP', render: (o) => <span class="mono">{o.status?.podIP ?? ''}</span>, sort: (o) => ipSort(o.status?.podIP) },
     {
       key: 'node',
       title: 'Node',
@@ -516,7 +535,6 @@ function podColumns(head: Col[], tail: Col[]): Col[] {
         o.spec?.nodeName ? <Link href={`/nodes/${encodeURIComponent(o.spec.nodeName)}`}>{o.spec.nodeName}</Link> : <span class="muted">—</span>,
       sort: (o) => o.spec?.nodeName ?? '',
     },
-    { key: 'ip', title: 'IP', render: (o) => <span class="mono">{o.status?.podIP ?? ''}</span>, sort: (o) => ipSort(o.status?.podIP) },
     ownerCol,
     ...tail,
   ];
