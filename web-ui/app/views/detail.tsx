@@ -464,7 +464,7 @@ function ObjectYaml(props: { object: K8sObject }) {
           {copied}
         </span>
       </div>
-      {text === null ? <Loading /> : <pre aria-label={`YAML of ${props.object.metadata.name}`}>{text}</pre>}
+      {text === null ? <Loading /> : <pre tabIndex={0} aria-label={`YAML of ${props.object.metadata.name}`}>{text}</pre>}
     </div>
   );
 }

@@ -249,7 +249,7 @@ function Results(props: { outcome: Outcome; mode: 'create' | 'edit'; onEditExist
           {d.lines.length === 0 ? (
             <p class="muted">No changes.</p>
           ) : (
-            <pre aria-label={`Diff of ${d.title}`}>
+            <pre tabIndex={0} aria-label={`Diff of ${d.title}`}>
               {d.lines.map((l) => (
                 <div class={`diff-${l.kind}`}>{l.text || ' '}</div>
               ))}
