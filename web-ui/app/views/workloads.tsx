@@ -48,7 +48,8 @@ function KindTable(props: { kind: Kind; res: Resource }) {
   const columns = useMemo(() => columnsFor(kind, res, ns === null, podRuntimes), [kind, res, ns, podRuntimes]);
   return (
     <>
-      <ErrorBox error={list.error} />
+      {/* Once listed, the informer retries a broken watch by itself (and keeps its last error until the next change). */}
+      <ErrorBox error={list.loaded ? null : list.error} />
       <DataTable
         label={res.title}
         rows={list.items}
