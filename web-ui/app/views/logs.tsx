@@ -90,7 +90,7 @@ type StreamState =
   | { kind: 'connecting' }
   | { kind: 'live' }
   | { kind: 'ended'; message: string }
-  | { kind: 'error'; message: string };
+  | { kind: 'error'; message: string; code?: number };
 
 /** Compares two RFC 3339 times with any number of fraction digits. */
 function compareTimes(a: string, b: string): number {
@@ -187,7 +187,7 @@ class LogStream {
     }
     if (!response.ok) {
       const error = await errorOf(response);
-      return { kind: 'error', message: error.message };
+      return { kind: 'error', message: error.message, code: error.code };
     }
     this.state({ kind: 'live' });
     this.retry = 1000;
@@ -799,7 +799,7 @@ function FunctionLogs(props: { fn: K8sObject }) {
       resume: () => false,
       onState: (st) => {
         // A server without the function log API answers 404 (no such route) or 405.
-        if (st.kind === 'error' && /404|not found|405|method not allowed/i.test(st.message) && buffer.total === 0) {
+        if (st.kind === 'error' && (st.code === 404 || st.code === 405) && buffer.total === 0) {
           missing = true;
           setMode('pods');
         } else if (!missing) setStreamState(st);

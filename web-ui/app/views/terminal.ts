@@ -98,6 +98,9 @@ export function openTerminal(host: HTMLElement, options: TerminalOptions): { dis
   const input = term.onData((d) => send(STDIN, encoder.encode(d)));
   const binary = term.onBinary((d) => send(STDIN, Uint8Array.from(d, (c) => c.charCodeAt(0) & 0xff)));
   const resized = term.onResize(sendSize);
+  // The dashboard's theme can change while the terminal is open.
+  const themeWatch = new MutationObserver(() => (term.options.theme = themeColours()));
+  themeWatch.observe(document.documentElement, { attributes: true, attributeFilter: ['data-theme'] });
   const observer = new ResizeObserver(() => {
     if (host.clientWidth > 0 && host.clientHeight > 0) fit.fit();
   });
@@ -107,6 +110,7 @@ export function openTerminal(host: HTMLElement, options: TerminalOptions): { dis
     dispose() {
       ended = true;
       observer.disconnect();
+      themeWatch.disconnect();
       input.dispose();
       binary.dispose();
       resized.dispose();
