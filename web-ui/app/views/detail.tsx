@@ -488,7 +488,8 @@ function OwnerChain(props: { owner: OwnerRef; namespace?: string; depth: number 
   );
 }
 
-/** The kinds that objects of a kind usually own; other kinds look through every namespaced kind. */
+/** The kinds that objects of a kind own (a Function's Deployment for Linux images); a kind not listed here looks
+ *  through every namespaced kind (one watch each, so the usual owners are listed). */
 const OWNED: Record<string, string[]> = {
   deployments: ['replicasets'],
   replicasets: ['pods'],
@@ -496,6 +497,7 @@ const OWNED: Record<string, string[]> = {
   daemonsets: ['pods', 'controllerrevisions'],
   jobs: ['pods'],
   cronjobs: ['jobs'],
+  functions: ['deployments'],
   services: ['endpointslices', 'endpoints'],
   pods: [],
   configmaps: [],
