@@ -26,6 +26,22 @@ function errorOfCall(e: unknown): ApiError {
   return e instanceof ApiError ? e : new ApiError({ message: String((e as Error)?.message ?? e) });
 }
 
+/** Runs a call again (5 times in all, over about 4 s) when the browser could not reach the server: Chromium drops
+ *  requests in flight when an IP address of the machine changes (a pod's veth coming up). `repeated` tells the errors
+ *  a repeat meets when an earlier try did reach the server (a delete's 404, a create's 409): those are success.
+ *  (The same as functions.tsx's `again`: one helper in api/client.ts should serve both.) */
+async function again<T>(call: () => Promise<T>, repeated?: (e: ApiError) => boolean): Promise<T | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (attempt > 1 && e instanceof ApiError && repeated?.(e)) return undefined;
+      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
+}
+
 /** Where the dashboard lists objects of a kind (after deleting one from its detail page). */
 function listHref(res: Resource): string {
   switch (res.name) {
@@ -57,30 +73,34 @@ function listHref(res: Resource): string {
 
 /** `kubectl scale`: the scale subresource (all three scalable kinds serve it). */
 export async function scale(res: Resource, o: K8sObject, replicas: number): Promise<void> {
-  await request('PATCH', objectPath(res, o.metadata.namespace, o.metadata.name, 'scale'), {
-    body: { spec: { replicas } },
-    contentType: MERGE,
-  });
+  await again(() =>
+    request('PATCH', objectPath(res, o.metadata.namespace, o.metadata.name, 'scale'), {
+      body: { spec: { replicas } },
+      contentType: MERGE,
+    }),
+  );
 }
 
 /** `kubectl rollout restart`: a new template annotation makes the controller replace the pods. */
 export async function restart(res: Resource, o: K8sObject): Promise<void> {
   const patch = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } };
-  await request('PATCH', objectPath(res, o.metadata.namespace, o.metadata.name), { body: patch, contentType: MERGE });
+  await again(() => request('PATCH', objectPath(res, o.metadata.namespace, o.metadata.name), { body: patch, contentType: MERGE }));
 }
 
 /** `kubectl delete` with background propagation (dependents go after the object); `force`: no grace period. */
 export async function remove(res: Resource, o: K8sObject, force = false): Promise<void> {
   const body: Record<string, unknown> = { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' };
   if (force) body.gracePeriodSeconds = 0;
-  await request('DELETE', objectPath(res, o.metadata.namespace, o.metadata.name), { body });
+  await again(() => request('DELETE', objectPath(res, o.metadata.namespace, o.metadata.name), { body }), (e) => e.code === 404);
 }
 
 export async function setSuspended(o: K8sObject, suspend: boolean): Promise<void> {
-  await request('PATCH', objectPath(RESOURCES.cronjobs, o.metadata.namespace, o.metadata.name), {
-    body: { spec: { suspend } },
-    contentType: MERGE,
-  });
+  await again(() =>
+    request('PATCH', objectPath(RESOURCES.cronjobs, o.metadata.namespace, o.metadata.name), {
+      body: { spec: { suspend } },
+      contentType: MERGE,
+    }),
+  );
 }
 
 /** `kubectl create job --from=cronjob/NAME`: a Job from the CronJob's template, owned by it. */
@@ -100,7 +120,7 @@ export async function trigger(cronJob: K8sObject): Promise<K8sObject> {
           apiVersion: apiVersionOf(RESOURCES.cronjobs),
           kind: 'CronJob',
           name: cronJob.metadata.name,
-          uid: cronJob.metadata.uid,
+          uid: cronJob.metadata.uid ?? '',
           controller: true,
           blockOwnerDeletion: true,
         },
@@ -108,7 +128,11 @@ export async function trigger(cronJob: K8sObject): Promise<K8sObject> {
     },
     spec: template.spec,
   };
-  return request('POST', collectionPath(RESOURCES.jobs, cronJob.metadata.namespace), { body: job });
+  const created = await again<K8sObject>(
+    () => request('POST', collectionPath(RESOURCES.jobs, cronJob.metadata.namespace), { body: job }),
+    (e) => e.code === 409,
+  );
+  return created ?? (job as K8sObject);
 }
 
 /** The ReplicaSets a Deployment owns, newest revision first. */
@@ -130,10 +154,12 @@ export async function rollBack(deployment: K8sObject, replicaSet: K8sObject): Pr
     { op: 'test', path: '/metadata/resourceVersion', value: deployment.metadata.resourceVersion },
     { op: 'replace', path: '/spec/template', value: template },
   ];
-  await request('PATCH', objectPath(RESOURCES.deployments, deployment.metadata.namespace, deployment.metadata.name), {
-    body: JSON.stringify(patch),
-    contentType: JSON_PATCH,
-  });
+  await again(() =>
+    request('PATCH', objectPath(RESOURCES.deployments, deployment.metadata.namespace, deployment.metadata.name), {
+      body: JSON.stringify(patch),
+      contentType: JSON_PATCH,
+    }),
+  );
 }
 
 function imagesOf(template: any): string {
