@@ -446,6 +446,7 @@ function LogViewer(props: {
       }
       return;
     }
+    if (e.target !== scroller.current) return;
     if (e.key === 'n' && !e.ctrlKey && !e.metaKey && !e.altKey) jump(currentMatch + 1);
     else if (e.key === 'N' && !e.ctrlKey && !e.metaKey && !e.altKey) jump(currentMatch - 1);
     else return;
