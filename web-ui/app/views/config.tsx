@@ -157,7 +157,7 @@ function ConfigTable(props: { res: Resource; ns: string | null; labelSelector: s
   return (
     <section class="config-section" aria-labelledby={`config-${res.name}`}>
       <h2 id={`config-${res.name}`}>{res.title}</h2>
-      <ErrorBox error={list.error} />
+      <ErrorBox error={list.loaded ? null : list.error} />
       {!list.loaded && !list.error ? (
         <Loading />
       ) : (

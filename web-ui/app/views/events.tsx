@@ -106,7 +106,7 @@ export function EventsTimeline() {
       subtitle={`${ns === null ? 'All namespaces' : `Namespace ${ns}`} · live, newest first`}
       actions={<TypeSelect value={filter} onChange={setFilter} counts={counts} />}
     >
-      <ErrorBox error={list.error} />
+      <ErrorBox error={list.loaded ? null : list.error} />
       {!list.loaded && !list.error ? (
         <Loading />
       ) : (
@@ -142,7 +142,7 @@ export function ObjectEvents(props: { object: K8sObject }) {
       <div class="object-events-head">
         <TypeSelect value={filter} onChange={setFilter} counts={counts} />
       </div>
-      <ErrorBox error={list.error} />
+      <ErrorBox error={list.loaded ? null : list.error} />
       {!list.loaded && !list.error ? (
         <Loading />
       ) : (

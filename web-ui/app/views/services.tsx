@@ -113,7 +113,7 @@ function EndpointCount(props: { entry?: ServiceEndpoints; selected: boolean; nam
     <button
       class={`link endpoint-count pill ${tone}`}
       aria-pressed={props.selected}
-      aria-label={`Endpoints of ${props.name}: ${ready} of ${all.length} ready`}
+      aria-label={`${ready}/${all.length} endpoints of ${props.name} ready`}
       onClick={props.onSelect}
     >
       {`${ready}/${all.length}`}
@@ -239,7 +239,7 @@ export function ServicesList() {
 
   return (
     <Page title="Services" subtitle={ns === null ? 'All namespaces' : `Namespace ${ns}`}>
-      <ErrorBox error={services.error ?? slices.error} />
+      <ErrorBox error={(services.loaded ? null : services.error) ?? (slices.loaded ? null : slices.error)} />
       {!services.loaded && !services.error ? (
         <Loading />
       ) : (
