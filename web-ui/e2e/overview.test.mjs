@@ -34,6 +34,12 @@ const nodeRow = () =>
     .getByRole('row')
     .filter({ has: session.page.getByRole('link', { name: node, exact: true }) });
 
+/** The error the node's row shows, if any, for the failure message. */
+const pageSays = async () => {
+  const alert = nodeRow().getByRole('alert');
+  return (await alert.count()) ? `the page says: ${await alert.innerText()}` : 'the page shows no error';
+};
+
 test('the Overview shows the local node Ready, with its runtimes', async () => {
   const { page } = session;
   await page.getByRole('heading', { level: 2, name: 'Nodes' }).waitFor();
@@ -82,13 +88,13 @@ test('cordon from the Nodes page makes kubectl show SchedulingDisabled; uncordon
   await expectNoSeriousAxeViolations(page, 'Nodes');
 
   await nodeRow().getByRole('button', { name: 'Cordon' }).click();
-  await eventually(async () => assert.match(await kubectl('get', 'node', node), /SchedulingDisabled/));
+  await eventually(async () => assert.match(await kubectl('get', 'node', node), /SchedulingDisabled/, await pageSays()));
   // The page follows the change: the row says so and offers the way back.
   await eventually(async () => assert.match(await nodeRow().innerText(), /SchedulingDisabled/));
   await screenshot(page, 'nodes-cordoned');
 
   await nodeRow().getByRole('button', { name: 'Uncordon' }).click();
-  await eventually(async () => assert.doesNotMatch(await kubectl('get', 'node', node), /SchedulingDisabled/));
+  await eventually(async () => assert.doesNotMatch(await kubectl('get', 'node', node), /SchedulingDisabled/, await pageSays()));
   await eventually(async () => assert.doesNotMatch(await nodeRow().innerText(), /SchedulingDisabled/));
   await nodeRow().getByRole('button', { name: 'Cordon' }).waitFor();
   await screenshot(page, 'nodes-light');

@@ -1,7 +1,7 @@
 // Nodes: capacity, allocatable, requested and used, runtimes, conditions, taints, pods; cordon and uncordon.
 
 import { useMemo, useState } from 'preact/hooks';
-import { request } from '../api/client';
+import { ApiError, request } from '../api/client';
 import type { K8sObject } from '../api/resources';
 import { RESOURCES, detailHref } from '../api/resources';
 import { useList, useObject } from '../api/watch';
@@ -142,11 +142,20 @@ export function addLoad(loads: Map<string, NodeLoad>, pod: K8sObject) {
 // ---- Cordon ----
 
 /** Marks a node (un)schedulable, as kubectl cordon/uncordon do (a merge patch of spec.unschedulable). */
-export function setUnschedulable(name: string, unschedulable: boolean) {
-  return request('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, {
-    body: { spec: { unschedulable: unschedulable ? true : null } },
-    contentType: 'application/merge-patch+json',
-  });
+export async function setUnschedulable(name: string, unschedulable: boolean) {
+  // The patch is idempotent, so a request the browser dropped (Chromium drops requests in flight
+  // when the machine's network changes, as it does when pods start) is simply sent again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, {
+        body: { spec: { unschedulable: unschedulable ? true : null } },
+        contentType: 'application/merge-patch+json',
+      });
+    } catch (e) {
+      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 3) throw e;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
 }
 
 export function CordonButton(props: { node: K8sObject }) {
