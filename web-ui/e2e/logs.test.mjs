@@ -41,6 +41,17 @@ spec:
         command: [sh, -c, 'while true; do echo "tick from $(hostname)"; sleep 1; done']
 `;
 
+const mixedPod = (namespace) => `
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed, namespace: ${namespace}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: wasm, image: "ticker:v1"}
+  - {name: shell, image: "busybox:v1", command: [sleep, "3600"]}
+`;
+
 async function running(name) {
   const phase = await kubectl('get', 'pod', name, '-n', ns, '-o', 'jsonpath={.status.phase}');
   assert.equal(phase, 'Running', `pod ${name} is ${phase || 'not there yet'}`);
@@ -55,6 +66,7 @@ async function shownCount(region) {
 before(async () => {
   await kubectlApply(counterPod(ns));
   await kubectlApply(tickerDeployment(ns));
+  await kubectlApply(mixedPod(ns));
   await eventually(() => running('counter'), { timeout: 90_000 });
   session = await open({ namespace: ns, path: `/object/pods/${ns}/counter?tab=logs` });
 });
@@ -140,4 +152,19 @@ test("a Deployment's logs merge its pods, each line with its pod", async () => {
     for (const pod of pods) assert.match(text, new RegExp(`^${pod} tick from ${pod}$`, 'm'));
   });
   await screenshot(page, 'logs-merged');
+});
+
+test("a mixed pod: the Wasm container's log streams, its terminal says exec is for Linux containers", async () => {
+  const { page } = session;
+  await eventually(() => running('mixed'), { timeout: 90_000 });
+  await page.goto(page.url().replace(/\/ui\/.*$/, `/ui/object/pods/${ns}/mixed?tab=logs`));
+  await page.getByLabel('Container').selectOption('wasm');
+  const log = page.getByRole('region', { name: 'Log of wasm' });
+  await eventually(async () => assert.match(await log.innerText(), /^tick/m));
+  await page.getByRole('tab', { name: 'Terminal' }).click();
+  await page.getByLabel('Container').selectOption('wasm');
+  await page.getByText(/Exec is for Linux containers/).waitFor();
+  await screenshot(page, 'logs-terminal-wasm');
+  await page.getByLabel('Container').selectOption('shell');
+  await page.getByText('Connected').waitFor();
 });

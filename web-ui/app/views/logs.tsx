@@ -907,7 +907,7 @@ export function Terminal(props: { pod: K8sObject; container?: string }) {
 
   let note: string | null = null;
   if (runtime === 'wasmtime')
-    note = `Exec is for Linux containers: ${container} is a Wasm container on wasmtime, and the node answers "cannot exec in container "${container}": exec is not supported by this runtime".`;
+    note = `Exec is for Linux containers: ${container} is a Wasm container on wasmtime, for which the node answers “cannot exec in container "${container}": exec is not supported by this runtime”.`;
   else if (!state.running) note = `Container ${container} is not running${state.reason ? ` (${state.reason})` : ''}: a terminal needs a running container.`;
 
   return (
