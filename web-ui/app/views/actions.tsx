@@ -72,7 +72,7 @@ function listHref(res: Resource): string {
 }
 
 /** `kubectl scale`: the scale subresource (all three scalable kinds serve it). */
-export async function scale(res: Resource, o: K8sObject, replicas: number): Promise<void> {
+async function scale(res: Resource, o: K8sObject, replicas: number): Promise<void> {
   await again(() =>
     request('PATCH', objectPath(res, o.metadata.namespace, o.metadata.name, 'scale'), {
       body: { spec: { replicas } },
@@ -82,19 +82,19 @@ export async function scale(res: Resource, o: K8sObject, replicas: number): Prom
 }
 
 /** `kubectl rollout restart`: a new template annotation makes the controller replace the pods. */
-export async function restart(res: Resource, o: K8sObject): Promise<void> {
+async function restart(res: Resource, o: K8sObject): Promise<void> {
   const patch = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } };
   await again(() => request('PATCH', objectPath(res, o.metadata.namespace, o.metadata.name), { body: patch, contentType: MERGE }));
 }
 
 /** `kubectl delete` with background propagation (dependents go after the object); `force`: no grace period. */
-export async function remove(res: Resource, o: K8sObject, force = false): Promise<void> {
+async function remove(res: Resource, o: K8sObject, force = false): Promise<void> {
   const body: Record<string, unknown> = { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' };
   if (force) body.gracePeriodSeconds = 0;
   await again(() => request('DELETE', objectPath(res, o.metadata.namespace, o.metadata.name), { body }), (e) => e.code === 404);
 }
 
-export async function setSuspended(o: K8sObject, suspend: boolean): Promise<void> {
+async function setSuspended(o: K8sObject, suspend: boolean): Promise<void> {
   await again(() =>
     request('PATCH', objectPath(RESOURCES.cronjobs, o.metadata.namespace, o.metadata.name), {
       body: { spec: { suspend } },
@@ -104,7 +104,7 @@ export async function setSuspended(o: K8sObject, suspend: boolean): Promise<void
 }
 
 /** `kubectl create job --from=cronjob/NAME`: a Job from the CronJob's template, owned by it. */
-export async function trigger(cronJob: K8sObject): Promise<K8sObject> {
+async function trigger(cronJob: K8sObject): Promise<K8sObject> {
   const template = cronJob.spec?.jobTemplate ?? {};
   const suffix = Math.random().toString(36).slice(2, 7);
   const job = {
@@ -136,18 +136,18 @@ export async function trigger(cronJob: K8sObject): Promise<K8sObject> {
 }
 
 /** The ReplicaSets a Deployment owns, newest revision first. */
-export function revisionsOf(deployment: K8sObject, replicaSets: K8sObject[]): K8sObject[] {
+function revisionsOf(deployment: K8sObject, replicaSets: K8sObject[]): K8sObject[] {
   return replicaSets
     .filter((rs) => rs.metadata.ownerReferences?.some((r) => r.uid === deployment.metadata.uid))
     .sort((a, b) => revisionOf(b) - revisionOf(a));
 }
 
-export function revisionOf(o: K8sObject): number {
+function revisionOf(o: K8sObject): number {
   return Number(o.metadata.annotations?.[REVISION] ?? 0) || 0;
 }
 
 /** `kubectl rollout undo --to-revision`: the Deployment's template becomes the ReplicaSet's, minus its hash label. */
-export async function rollBack(deployment: K8sObject, replicaSet: K8sObject): Promise<void> {
+async function rollBack(deployment: K8sObject, replicaSet: K8sObject): Promise<void> {
   const template = structuredClone(replicaSet.spec?.template ?? {});
   if (template.metadata?.labels) delete template.metadata.labels['pod-template-hash'];
   const patch = [
@@ -320,7 +320,7 @@ function ActionDialog(props: {
   );
 }
 
-export function ScaleDialog(props: { resource: Resource; object: K8sObject; onClose: () => void }) {
+function ScaleDialog(props: { resource: Resource; object: K8sObject; onClose: () => void }) {
   const { resource: res, object: o } = props;
   const current: number = o.spec?.replicas ?? 1;
   const [value, setValue] = useState(String(current));
