@@ -4,7 +4,7 @@
 
 import type { ComponentChildren } from 'preact';
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { ApiError, get, send } from '../api/client';
+import { get, send } from '../api/client';
 import type { K8sObject } from '../api/resources';
 import { RESOURCES } from '../api/resources';
 import { useList } from '../api/watch';
@@ -171,7 +171,9 @@ export function LineChart(props: {
   const hi = Math.max(e.count ? e.max * 1.15 : 1, ceiling !== undefined && e.max > ceiling * 0.5 ? ceiling * 1.05 : 0) || 1;
   const slots = Math.max(MAX_SAMPLES, ...props.series.map((s) => s.values.length));
   const span = props.intervalSeconds ? Math.round(((slots - 1) * props.intervalSeconds) / 60) : 0;
-  const label = props.series.map((s) => summary(props.series.length > 1 ? `${props.title}, ${s.name}` : props.title, s.values, props.format)).join('; ');
+  const label = props.series
+    .map((s) => summary(props.series.length > 1 ? `${props.title}, ${s.name}` : props.title, s.values, props.format))
+    .join('; ');
   return (
     <figure class="chart">
       <figcaption>
@@ -549,10 +551,9 @@ export function useFunctionLatency(namespace: string, name: string): Sampled<Lat
 // ---- Panels (the Metrics tabs) ----
 
 function Unavailable(props: { error: Error }) {
-  const message = props.error instanceof ApiError && props.error.code === 404 ? `${props.error.message} (the metrics API is not served)` : props.error.message;
   return (
     <div class="metrics-unavailable" role="status">
-      metrics not available: {message}
+      metrics not available: {props.error.message}
     </div>
   );
 }
@@ -577,7 +578,9 @@ function sum(values: (number | undefined)[]): number {
 function podLimits(pod: K8sObject): { cpu?: number; memory?: number } {
   const containers: { resources?: { limits?: Usage } }[] = pod.spec?.containers ?? [];
   const all = (k: 'cpu' | 'memory') =>
-    containers.length && containers.every((c) => c.resources?.limits?.[k]) ? sum(containers.map((c) => parseQuantity(c.resources!.limits![k]))) : undefined;
+    containers.length && containers.every((c) => c.resources?.limits?.[k])
+      ? sum(containers.map((c) => parseQuantity(c.resources!.limits![k])))
+      : undefined;
   return { cpu: all('cpu'), memory: all('memory') };
 }
 

@@ -112,7 +112,9 @@ export function podRequests(pod: K8sObject): { cpu: number; memory: number } {
     let containers = 0;
     for (const c of (pod.spec?.containers ?? []) as { resources?: Resources }[]) containers += parseQuantity(c.resources?.requests?.[k]) || 0;
     let init = 0;
-    for (const c of (pod.spec?.initContainers ?? []) as { resources?: Resources }[]) init = Math.max(init, parseQuantity(c.resources?.requests?.[k]) || 0);
+    for (const c of (pod.spec?.initContainers ?? []) as { resources?: Resources }[]) {
+      init = Math.max(init, parseQuantity(c.resources?.requests?.[k]) || 0);
+    }
     out[k] = Math.max(containers, init) + (parseQuantity(pod.spec?.overhead?.[k]) || 0);
   }
   return out;
@@ -211,7 +213,13 @@ function Resource(props: { node: K8sObject; k: 'cpu' | 'memory'; requested: numb
       <span>
         {props.format(props.requested)} <abbr title="requested by the node's pods">req</abbr>
         <span class="muted">{percent(props.requested, alloc)}</span> ·{' '}
-        {props.used === undefined ? <span class="muted">— used</span> : <>{props.format(props.used)} used<span class="muted">{percent(props.used, alloc)}</span></>}
+        {props.used === undefined ? (
+          <span class="muted">— used</span>
+        ) : (
+          <>
+            {props.format(props.used)} used<span class="muted">{percent(props.used, alloc)}</span>
+          </>
+        )}
       </span>
       <span class="muted">
         {props.format(alloc)} <abbr title="allocatable">alloc</abbr> · {props.format(cap)} <abbr title="capacity">cap</abbr>
@@ -267,7 +275,12 @@ export function NodesList() {
       },
       { key: 'taints', title: 'Taints', align: 'right', render: (n) => (n.spec?.taints ?? []).length, sort: (n) => (n.spec?.taints ?? []).length },
       { key: 'age', title: 'Age', render: (n) => <Age since={n.metadata.creationTimestamp} />, sort: ageSort },
-      { key: 'version', title: 'Version', render: (n) => n.status?.nodeInfo?.kubeletVersion ?? '', sort: (n) => n.status?.nodeInfo?.kubeletVersion ?? '' },
+      {
+        key: 'version',
+        title: 'Version',
+        render: (n) => n.status?.nodeInfo?.kubeletVersion ?? '',
+        sort: (n) => n.status?.nodeInfo?.kubeletVersion ?? '',
+      },
     ],
     [loads, metrics.usage],
   );

@@ -99,10 +99,12 @@ function observe(functions: K8sObject[], now: number) {
 }
 
 /** Requests per second over the last minute: the change of the count since the last value seen
- *  before the minute began (or since the page first saw the function), over that time. */
+ *  before the minute began (or since the page first saw the function), over that time. NaN while
+ *  not known: no change seen yet and the page has watched the function for less than a minute. */
 export function invocationRate(key: string, now: number): number {
   const seen = observed.get(key);
-  if (!seen || seen.length < 2) return 0;
+  if (!seen?.length) return NaN;
+  if (seen.length < 2) return now - seen[0].t < RATE_WINDOW_MS ? NaN : 0;
   let base = seen[0];
   for (const s of seen) if (s.t <= now - RATE_WINDOW_MS) base = s;
   const last = seen[seen.length - 1];
@@ -224,13 +226,13 @@ function PodsCard(props: { stats: PodStats; loaded: boolean; error: Error | null
       ) : (
         <>
           <p class="card-stat">
-            <span class="stat" aria-label={`${total} pods`}>
+            <span class="stat">
               {total}
             </span>
             <span class="muted"> pod{total === 1 ? '' : 's'}</span>
           </p>
           <Stacked label="Pods by phase" parts={PHASES.map((p) => ({ name: p, value: phases[p], cls: `phase-${p.toLowerCase()}` }))} />
-          <dl class="counts" aria-label="Pods by phase">
+          <dl class="counts">
             {PHASES.map((p) => (
               <div key={p} class={phases[p] ? '' : 'zero'}>
                 <dt>
@@ -258,14 +260,14 @@ function RuntimesCard(props: { stats: PodStats; loaded: boolean }) {
           <div class="runtime-split">
             <div>
               <span class="badge wasm">Wasm</span>
-              <span class="stat" aria-label={`${containers.wasm} Wasm container${containers.wasm === 1 ? '' : 's'}`}>
+              <span class="stat">
                 {containers.wasm}
               </span>
               <span class="muted"> container{containers.wasm === 1 ? '' : 's'}</span>
             </div>
             <div>
               <span class="badge linux">Linux</span>
-              <span class="stat" aria-label={`${containers.linux} Linux container${containers.linux === 1 ? '' : 's'}`}>
+              <span class="stat">
                 {containers.linux}
               </span>
               <span class="muted"> container{containers.linux === 1 ? '' : 's'}</span>
@@ -324,7 +326,9 @@ function WarningsCard(props: { ns: string | null }) {
               <li key={`${e.metadata.namespace}/${e.metadata.name}`}>
                 <Pill text={e.reason ?? 'Warning'} tone="bad" />
                 {res && o.name ? (
-                  <Link href={o.kind === 'Node' ? `/nodes/${encodeURIComponent(o.name)}` : detailHref(res, o.namespace ?? e.metadata.namespace, o.name)}>
+                  <Link
+                    href={o.kind === 'Node' ? `/nodes/${encodeURIComponent(o.name)}` : detailHref(res, o.namespace ?? e.metadata.namespace, o.name)}
+                  >
                     {target}
                   </Link>
                 ) : (
@@ -356,8 +360,15 @@ function TopFunctionsCard(props: { ns: string | null }) {
   const top = useMemo(
     () =>
       functions.items
-        .map((f) => ({ f, rate: invocationRate(`${f.metadata.namespace}/${f.metadata.name}`, now), invocations: Number(f.status?.invocations ?? 0) }))
-        .sort((a, b) => b.rate - a.rate || b.invocations - a.invocations || a.f.metadata.name.localeCompare(b.f.metadata.name))
+        .map((f) => ({
+          f,
+          rate: invocationRate(`${f.metadata.namespace}/${f.metadata.name}`, now),
+          invocations: Number(f.status?.invocations ?? 0),
+        }))
+        .sort(
+          (a, b) =>
+            (b.rate || 0) - (a.rate || 0) || b.invocations - a.invocations || a.f.metadata.name.localeCompare(b.f.metadata.name),
+        )
         .slice(0, FUNCTIONS_SHOWN),
     [functions.items, now],
   );
@@ -388,7 +399,9 @@ function TopFunctionsCard(props: { ns: string | null }) {
                   <Link href={detailHref(RESOURCES.functions, f.metadata.namespace, f.metadata.name)}>{f.metadata.name}</Link>
                 </td>
                 {props.ns === null && <td class="muted">{f.metadata.namespace}</td>}
-                <td class="num">{formatRate(rate)}</td>
+                <td class="num" title={Number.isNaN(rate) ? 'Measured from the changes of the invocation count the page sees' : undefined}>
+                  {formatRate(rate)}
+                </td>
                 <td class="num">{invocations}</td>
                 <td class="num">
                   {f.status?.readyReplicas ?? 0}/{f.status?.replicas ?? 0}
