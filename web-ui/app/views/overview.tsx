@@ -354,7 +354,8 @@ const FUNCTIONS_SHOWN = 8;
 
 function TopFunctionsCard(props: { ns: string | null }) {
   const functions = useList(RESOURCES.functions, { namespace: props.ns });
-  const now = useNow(5000);
+  // Rates decay while no change comes: recompute them every 5 s as well.
+  const tick = useNow(5000);
   // Record a change when a watch event brings one (the list changes), not on the clock's tick.
   useMemo(() => observe(functions.items, Date.now()), [functions.items]);
   const top = useMemo(
@@ -362,7 +363,7 @@ function TopFunctionsCard(props: { ns: string | null }) {
       functions.items
         .map((f) => ({
           f,
-          rate: invocationRate(`${f.metadata.namespace}/${f.metadata.name}`, now),
+          rate: invocationRate(`${f.metadata.namespace}/${f.metadata.name}`, Date.now()),
           invocations: Number(f.status?.invocations ?? 0),
         }))
         .sort(
@@ -370,7 +371,7 @@ function TopFunctionsCard(props: { ns: string | null }) {
             (b.rate || 0) - (a.rate || 0) || b.invocations - a.invocations || a.f.metadata.name.localeCompare(b.f.metadata.name),
         )
         .slice(0, FUNCTIONS_SHOWN),
-    [functions.items, now],
+    [functions.items, tick],
   );
   return (
     <Card id="functions" title="Top functions" more={{ href: '/functions', text: 'All functions' }}>
