@@ -134,6 +134,27 @@ test('restarting from the page replaces the pods', async () => {
   await table('Deployments').waitFor();
 });
 
+test('rolling back from the detail page restores the previous revision', async () => {
+  const { page } = session;
+  await kubectl('set', 'env', 'deploy/sleeper', '-n', ns, 'MODE=two');
+  await eventually(async () => assert.match(await kubectl('rollout', 'history', 'deploy/sleeper', '-n', ns), /^3\s/m));
+  await row('Deployments', 'sleeper').getByRole('link', { name: 'sleeper', exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: 'sleeper' }).waitFor();
+  await page.getByRole('button', { name: 'Roll back' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Roll back Deployment sleeper' });
+  await eventually(async () => assert.ok(await dialog.getByRole('radio').count() >= 3, 'the three revisions are listed'));
+  // The previous revision is chosen; the current one cannot be.
+  assert.ok(await dialog.getByRole('radio', { checked: true }).count() === 1);
+  await screenshot(page, 'workloads-rollback-dialog');
+  await dialog.getByRole('button', { name: 'Roll back' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await eventually(async () =>
+    assert.equal(await kubectl('get', 'deploy', 'sleeper', '-n', ns, '-o', 'jsonpath={.spec.template.spec.containers[0].env}'), ''),
+  );
+  await page.goBack();
+  await table('Deployments').waitFor();
+});
+
 test('deleting from the page removes the Deployment', async () => {
   const { page } = session;
   await row('Deployments', 'sleeper').getByRole('button', { name: 'Delete sleeper' }).click();

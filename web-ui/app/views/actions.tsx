@@ -16,6 +16,7 @@ import '../styles/actions.css';
 const MERGE = 'application/merge-patch+json';
 const JSON_PATCH = 'application/json-patch+json';
 const REVISION = 'deployment.kubernetes.io/revision';
+const CHANGE_CAUSE = 'kubernetes.io/change-cause';
 
 const SCALABLE = new Set(['deployments', 'replicasets', 'statefulsets']);
 const RESTARTABLE = new Set(['deployments', 'daemonsets', 'statefulsets']);
@@ -304,7 +305,7 @@ function ActionDialog(props: {
   };
   return (
     <Modal title={props.title} onClose={props.onClose} wide={props.wide}>
-      <form class="action-form" onSubmit={submit}>
+      <form class={`action-form${props.wide ? ' wide' : ''}`} onSubmit={submit}>
         {props.message}
         <ErrorBox error={error} />
         <div class="actions">
@@ -423,6 +424,7 @@ function RollbackDialog(props: { deployment: K8sObject; onClose: () => void }) {
                   <span>
                     {revision === current && <Pill text="Current" tone="ok" />}
                     <span class="mono revision-images">{imagesOf(rs.spec?.template)}</span>
+                    {rs.metadata.annotations?.[CHANGE_CAUSE] && <span class="muted"> · {rs.metadata.annotations[CHANGE_CAUSE]}</span>}
                   </span>
                   <span class="muted">
                     {rs.metadata.name} · <Age since={rs.metadata.creationTimestamp} />
