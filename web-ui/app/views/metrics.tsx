@@ -228,7 +228,7 @@ export function LineChart(props: {
 type Listener = () => void;
 
 /** Takes a sample every 10 s while someone watches and the page is visible; keeps the last 60. */
-class Sampler<T> {
+class Sampler<T extends { t: number }> {
   samples: T[] = [];
   error: Error | null = null;
   version = 0;
@@ -242,6 +242,9 @@ class Sampler<T> {
   subscribe(listener: Listener): () => void {
     this.listeners.add(listener);
     if (this.listeners.size === 1) {
+      // Samples older than the window (from an earlier visit) would be drawn as if recent.
+      const oldest = Date.now() - MAX_SAMPLES * SAMPLE_INTERVAL_MS;
+      if (this.samples.length && this.samples[0].t < oldest) this.samples = this.samples.filter((x) => x.t >= oldest);
       activeSamplers.add(this);
       this.schedule(Date.now() - this.lastAt >= SAMPLE_INTERVAL_MS ? 0 : SAMPLE_INTERVAL_MS - (Date.now() - this.lastAt));
     }
@@ -294,7 +297,7 @@ document.addEventListener('visibilitychange', () => {
 
 const samplers = new Map<string, unknown>();
 
-function sampler<T>(key: string, take: (previous: T | undefined) => Promise<T>): Sampler<T> {
+function sampler<T extends { t: number }>(key: string, take: (previous: T | undefined) => Promise<T>): Sampler<T> {
   let found = samplers.get(key) as Sampler<T> | undefined;
   if (!found) {
     found = new Sampler(take);
@@ -308,7 +311,7 @@ export interface Sampled<T> {
   error: Error | null;
 }
 
-function useSampler<T>(s: Sampler<T> | null): Sampled<T> {
+function useSampler<T extends { t: number }>(s: Sampler<T> | null): Sampled<T> {
   const [, setTick] = useState(0);
   useEffect(() => {
     if (!s) return;
