@@ -38,6 +38,11 @@ after(async () => {
 const table = (title) => session.page.getByRole('table', { name: title });
 const row = (title, name) => table(title).getByRole('row').filter({ has: session.page.getByRole('link', { name, exact: true }) });
 const kinds = () => session.page.getByRole('navigation', { name: 'Workload kinds' });
+/** Waits for an action's dialog to close; when it stays open (the API refused), fails with what it says. */
+const closed = (dialog) =>
+  dialog.waitFor({ state: 'hidden' }).catch(async (e) => {
+    throw new Error(`the dialog stayed open: ${await dialog.innerText().catch(() => '')}`, { cause: e });
+  });
 const podNames = async (app) =>
   (await kubectl('get', 'pods', '-n', ns, '-l', `app=${app}`, '-o', 'jsonpath={.items[*].metadata.name}')).split(/\s+/).filter(Boolean);
 
@@ -98,7 +103,7 @@ test('scaling from the page changes the Deployment, and kubectl scale shows in t
   await screenshot(page, 'workloads-scale-dialog');
   await expectNoSeriousAxeViolations(page, 'Scale dialog');
   await dialog.getByRole('button', { name: 'Save' }).click();
-  await dialog.waitFor({ state: 'hidden' });
+  await closed(dialog);
   await eventually(async () => assert.equal(await kubectl('get', 'deploy', 'sleeper', '-n', ns, '-o', 'jsonpath={.spec.replicas}'), '3'));
   await eventually(async () => assert.match(await row('Deployments', 'sleeper').innerText(), /3\/3/), { timeout: 60_000 });
 
@@ -113,7 +118,7 @@ test('restarting from the page replaces the pods', async () => {
   await row('Deployments', 'sleeper').getByRole('button', { name: 'Restart sleeper' }).click();
   const dialog = page.getByRole('dialog', { name: 'Restart Deployment sleeper' });
   await dialog.getByRole('button', { name: 'Restart' }).click();
-  await dialog.waitFor({ state: 'hidden' });
+  await closed(dialog);
   const restartedAt = await kubectl(
     'get', 'deploy', 'sleeper', '-n', ns, '-o', 'jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}',
   );
@@ -147,7 +152,7 @@ test('rolling back from the detail page restores the previous revision', async (
   assert.ok(await dialog.getByRole('radio', { checked: true }).count() === 1);
   await screenshot(page, 'workloads-rollback-dialog');
   await dialog.getByRole('button', { name: 'Roll back' }).click();
-  await dialog.waitFor({ state: 'hidden' });
+  await closed(dialog);
   await eventually(async () =>
     assert.equal(await kubectl('get', 'deploy', 'sleeper', '-n', ns, '-o', 'jsonpath={.spec.template.spec.containers[0].env}'), ''),
   );
@@ -161,7 +166,7 @@ test('deleting from the page removes the Deployment', async () => {
   const dialog = page.getByRole('dialog', { name: 'Delete Deployment sleeper' });
   assert.match(await dialog.innerText(), new RegExp(`sleeper.*${ns}`));
   await dialog.getByRole('button', { name: 'Delete' }).click();
-  await dialog.waitFor({ state: 'hidden' });
+  await closed(dialog);
   await eventually(async () => assert.equal(await row('Deployments', 'sleeper').count(), 0));
   await assert.rejects(kubectl('get', 'deploy', 'sleeper', '-n', ns), /NotFound|not found/);
   await eventually(async () => assert.equal((await podNames('sleeper')).length, 0), { timeout: 60_000 });

@@ -151,10 +151,8 @@ function revisionOf(o: K8sObject): number {
 async function rollBack(deployment: K8sObject, replicaSet: K8sObject): Promise<void> {
   const template = structuredClone(replicaSet.spec?.template ?? {});
   if (template.metadata?.labels) delete template.metadata.labels['pod-template-hash'];
-  const patch = [
-    { op: 'test', path: '/metadata/resourceVersion', value: deployment.metadata.resourceVersion },
-    { op: 'replace', path: '/spec/template', value: template },
-  ];
+  // As kubectl: no resourceVersion precondition (the controller's status writes change it all through a rollout).
+  const patch = [{ op: 'replace', path: '/spec/template', value: template }];
   await again(() =>
     request('PATCH', objectPath(RESOURCES.deployments, deployment.metadata.namespace, deployment.metadata.name), {
       body: JSON.stringify(patch),
