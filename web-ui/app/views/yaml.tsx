@@ -104,6 +104,17 @@ async function write(item: Item, mode: 'create' | 'edit', dryRun: boolean): Prom
   return { object: (await response.json()) as K8sObject, warnings };
 }
 
+/** A `kind: List` (what `kubectl get -o yaml` prints) as its items, each with lines inside the list. */
+function listItems(parsed: ParsedObject): ParsedObject[] {
+  const value = parsed.value as { kind?: unknown; items?: unknown } | null;
+  if (!value || typeof value !== 'object' || value.kind !== 'List' || !Array.isArray(value.items)) return [parsed];
+  return value.items.map((item, i) => ({
+    value: item,
+    line: parsed.lineOf(`items[${i}]`),
+    lineOf: (field: string) => parsed.lineOf(field ? `items[${i}].${field}` : `items[${i}]`),
+  }));
+}
+
 /** Reads the document into items; problems for YAML errors and for what the dashboard cannot send. */
 async function prepare(text: string, edit: { res: Resource; object: K8sObject } | null) {
   const { parseObjects } = await loadText();
@@ -112,7 +123,7 @@ async function prepare(text: string, edit: { res: Resource; object: K8sObject } 
   if (problems.length) return { items, problems };
   if (!objects.length) return { items, problems: [{ line: 1, message: 'the document has no objects' }] };
   if (edit && objects.length > 1) return { items, problems: [{ line: objects[1].line, message: 'edit one object: remove the other documents' }] };
-  for (const parsed of objects) {
+  for (const parsed of objects.flatMap(listItems)) {
     const value = parsed.value;
     if (typeof value !== 'object' || Array.isArray(value) || value === null) {
       problems.push({ line: parsed.line, message: 'an object must be a mapping with apiVersion, kind and metadata' });
