@@ -171,6 +171,7 @@ function kindFacts(res: Resource, o: K8sObject): [string, ComponentChildren][] {
       ];
     case 'nodes':
       return [
+        ['Pods and usage', <Link href={`/nodes/${encodeURIComponent(o.metadata.name)}`}>the node's page</Link>],
         ['Addresses', (st.addresses ?? []).map((a: any) => `${a.type} ${a.address}`).join(', ')],
         ['Version', st.nodeInfo?.kubeletVersion],
         ['Schedulable', s.unschedulable ? 'no (cordoned)' : 'yes'],
