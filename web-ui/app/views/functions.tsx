@@ -166,7 +166,7 @@ export function FunctionsList() {
       title: 'URL',
       render: (f) =>
         f.status?.url ? (
-          <a href={f.status.url} target="_blank" rel="noreferrer">
+          <a class="fn-url" href={f.status.url} title={f.status.url} target="_blank" rel="noreferrer">
             {f.status.url}
           </a>
         ) : (
