@@ -77,6 +77,14 @@ export async function open({ theme, signIn = true, path = '/', token = TOKEN, na
     }
     const page = await context.newPage();
     page.setDefaultTimeout(15_000);
+    if (process.env.WHARF_E2E_DEBUG) {
+      // Failed requests (but those a navigation aborts) and console errors, to see why a view shows no data.
+      page.on('requestfailed', (r) => {
+        const why = r.failure()?.errorText;
+        if (why !== 'net::ERR_ABORTED') console.error(`[browser] ${r.method()} ${r.url()} failed: ${why}`);
+      });
+      page.on('console', (m) => m.type() === 'error' && console.error(`[browser console] ${m.text()}`));
+    }
     await page.goto(uiUrl('/'));
     if (signIn) {
       await signInWith(page, token);

@@ -120,7 +120,7 @@ for (const theme of ['light', 'dark']) {
         await goto(page, view.path());
         await page.locator('main h1').first().waitFor();
         try {
-          await view.ready(page).first().waitFor({ timeout: 10_000 });
+          await view.ready(page).first().waitFor({ timeout: 25_000 });
         } finally {
           await screenshot(page, `${view.name}-${theme}`);
         }
