@@ -145,6 +145,7 @@ export function FunctionsList() {
   const list = useList(RESOURCES.functions, { namespace: ns, labelSelector: labelSelector || undefined });
   const deployments = useList(RESOURCES.deployments, { namespace: ns, labelSelector: FUNCTION_LABEL });
   const now = useNow(2000);
+  // Note each new invocation count as the watch brings it, before this render reads the rates.
   useMemo(() => list.items.forEach((f) => record(f, Date.now())), [list.items]);
   const [deploying, setDeploying] = useState(false);
   const [invoking, setInvoking] = useState<K8sObject | null>(null);
