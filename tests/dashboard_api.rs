@@ -1,6 +1,7 @@
 //! The API server's additions the dashboard relies on, as a user checks them: `kubectl top`
 //! (metrics.k8s.io from the agents' metrics), a node's metrics through `nodes/NAME/proxy`, a
-//! function invoked through `functions/NAME/proxy`, and an exec WebSocket that authenticates
+//! function invoked through `functions/NAME/proxy` and its log through `functions/NAME/log`,
+//! and an exec WebSocket that authenticates
 //! with the bearer subprotocol as the browser's does.
 
 mod common;
@@ -206,15 +207,35 @@ fn a_function_is_invoked_through_the_api_server() {
     // kubectl reaches it too, and the guest saw the path under the route.
     let via_kubectl = cluster.ok(&["get", "--raw", "/apis/wharf.dev/v1/namespaces/default/functions/hello/proxy"]);
     assert_eq!(via_kubectl, "hello from wasm\n");
-    let logs = cluster.eventually(Duration::from_secs(10), || {
-        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["fn", "logs", "hello"])
-            .env("KUBECONFIG", cluster.kubeconfig())
-            .output()
-            .expect("wharf runs");
-        String::from_utf8_lossy(&out.stdout).contains("POST /hello/sub?x=1")
-    });
-    assert!(logs, "the guest did not log the proxied request's method, path and query");
+    // The function's log through the API: each line names the node whose gateway served it.
+    let node = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let log_path = "/apis/wharf.dev/v1/namespaces/default/functions/hello/log";
+    let log = cluster.ok(&["get", "--raw", log_path]);
+    let line = format!("[{node}] ");
+    assert!(log.lines().all(|l| l.starts_with(&line)), "every line starts with {line}:\n{log}");
+    assert!(log.contains("stderr POST /hello/sub?x=1"), "the guest logged the proxied request:\n{log}");
+    let last = cluster.ok(&["get", "--raw", &format!("{log_path}?tailLines=1")]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    // Followed, a later request's line arrives on the open stream.
+    let follow = {
+        let (url, token) = (format!("{}{log_path}?follow=true", cluster.url), token(&cluster));
+        std::thread::spawn(move || {
+            let out = Command::new("curl")
+                .args(["-skN", "--max-time", "6", "-H", &format!("Authorization: Bearer {token}")])
+                .arg(url)
+                .output()
+                .expect("curl runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, _) =
+        curl(&cluster, "GET", "/apis/wharf.dev/v1/namespaces/default/functions/hello/proxy/followed", None, &[]);
+    assert_eq!(status, 200);
+    let followed = follow.join().unwrap();
+    assert!(followed.contains(&line) && followed.contains("GET /hello/followed"), "{followed}");
+    let missing = cluster.fails(&["get", "--raw", "/apis/wharf.dev/v1/namespaces/default/functions/nope/log"], None);
+    assert!(missing.contains("NotFound") || missing.contains("not found"), "{missing}");
 
     let (status, body) = curl(&cluster, "GET", "/apis/wharf.dev/v1/namespaces/default/functions/nope/proxy", None, &[]);
     let body: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("a Status: {body}"));

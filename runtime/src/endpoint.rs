@@ -3,7 +3,8 @@
 //! `kubectl exec` (`GET /exec/{namespace}/{pod}/{container}?command=..`, upgraded to the
 //! remote-command WebSocket protocol) and `kubectl port-forward`
 //! (`GET /portForward/{namespace}/{pod}?port=..`, one WebSocket per forwarded connection, see
-//! `portforward`), and `GET /metrics` (the node, its containers and functions, see `metrics`).
+//! `portforward`), and `GET /metrics` (the node, its containers and functions, see `metrics`), and
+//! `GET /functionLogs/{namespace}/{name}` (a Wasm function's output on this node, see `gateway`).
 //! Only callers bearing the node token are served.
 
 use std::net::SocketAddr;
@@ -220,6 +221,24 @@ async fn metrics(State(state): State<Arc<EndpointState>>, headers: HeaderMap) ->
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::encode(&registry)).into_response()
 }
 
+/// `GET /functionLogs/{namespace}/{name}[?follow=true&tailLines=N]`: what a Wasm function's
+/// requests on this node wrote (the gateway's per-function log file).
+async fn function_logs(
+    State(state): State<Arc<EndpointState>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(params): Query<LogParams>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&headers, &state.token) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let logs = crate::gateway::fnlogs::FunctionLogs::new(state.data_dir.join("functions"));
+    let Some(path) = logs.path(&namespace, &name) else {
+        return (StatusCode::NOT_FOUND, "bad function name").into_response();
+    };
+    crate::gateway::function_log(path, params.follow.unwrap_or(false), params.tail_lines).await
+}
+
 /// A self-signed serving configuration for the endpoint.
 fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
     let cert = rcgen::generate_simple_self_signed(vec![name.to_string(), "localhost".into(), "127.0.0.1".into()])
@@ -249,6 +268,7 @@ pub(crate) fn app(
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
         .route("/portForward/{namespace}/{pod}", get(port_forward))
         .route("/metrics", get(metrics))
+        .route("/functionLogs/{namespace}/{name}", get(function_logs))
         .with_state(Arc::new(EndpointState { data_dir, logs, running, functions, token }))
 }
 

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod discovery;
 mod eviction;
 mod exec;
+mod function_logs;
 mod logs;
 pub mod metrics;
 mod multiwatch;
@@ -221,6 +222,12 @@ async fn route(
             }
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::PortForward) => {
                 portforward::pod_port_forward(state, &target, headers, upgrade, spdy).await
+            }
+            Some(target)
+                if target.resource.kind == "Function"
+                    && target.subresource == Some(crate::registry::kinds::Subresource::Log) =>
+            {
+                function_logs::serve(state, method, &target, &query).await
             }
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Proxy) => {
                 proxy::serve(state, &target, method, uri, headers, body).await

@@ -351,7 +351,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["fn"],
         categories: WORKLOAD,
-        subresources: &[Status, Proxy],
+        subresources: &[Status, Log, Proxy],
         definition: "dev.wharf.v1.Function",
     },
 ];

@@ -15,7 +15,8 @@
 //! to a function is counted in [`stats::Stats`] and announced to the [`load::LoadReporter`].
 //! Wasm functions' stdout and stderr go to per-function files ([`fnlogs`]), served to clients
 //! on the node itself (from loopback or the node's address) at
-//! `GET /.wharf/logs/NAMESPACE/NAME[?follow=true]`.
+//! `GET /.wharf/logs/NAMESPACE/NAME[?follow=true]`, and to the API server (node token) by the
+//! agent's endpoint ([`function_log`]).
 
 pub mod fnlogs;
 pub mod linux;
@@ -402,7 +403,17 @@ async fn fnlogs_response(gateway: &Gateway, peer: SocketAddr, rest: &str, query:
         return (StatusCode::NOT_FOUND, "bad function name\n").into_response();
     };
     let follow = query.split('&').any(|kv| kv == "follow=true" || kv == "follow=1");
-    let text = tokio::fs::read(&path).await.unwrap_or_default();
+    function_log(path, follow, None).await
+}
+
+/// A function's log file at `path` (its last `tail` lines when given), followed (polled) while
+/// the client stays if `follow`. The gateway serves it to clients on the node, the agent's
+/// endpoint to the API server.
+pub(crate) async fn function_log(path: PathBuf, follow: bool, tail: Option<usize>) -> Response {
+    let mut text = tokio::fs::read(&path).await.unwrap_or_default();
+    if let Some(tail) = tail {
+        text.drain(..tail_start(&text, tail));
+    }
     if !follow {
         return (StatusCode::OK, text).into_response();
     }
@@ -429,6 +440,15 @@ async fn fnlogs_response(gateway: &Gateway, peer: SocketAddr, rest: &str, query:
     Response::new(Body::from_stream(first.chain(more)))
 }
 
+/// Where the last `lines` lines of `text` start.
+fn tail_start(text: &[u8], lines: usize) -> usize {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    if lines == 0 {
+        return text.len();
+    }
+    body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(lines - 1).map_or(0, |(i, _)| i + 1)
+}
+
 /// The file's bytes from `offset` to its end.
 async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -437,4 +457,18 @@ async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u
     let mut chunk = Vec::new();
     file.read_to_end(&mut chunk).await?;
     Ok(chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_start;
+
+    #[test]
+    fn tails_start_at_a_line() {
+        let text = b"a\nb\nc\n";
+        assert_eq!(&text[tail_start(text, 2)..], b"b\nc\n");
+        assert_eq!(&text[tail_start(text, 5)..], text);
+        assert_eq!(&text[tail_start(text, 0)..], b"");
+        assert_eq!(&b"a\nb"[tail_start(b"a\nb", 1)..], b"b");
+    }
 }
