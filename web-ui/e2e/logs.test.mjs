@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { eventually, expectNoSeriousAxeViolations, kubectl, kubectlApply, open, screenshot, uniqueNamespace } from './harness.mjs';
+import { eventually, expectNoSeriousAxeViolations, goto, kubectl, kubectlApply, open, screenshot, uniqueNamespace } from './harness.mjs';
 
 // At the top level: uniqueNamespace registers the namespace's deletion with after(), which inside a before() hook
 // would run as soon as that hook ends.
@@ -64,11 +64,19 @@ async function shownCount(region) {
 }
 
 before(async () => {
+  // The browser first: Chromium aborts a page load when the host's network changes (pods' interfaces appearing), so
+  // every pod is up before the tests and later pages are reached by client-side navigation.
+  session = await open({ namespace: ns });
   await kubectlApply(counterPod(ns));
   await kubectlApply(tickerDeployment(ns));
   await kubectlApply(mixedPod(ns));
   await eventually(() => running('counter'), { timeout: 90_000 });
-  session = await open({ namespace: ns, path: `/object/pods/${ns}/counter?tab=logs` });
+  await eventually(() => running('mixed'), { timeout: 90_000 });
+  await eventually(async () => {
+    const phases = await kubectl('get', 'pods', '-n', ns, '-l', 'app=ticker', '-o', 'jsonpath={.items[*].status.phase}');
+    assert.deepEqual(phases.split(/\s+/).filter(Boolean), ['Running', 'Running']);
+  }, { timeout: 90_000 });
+  await goto(session.page, `/object/pods/${ns}/counter?tab=logs`);
 });
 
 after(async () => {
@@ -144,8 +152,7 @@ test("a Deployment's logs merge its pods, each line with its pod", async () => {
   const { page } = session;
   const pods = (await kubectl('get', 'pods', '-n', ns, '-l', 'app=ticker', '-o', 'jsonpath={.items[*].metadata.name}')).split(/\s+/).filter(Boolean);
   assert.equal(pods.length, 2);
-  await eventually(async () => Promise.all(pods.map(running)), { timeout: 90_000 });
-  await page.goto(page.url().replace(/\/ui\/.*$/, `/ui/object/deployments/${ns}/ticker?tab=logs`));
+  await goto(page, `/object/deployments/${ns}/ticker?tab=logs`);
   const log = page.getByRole('region', { name: /^Log of/ });
   await eventually(async () => {
     const text = await log.innerText();
@@ -156,8 +163,7 @@ test("a Deployment's logs merge its pods, each line with its pod", async () => {
 
 test("a mixed pod: the Wasm container's log streams, its terminal says exec is for Linux containers", async () => {
   const { page } = session;
-  await eventually(() => running('mixed'), { timeout: 90_000 });
-  await page.goto(page.url().replace(/\/ui\/.*$/, `/ui/object/pods/${ns}/mixed?tab=logs`));
+  await goto(page, `/object/pods/${ns}/mixed?tab=logs`);
   await page.getByLabel('Container').selectOption('wasm');
   const log = page.getByRole('region', { name: 'Log of wasm' });
   await eventually(async () => assert.match(await log.innerText(), /^tick/m));
