@@ -125,3 +125,31 @@ export function withQuery(path: string, query: Record<string, string | number | 
   const s = params.toString();
   return s ? `${path}${path.includes('?') ? '&' : '?'}${s}` : path;
 }
+
+/** Sends a call again (6 tries in all, over about 7 s) when it did not reach the server: Chromium drops
+ *  requests in flight when an IP address of the machine changes (a local pod's veth coming up, say).
+ *  Only for calls that may be repeated. `done` tells the errors a repeat meets when an earlier try did
+ *  reach the server (a delete's 404, a create's 409): the call then counts as done, giving undefined. */
+export async function again<T>(call: () => Promise<T>): Promise<T>;
+export async function again<T>(call: () => Promise<T>, done: (e: ApiError) => boolean): Promise<T | undefined>;
+export async function again<T>(call: () => Promise<T>, done?: (e: ApiError) => boolean): Promise<T | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (attempt > 1 && e instanceof ApiError && done?.(e)) return undefined;
+      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 6) throw e;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
+  }
+}
+
+/** The WebSocket subprotocol carrying the session's bearer token (browsers cannot set headers on
+ *  WebSockets), as kube-apiserver reads it; null when signed out. */
+export function bearerProtocol(): string | null {
+  const t = token();
+  if (!t) return null;
+  let binary = '';
+  for (const byte of new TextEncoder().encode(t)) binary += String.fromCharCode(byte);
+  return `base64url.bearer.authorization.k8s.io.${btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
+}

@@ -3,14 +3,13 @@
 // kubectl's). A dropped socket ends every open watch with an error, so informers resume from
 // their resourceVersion once it is back; the socket reconnects with backoff.
 
-import { ApiError, token } from './client';
+import { ApiError, bearerProtocol } from './client';
 import type { Status } from './client';
 import type { WatchTransport } from './transport';
 import type { WatchEvent } from './watch';
 
 const PATH = '/dashboard/v1/watch';
 const PROTOCOL = 'wharf.watch.v1';
-const BEARER_PROTOCOL = 'base64url.bearer.authorization.k8s.io.';
 /** How long a socket without watches stays open (a view change re-watches right away). */
 const IDLE_MS = 30_000;
 const MAX_BACKOFF_MS = 10_000;
@@ -25,12 +24,6 @@ interface ServerMessage {
   event?: WatchEvent;
   error?: Status;
   end?: boolean;
-}
-
-function base64url(text: string): string {
-  let binary = '';
-  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 function networkError(message: string): ApiError {
@@ -80,8 +73,8 @@ export class MuxTransport implements WatchTransport {
   }
 
   private connect() {
-    const t = token();
-    const protocols = t ? [PROTOCOL, BEARER_PROTOCOL + base64url(t)] : [PROTOCOL];
+    const bearer = bearerProtocol();
+    const protocols = bearer ? [PROTOCOL, bearer] : [PROTOCOL];
     const socket = new WebSocket(this.url(), protocols);
     this.socket = socket;
     socket.onopen = () => {

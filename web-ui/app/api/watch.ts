@@ -143,10 +143,14 @@ class Informer {
     }
     const object = event.object as K8sObject;
     if (object?.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
+    if (this.error) {
+      // The watch is back: a quiet list must not keep showing the last error.
+      this.error = null;
+      this.changed(false);
+    }
     if (event.type === 'BOOKMARK') return;
     if (event.type === 'DELETED') this.items.delete(keyOf(object));
     else this.items.set(keyOf(object), object);
-    this.error = null;
     this.changed(false);
   }
 

@@ -16,6 +16,8 @@ export interface Column<T> {
 }
 
 const ROW_HEIGHT = 34;
+/** Numeric-aware string order; one Collator is far faster than localeCompare per comparison. */
+const collate = new Intl.Collator(undefined, { numeric: true }).compare;
 const OVERSCAN = 10;
 
 export function DataTable<T>(props: {
@@ -42,7 +44,7 @@ export function DataTable<T>(props: {
       rows = [...rows].sort((a, b) => {
         const x = value(a);
         const y = value(b);
-        const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
+        const c = typeof x === 'number' && typeof y === 'number' ? x - y : collate(String(x), String(y));
         return sort!.desc ? -c : c;
       });
     }

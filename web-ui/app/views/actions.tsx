@@ -3,7 +3,7 @@
 // list rows (`compact`: small buttons named after the object).
 
 import { useMemo, useState } from 'preact/hooks';
-import { ApiError, request } from '../api/client';
+import { ApiError, again, request } from '../api/client';
 import { RESOURCES, apiVersionOf, collectionPath, detailHref, objectPath } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
@@ -25,22 +25,6 @@ type Dialog = 'scale' | 'restart' | 'rollback' | 'delete' | null;
 
 function errorOfCall(e: unknown): ApiError {
   return e instanceof ApiError ? e : new ApiError({ message: String((e as Error)?.message ?? e) });
-}
-
-/** Runs a call again (5 times in all, over about 4 s) when the browser could not reach the server: Chromium drops
- *  requests in flight when an IP address of the machine changes (a pod's veth coming up). `repeated` tells the errors
- *  a repeat meets when an earlier try did reach the server (a delete's 404, a create's 409): those are success.
- *  (The same as functions.tsx's `again`: one helper in api/client.ts should serve both.) */
-async function again<T>(call: () => Promise<T>, repeated?: (e: ApiError) => boolean): Promise<T | undefined> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (e) {
-      if (attempt > 1 && e instanceof ApiError && repeated?.(e)) return undefined;
-      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 5) throw e;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
 }
 
 /** Where the dashboard lists objects of a kind (after deleting one from its detail page). */

@@ -3,7 +3,7 @@
 // calls a function through the API server's proxy and shows the response.
 
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, authHeaders, request, send } from '../api/client';
+import { ApiError, again, authHeaders, request, send } from '../api/client';
 import { RESOURCES, collectionPath, detailHref, objectPath } from '../api/resources';
 import type { K8sObject } from '../api/resources';
 import { useList, useObject } from '../api/watch';
@@ -290,20 +290,6 @@ async function checkImage(image: string, signal: AbortSignal): Promise<ImageChec
     if ((e as Error).name === 'AbortError') throw e;
     if (e instanceof ApiError && e.code === 404) return { note: 'not in the cluster registry' };
     return { note: `cannot read it: ${messageOf(e)}` };
-  }
-}
-
-/** Runs a call again (6 times in all, over about 7 s) when it could not reach the server: Chromium drops requests
- *  in flight when an IP address of the machine changes (a pod's veth coming up, say). Only for calls that may be
- *  repeated (the deploy's are: a second create meets 409 and becomes an update). */
-async function again<T>(call: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (e) {
-      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 6) throw e;
-      await new Promise((r) => setTimeout(r, 500 * attempt));
-    }
   }
 }
 
