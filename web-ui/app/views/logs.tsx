@@ -392,9 +392,15 @@ function LogViewer(props: {
   }, [buf, buf.version, shown, needle]);
   const currentMatch = matches.length ? Math.min(current, matches.length - 1) : -1;
 
+  // Following: stay at the end. Reading older lines: keep them in place when the oldest are dropped.
+  const firstSeen = useRef(buf.first);
   useLayoutEffect(() => {
     const el = scroller.current;
-    if (el && stick.current && pausedAt === null) el.scrollTop = el.scrollHeight;
+    const dropped = buf.first - firstSeen.current;
+    firstSeen.current = buf.first;
+    if (!el) return;
+    if (stick.current && pausedAt === null) el.scrollTop = el.scrollHeight;
+    else if (dropped > 0) el.scrollTop = Math.max(0, el.scrollTop - dropped * ROW);
   });
 
   useEffect(() => {
@@ -440,7 +446,7 @@ function LogViewer(props: {
 
   const onKey = (e: KeyboardEvent) => {
     if (e.target instanceof HTMLInputElement) {
-      if (e.key === 'Enter') {
+      if (e.key === 'Enter' && e.target.type === 'search') {
         e.preventDefault();
         jump(currentMatch + (e.shiftKey ? -1 : 1));
       }
