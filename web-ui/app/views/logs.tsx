@@ -5,7 +5,7 @@
 
 import type { ComponentChildren } from 'preact';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { authHeaders, errorOf, token, withQuery } from '../api/client';
+import { again, authHeaders, bearerProtocol, errorOf, send, withQuery } from '../api/client';
 import type { K8sObject } from '../api/resources';
 import { RESOURCES, objectPath } from '../api/resources';
 import { useList } from '../api/watch';
@@ -280,11 +280,9 @@ function podLogPath(pod: K8sObject, query: Record<string, string | number | bool
   return withQuery(objectPath(RESOURCES.pods, pod.metadata.namespace, pod.metadata.name, 'log'), query);
 }
 
-/** Reads a whole (not followed) log. */
-async function fetchText(url: string): Promise<string> {
-  const response = await fetch(url, { headers: authHeaders() });
-  if (!response.ok) throw await errorOf(response);
-  return response.text();
+/** Reads a whole (not followed) log, again when the request did not reach the server. */
+function fetchText(url: string): Promise<string> {
+  return again(async () => (await send('GET', url, { accept: 'text/plain' })).text());
 }
 
 function save(text: string, filename: string) {
@@ -862,14 +860,6 @@ function FunctionLogs(props: { fn: K8sObject }) {
 // ---------------------------------------------------------------------------------------------
 // Terminal.
 
-/** The subprotocol carrying the bearer token of a WebSocket (browsers cannot set headers). */
-function tokenProtocol(): string {
-  const bytes = new TextEncoder().encode(token() ?? '');
-  let binary = '';
-  bytes.forEach((b) => (binary += String.fromCharCode(b)));
-  return `base64url.bearer.authorization.k8s.io.${btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
-}
-
 export function Terminal(props: { pod: K8sObject; container?: string }) {
   const pod = props.pod;
   const [container, setContainer] = useContainer(pod, props.container);
@@ -898,7 +888,7 @@ export function Terminal(props: { pod: K8sObject; container?: string }) {
         if (disposed || !host.current) return;
         const t = m.openTerminal(host.current, {
           url,
-          protocols: ['v5.channel.k8s.io', 'v4.channel.k8s.io', tokenProtocol()],
+          protocols: ['v5.channel.k8s.io', 'v4.channel.k8s.io', bearerProtocol() ?? ''].filter(Boolean),
           onOpen: () => !disposed && setStatus({ kind: 'open', text: 'Connected' }),
           onEnd: (text) => !disposed && setStatus({ kind: 'ended', text }),
         });
