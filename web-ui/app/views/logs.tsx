@@ -124,6 +124,8 @@ class LogStream {
   private lastTs = '';
   private atLastTs = 0;
   private retry = 1000;
+  /** Whether the last connection brought any line. */
+  private gotLines = false;
 
   constructor(private readonly options: StreamOptions) {}
 
@@ -161,8 +163,12 @@ class LogStream {
         } else if (!this.options.resume()) {
           this.state({ kind: 'ended', message: 'The log ended.' });
           return;
-        } else {
+        } else if (this.gotLines) {
           await new Promise((r) => setTimeout(r, 500));
+        } else {
+          // A stream that keeps ending without a line: back off rather than poll.
+          await new Promise((r) => setTimeout(r, this.retry));
+          this.retry = Math.min(this.retry * 2, 10000);
         }
       }
     } finally {
@@ -190,7 +196,7 @@ class LogStream {
       return { kind: 'error', message: error.message, code: error.code };
     }
     this.state({ kind: 'live' });
-    this.retry = 1000;
+    this.gotLines = false;
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     let rest = '';
     const take = (raw: string) => {
@@ -218,6 +224,10 @@ class LogStream {
           this.lastTs = ts;
           this.atLastTs = 1;
         }
+      }
+      if (!this.gotLines) {
+        this.gotLines = true;
+        this.retry = 1000;
       }
       this.options.onLine(ts, text);
     };
@@ -794,14 +804,20 @@ function FunctionLogs(props: { fn: K8sObject }) {
   useEffect(() => {
     if (mode !== 'api') return;
     let missing = false;
+    let connected = false;
     const s = new LogStream({
-      url: () => withQuery(base, { follow: true }),
+      // Recent lines the first time; only new ones when following again after the stream ended.
+      url: () => {
+        const url = withQuery(base, { follow: true, tailLines: connected ? 0 : TAIL_LINES });
+        connected = true;
+        return url;
+      },
       timestamps: false,
       onLine: (_ts, raw) => {
         const m = /^\[([^\]]+)\] ?(.*)$/.exec(raw);
         buffer.push(m ? { ts: '', text: m[2], source: m[1] } : { ts: '', text: raw });
       },
-      resume: () => false,
+      resume: () => !missing,
       onState: (st) => {
         // A server without the function log API answers 404 (no such route) or 405.
         if (st.kind === 'error' && (st.code === 404 || st.code === 405) && buffer.total === 0) {
