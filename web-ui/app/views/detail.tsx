@@ -5,7 +5,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { K8sObject, Resource } from '../api/resources';
 import { detailHref, resource as resourceNamed, resourceOfKind, RESOURCES } from '../api/resources';
 import { useList, useObject } from '../api/watch';
-import { Age, ageSort, containerRuntimes, Pill, RuntimeBadge } from '../components/badges';
+import { Age, ageSort, containerRuntimes, Pill, podStatus, RuntimeBadge } from '../components/badges';
 import { Modal } from '../components/modal';
 import { ErrorBox, Loading, Page, Tabs } from '../components/page';
 import type { Column } from '../components/table';
@@ -302,12 +302,6 @@ function Conditions(props: { conditions: any[] }) {
   );
 }
 
-function podPhase(p: K8sObject): string {
-  if (p.metadata.deletionTimestamp) return 'Terminating';
-  const waiting = (p.status?.containerStatuses ?? []).find((s: any) => s.state?.waiting?.reason)?.state.waiting.reason;
-  return waiting ?? p.status?.reason ?? p.status?.phase ?? 'Pending';
-}
-
 const podColumns: Column<K8sObject>[] = [
   {
     key: 'name',
@@ -323,7 +317,7 @@ const podColumns: Column<K8sObject>[] = [
       return `${s.filter((c: any) => c.ready).length}/${p.spec?.containers?.length ?? 0}`;
     },
   },
-  { key: 'status', title: 'Status', render: (p) => <Pill text={podPhase(p)} />, sort: podPhase },
+  { key: 'status', title: 'Status', render: (p) => <Pill text={podStatus(p)} />, sort: podStatus },
   {
     key: 'restarts',
     title: 'Restarts',
@@ -533,7 +527,7 @@ function OwnedOfKind(props: { res: Resource; namespace: string; uid: string }) {
               revision {revision(o) || '?'} · {o.status?.readyReplicas ?? 0}/{o.spec?.replicas ?? 0} ready
             </span>
           )}
-          {props.res.name === 'pods' && <span class="muted"> {podPhase(o)}</span>}
+          {props.res.name === 'pods' && <span class="muted"> {podStatus(o)}</span>}
         </li>
       ))}
     </>

@@ -6,7 +6,7 @@ import type { K8sObject } from '../api/resources';
 import { RESOURCES, detailHref } from '../api/resources';
 import { useList, useObject } from '../api/watch';
 import type { Runtime } from '../components/badges';
-import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes } from '../components/badges';
+import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, podStatus } from '../components/badges';
 import { ErrorBox, Loading, Page, Tabs } from '../components/page';
 import type { Column } from '../components/table';
 import { DataTable } from '../components/table';
@@ -560,16 +560,6 @@ function NodeSummary(props: { node: K8sObject }) {
       </section>
     </div>
   );
-}
-
-/** A pod's status word, as kubectl's STATUS column: Terminating, a container's waiting or terminated reason, or the phase. */
-export function podStatus(pod: K8sObject): string {
-  if (pod.metadata.deletionTimestamp) return 'Terminating';
-  for (const s of (pod.status?.containerStatuses ?? []) as { state?: { waiting?: { reason?: string }; terminated?: { reason?: string } } }[]) {
-    const reason = s.state?.waiting?.reason ?? (pod.status?.phase === 'Running' ? undefined : s.state?.terminated?.reason);
-    if (reason) return reason;
-  }
-  return pod.status?.reason ?? pod.status?.phase ?? 'Pending';
 }
 
 function NodePods(props: { name: string }) {

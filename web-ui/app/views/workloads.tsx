@@ -7,7 +7,7 @@ import type { ComponentChildren } from 'preact';
 import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
-import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, managedBy } from '../components/badges';
+import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, managedBy, podStatus } from '../components/badges';
 import type { Runtime } from '../components/badges';
 import { ErrorBox, Page } from '../components/page';
 import { DataTable } from '../components/table';
@@ -457,46 +457,6 @@ function podRow(pod: K8sObject): PodRow {
     podRows.set(pod, row);
   }
   return row;
-}
-
-/** The STATUS column of `kubectl get pods`, computed as kubectl's printer does. */
-export function podStatus(pod: K8sObject): string {
-  const status = pod.status ?? {};
-  let reason: string = status.reason || status.phase || 'Pending';
-  let initializing = false;
-  const inits: any[] = status.initContainerStatuses ?? [];
-  const initCount = pod.spec?.initContainers?.length ?? 0;
-  for (let i = 0; i < inits.length; i++) {
-    const c = inits[i];
-    const t = c.state?.terminated;
-    const w = c.state?.waiting;
-    if (t && t.exitCode === 0) continue;
-    if (c.started && c.state?.running && pod.spec?.initContainers?.[i]?.restartPolicy === 'Always') continue;
-    if (t) reason = t.reason ? `Init:${t.reason}` : t.signal ? `Init:Signal:${t.signal}` : `Init:ExitCode:${t.exitCode}`;
-    else if (w?.reason && w.reason !== 'PodInitializing') reason = `Init:${w.reason}`;
-    else reason = `Init:${i}/${initCount}`;
-    initializing = true;
-    break;
-  }
-  if (!initializing) {
-    let hasRunning = false;
-    const containers: any[] = status.containerStatuses ?? [];
-    for (let i = containers.length - 1; i >= 0; i--) {
-      const c = containers[i];
-      const w = c.state?.waiting;
-      const t = c.state?.terminated;
-      if (w?.reason) reason = w.reason;
-      else if (t?.reason) reason = t.reason;
-      else if (t) reason = t.signal ? `Signal:${t.signal}` : `ExitCode:${t.exitCode}`;
-      else if (c.ready && c.state?.running) hasRunning = true;
-    }
-    if (reason === 'Completed' && hasRunning) {
-      const ready = (status.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
-      reason = ready ? 'Running' : 'NotReady';
-    }
-  }
-  if (pod.metadata.deletionTimestamp) reason = status.reason === 'NodeLost' ? 'Unknown' : 'Terminating';
-  return reason;
 }
 
 function podColumns(head: Col[], tail: Col[]): Col[] {
