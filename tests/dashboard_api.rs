@@ -8,28 +8,21 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{Cluster, busybox_layout, wasm_fixture};
 use futures::StreamExt;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message};
-
-fn token(cluster: &Cluster) -> String {
-    std::fs::read_to_string(cluster.data_dir().join("admin.token")).expect("admin token").trim().to_string()
-}
 
 /// `curl` against the API server with the admin token: (status, body).
 fn curl(cluster: &Cluster, method: &str, path: &str, body: Option<&str>, headers: &[&str]) -> (u16, String) {
     let mut command = Command::new("curl");
     command
         .args(["-sk", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-        .args(["-H", &format!("Authorization: Bearer {}", token(cluster))]);
+        .args(["-H", &format!("Authorization: Bearer {}", cluster.admin_token())]);
     for header in headers {
         command.args(["-H", header]);
     }
@@ -114,21 +107,7 @@ async fn exec_socket(
     ),
     tungstenite::Error,
 > {
-    let ca = std::fs::read(cluster.data_dir().join("pki/ca.crt")).expect("the cluster CA");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let address = cluster.url.trim_start_matches("https://").to_string();
-    let tcp = TcpStream::connect(&address).await.expect("the server accepts");
-    let host = address.rsplit_once(':').expect("host:port").0.to_string();
-    let name = rustls::pki_types::ServerName::try_from(host).expect("a server name");
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.expect("TLS handshake");
+    let (stream, address) = cluster.tls_connect().await;
     let uri: tungstenite::http::Uri =
         format!("wss://{address}/api/v1/namespaces/default/pods/box/exec?command=echo&command=hi&stdout=true")
             .parse()
@@ -143,7 +122,7 @@ async fn exec_socket(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_over_websocket_authenticates_with_the_bearer_subprotocol() {
     let cluster = tokio::task::spawn_blocking(cluster_with_pods).await.unwrap();
-    let bearer = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token(&cluster));
+    let bearer = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(cluster.admin_token());
     let protocols = vec!["v5.channel.k8s.io".to_string(), format!("base64url.bearer.authorization.k8s.io.{bearer}")];
     let (mut socket, response) = exec_socket(&cluster, &protocols).await.expect("the exec WebSocket opens");
     assert_eq!(response.headers()["sec-websocket-protocol"], "v5.channel.k8s.io", "never the token protocol");
@@ -218,7 +197,7 @@ fn a_function_is_invoked_through_the_api_server() {
     assert_eq!(last.lines().count(), 1, "{last}");
     // Followed, a later request's line arrives on the open stream.
     let follow = {
-        let (url, token) = (format!("{}{log_path}?follow=true", cluster.url), token(&cluster));
+        let (url, token) = (format!("{}{log_path}?follow=true", cluster.url), cluster.admin_token());
         std::thread::spawn(move || {
             let out = Command::new("curl")
                 .args(["-skN", "--max-time", "6", "-H", &format!("Authorization: Bearer {token}")])

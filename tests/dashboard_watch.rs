@@ -4,14 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use common::Cluster;
 use futures::{SinkExt, StreamExt};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -22,21 +19,7 @@ type Socket = WebSocketStream<TlsStream<TcpStream>>;
 
 /// Opens the socket with `token` in the bearer subprotocol.
 async fn connect(cluster: &Cluster, token: &str) -> Result<Socket, tungstenite::Error> {
-    let ca = std::fs::read(cluster.data_dir().join("pki/ca.crt")).expect("the cluster CA");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let address = cluster.url.trim_start_matches("https://").to_string();
-    let tcp = TcpStream::connect(&address).await.expect("the server accepts");
-    let host = address.rsplit_once(':').expect("host:port").0.to_string();
-    let name = rustls::pki_types::ServerName::try_from(host).expect("a server name");
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.expect("TLS handshake");
+    let (stream, address) = cluster.tls_connect().await;
     let bearer = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
     let uri: tungstenite::http::Uri = format!("wss://{address}/dashboard/v1/watch").parse().unwrap();
     let request = ClientRequestBuilder::new(uri)
@@ -45,10 +28,6 @@ async fn connect(cluster: &Cluster, token: &str) -> Result<Socket, tungstenite::
     let (socket, response) = tokio_tungstenite::client_async(request, stream).await?;
     assert_eq!(response.headers()["sec-websocket-protocol"], "wharf.watch.v1");
     Ok(socket)
-}
-
-fn token(cluster: &Cluster) -> String {
-    std::fs::read_to_string(cluster.data_dir().join("admin.token")).expect("admin token").trim().to_string()
 }
 
 async fn send(socket: &mut Socket, message: Value) {
@@ -83,7 +62,7 @@ async fn two_watches_share_a_socket_errors_are_statuses_and_cancel_stops_one() {
     cluster.ok(&["create", "namespace", "mux-b"]);
     let rv_a = resource_version(&cluster, &["get", "configmaps", "-n", "mux-a"]);
     let rv_b = resource_version(&cluster, &["get", "secrets", "-n", "mux-b"]);
-    let mut socket = connect(&cluster, &token(&cluster)).await.expect("the socket opens with the admin token");
+    let mut socket = connect(&cluster, &cluster.admin_token()).await.expect("the socket opens with the admin token");
 
     let watch = |id: u64, path: String| json!({"op": "watch", "id": id, "path": path});
     send(&mut socket, watch(1, format!("/api/v1/namespaces/mux-a/configmaps?watch=1&resourceVersion={rv_a}"))).await;

@@ -143,6 +143,36 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// The admin token, as a user signing in to the dashboard pastes it.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin.token")).expect("admin.token").trim().to_string()
+    }
+
+    /// A TLS connection to the API server trusting only the cluster CA, and the `host:port` it
+    /// reached (for the WebSocket tests, which speak to the server as a browser does).
+    pub async fn tls_connect(&self) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String) {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let ca = std::fs::read(self.data_dir().join("pki/ca.crt")).expect("the cluster CA");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+        }
+        let tls =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let address = self.url.trim_start_matches("https://").to_string();
+        let tcp = tokio::net::TcpStream::connect(&address).await.expect("the server accepts");
+        let host = address.rsplit_once(':').expect("host:port").0.to_string();
+        let name = rustls::pki_types::ServerName::try_from(host).expect("a server name");
+        let stream =
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)).connect(name, tcp).await.expect("TLS handshake");
+        (stream, address)
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig.yaml")
     }

@@ -56,3 +56,13 @@ export function parseSearch(text: string): { name: string; labelSelector: string
   const names = words.filter((w) => !selector.includes(w));
   return { name: names.join(' ').toLowerCase(), labelSelector: selector.join(',') };
 }
+
+/** The time now, renewed every `everyMs` (rates over a sliding window). */
+export function useNow(everyMs: number): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), everyMs);
+    return () => clearInterval(timer);
+  }, [everyMs]);
+  return now;
+}

@@ -14,7 +14,7 @@ import { ErrorBox, Page } from '../components/page';
 import { DataTable } from '../components/table';
 import type { Column } from '../components/table';
 import { Link } from '../router';
-import { namespace, parseSearch, search, useShared } from '../state';
+import { namespace, parseSearch, search, useNow, useShared } from '../state';
 import { SAMPLE_INTERVAL_MS, formatSeconds, useFunctionLatency } from './metrics';
 import '../styles/functions.css';
 
@@ -87,15 +87,6 @@ function formatRate(r: number | undefined): string {
   if (r === undefined) return '—';
   if (r === 0) return '0/s';
   return r < 10 ? `${r.toFixed(2)}/s` : `${r.toFixed(1)}/s`;
-}
-
-function useNow(everyMs: number): number {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    const timer = setInterval(() => setNow(Date.now()), everyMs);
-    return () => clearInterval(timer);
-  }, [everyMs]);
-  return now;
 }
 
 // ---- The list ----

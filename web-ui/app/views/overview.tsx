@@ -1,14 +1,14 @@
 // The Overview: nodes, pods by phase, Wasm and Linux counts, recent warnings, top functions.
 // Everything is live from watches; the counts over all pods are made in one pass per change.
 
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useMemo } from 'preact/hooks';
 import type { K8sObject } from '../api/resources';
 import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
 import { useList } from '../api/watch';
 import { Age, Pill, containerRuntimes } from '../components/badges';
 import { ErrorBox, Loading, Page } from '../components/page';
 import { Link } from '../router';
-import { namespace, useShared } from '../state';
+import { namespace, useNow, useShared } from '../state';
 import { formatRate } from './metrics';
 import type { NodeLoad } from './nodes';
 import { NodeRuntimes, NodeStatus, addLoad, isReady } from './nodes';
@@ -110,15 +110,6 @@ export function invocationRate(key: string, now: number): number {
   const last = seen[seen.length - 1];
   const seconds = (now - base.t) / 1000;
   return seconds > 0 && last.v > base.v ? (last.v - base.v) / seconds : 0;
-}
-
-function useNow(everyMs: number): number {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    const timer = setInterval(() => setNow(Date.now()), everyMs);
-    return () => clearInterval(timer);
-  }, [everyMs]);
-  return now;
 }
 
 // ---- The page ----
