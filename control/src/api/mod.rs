@@ -59,6 +59,8 @@ pub struct ApiState {
     pub admission: crate::server::AdmissionOptions,
     /// What `/metrics` reports.
     pub metrics: metrics::ApiMetrics,
+    /// The nodes' last metrics scrapes, for metrics.k8s.io's CPU rates.
+    pub scrapes: resource_metrics::Scrapes,
 }
 
 impl ApiState {
@@ -80,6 +82,7 @@ impl ApiState {
             registry,
             admission,
             metrics: Default::default(),
+            scrapes: Default::default(),
         }
     }
 }

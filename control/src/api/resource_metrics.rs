@@ -10,7 +10,7 @@
 //! Nothing is stored: these resources are listed and read, never watched.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -66,8 +66,9 @@ struct History {
     latest: Arc<Sample>,
 }
 
-/// Per node name. Shared by the process's API servers (one in practice).
-static HISTORY: LazyLock<Mutex<HashMap<String, History>>> = LazyLock::new(Mutex::default);
+/// The last two scrapes of each node, by name (the API server keeps one in its state).
+#[derive(Default)]
+pub struct Scrapes(Mutex<HashMap<String, History>>);
 
 /// The node's CPU rate and memory between two scrapes, with what the API reports them with.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +166,7 @@ fn usage_json(rate: &Rate) -> Value {
 async fn scrape(state: &ApiState, name: &str) -> Result<(Option<Arc<Sample>>, Arc<Sample>)> {
     let text = super::proxy::scrape(state, name, SCRAPE_TIMEOUT).await?;
     let sample = Arc::new(Sample { at: Instant::now(), time: jiff::Timestamp::now(), scrape: parse(&text) });
-    let mut history = HISTORY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut history = state.scrapes.0.lock().unwrap_or_else(|e| e.into_inner());
     let entry = match history.remove(name) {
         Some(h) => History { previous: Some(h.latest), latest: sample },
         None => History { previous: None, latest: sample },
@@ -178,7 +179,7 @@ async fn scrape(state: &ApiState, name: &str) -> Result<(Option<Arc<Sample>>, Ar
 /// Two scrapes of node `name` to compute rates over (earlier, later), scraping as needed.
 async fn window_of(state: &ApiState, name: &str) -> Option<(Arc<Sample>, Arc<Sample>)> {
     let recent = {
-        let history = HISTORY.lock().unwrap_or_else(|e| e.into_inner());
+        let history = state.scrapes.0.lock().unwrap_or_else(|e| e.into_inner());
         history.get(name).and_then(|h| {
             let previous = h.previous.clone()?;
             (h.latest.at.elapsed() < MIN_INTERVAL).then(|| (previous, h.latest.clone()))
