@@ -222,7 +222,19 @@ pub async fn heartbeat(client: kube::Client, info: NodeInfo, config: Heartbeat) 
         }
         let mut status = json!({});
         if renew {
-            status["conditions"] = json!(conditions(true));
+            let mut fresh = conditions(true);
+            // A condition that did not change keeps the time it last changed, as the kubelet's do.
+            if let Ok(node) = nodes.get_status(&info.name).await {
+                let current = node.status.and_then(|s| s.conditions).unwrap_or_default();
+                for condition in &mut fresh {
+                    if let Some(same) =
+                        current.iter().find(|c| c.type_ == condition.type_ && c.status == condition.status)
+                    {
+                        condition.last_transition_time = same.last_transition_time.clone();
+                    }
+                }
+            }
+            status["conditions"] = json!(fresh);
         }
         if new_images {
             status["images"] = json!(images);
