@@ -8,11 +8,10 @@
 //   WHARF_SCREENSHOTS  where screenshots go (default target/dashboard-screenshots under the repo)
 //   WHARF_SAMPLES      a directory with the samples (http-hello.wasm, ...), when provided
 
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -212,17 +211,32 @@ export async function eventually(fn, { timeout = 30_000, interval = 250 } = {}) 
   }
 }
 
+const namespacesToDelete = new Set();
+
 /**
- * Creates namespace `e2e-<area>` (deleting a leftover first) and returns its name; it is deleted when the test file ends
- * (node:test `after`, without waiting for it to be gone).
+ * Creates namespace `e2e-<area>` (deleting a leftover first) and returns its name; it is deleted (without waiting for it
+ * to be gone) when the test file's process is done, wherever this is called (top level, a hook or a test).
  */
 export async function uniqueNamespace(area) {
   const name = `e2e-${area}`;
   await kubectl('delete', 'namespace', name, '--ignore-not-found', '--wait=true', '--timeout=60s').catch(() => {});
   await kubectl('create', 'namespace', name);
-  after(async () => {
-    await kubectl('delete', 'namespace', name, '--ignore-not-found', '--wait=false').catch(() => {});
-  });
+  if (namespacesToDelete.size === 0) {
+    process.once('beforeExit', () => {
+      for (const ns of namespacesToDelete) {
+        try {
+          execFileSync(KUBECTL, ['delete', 'namespace', ns, '--ignore-not-found', '--wait=false'], {
+            env: { ...process.env, KUBECONFIG },
+            stdio: 'ignore',
+            timeout: 30_000,
+          });
+        } catch {
+          // The cluster may be gone already.
+        }
+      }
+    });
+  }
+  namespacesToDelete.add(name);
   return name;
 }
 
