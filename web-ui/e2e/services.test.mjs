@@ -79,7 +79,7 @@ test("a Secret's value stays hidden until revealed", async () => {
   assert.match(await creds.innerText(), /Opaque/);
   await row(page, 'ConfigMaps', 'settings').waitFor();
 
-  await creds.getByRole('button', { name: 'Show data of creds' }).click();
+  await creds.getByRole('button', { name: 'Show keys of creds' }).click();
   const dialog = page.getByRole('dialog', { name: 'Secret creds' });
   await dialog.waitFor();
   assert.doesNotMatch(await dialog.innerText(), /s3cr3t-value/, 'the value is hidden');

@@ -143,6 +143,7 @@ class Informer {
     }
     const object = event.object as K8sObject;
     if (object?.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
+    this.retryDelay = 500;
     if (this.error) {
       // The watch is back: a quiet list must not keep showing the last error.
       this.error = null;

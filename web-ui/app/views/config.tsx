@@ -137,7 +137,7 @@ function columns(res: Resource, withNamespace: boolean, open: (o: K8sObject) => 
       title: 'Data',
       width: '110px',
       render: (o) => (
-        <button class="small" aria-label={`Show data of ${o.metadata.name}`} onClick={() => open(o)}>
+        <button class="small" aria-label={`${secret ? 'Show keys' : 'Show data'} of ${o.metadata.name}`} onClick={() => open(o)}>
           {secret ? 'Show keys' : 'Show data'}
         </button>
       ),
