@@ -44,23 +44,11 @@ fn ensure_node_modules() {
     assert!(status.is_ok_and(|s| s.success()), "npm ci in web-ui/ failed (npm is in Debian's npm package: {INSTALL})");
 }
 
-/// `samples/out/http-hello.wasm` (and the other samples), built by `samples/build` as tests/functions.rs does.
-fn samples() -> PathBuf {
-    let samples = repo().join("samples");
-    let out = Command::new(samples.join("build")).output().expect("samples/build runs");
-    assert!(
-        out.status.success(),
-        "samples/build failed (it needs the wasm32-wasip2 Rust target: rustup target add wasm32-wasip2):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    samples.join("out")
-}
-
 #[test]
 fn dashboard_in_a_browser() {
     require_node_and_chromium();
     ensure_node_modules();
-    let samples = samples();
+    let samples = common::samples_out();
 
     let cluster = Cluster::start();
     cluster.wait_nodes_ready(1, Duration::from_secs(60));
@@ -71,7 +59,7 @@ fn dashboard_in_a_browser() {
     }
     cluster.import(&samples.join("http-hello.wasm"), "http-hello:v1");
 
-    let token = std::fs::read_to_string(cluster.data_dir().join("admin.token")).expect("admin.token");
+    let token = cluster.admin_token();
     let screenshots = repo().join("target/dashboard-screenshots");
     std::fs::create_dir_all(&screenshots).expect("create the screenshot dir");
     println!("dashboard at {}/ui/; screenshots go to {}", cluster.url, screenshots.display());

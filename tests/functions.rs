@@ -9,29 +9,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, wasm_fixture};
-
-/// `samples/out/http-hello.wasm`, built once per test binary by `samples/build`.
-fn http_hello() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
-            let out = Command::new(samples.join("build")).output().expect("samples/build runs");
-            assert!(
-                out.status.success(),
-                "samples/build failed (it needs the wasm32-wasip2 Rust target: rustup target add wasm32-wasip2):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            samples.join("out/http-hello.wasm")
-        })
-        .clone()
-}
 
 /// Runs `wharf ARGS` against the cluster.
 fn wharf(cluster: &Cluster, args: &[&str]) -> Output {
@@ -94,7 +75,7 @@ fn wait_status(cluster: &Cluster, addr: &str, path: &str, status: u16) {
 fn a_wasm_function_answers_through_the_gateway() {
     let cluster = Cluster::start();
     let addr = gateway(&cluster);
-    let hello = http_hello();
+    let hello = common::samples_out().join("http-hello.wasm");
     let hello_arg = hello.to_str().unwrap();
 
     // Errors name the problem.
@@ -178,7 +159,7 @@ fn a_wasm_function_answers_through_the_gateway() {
 fn a_trap_or_a_timeout_fails_only_its_own_request() {
     let cluster = Cluster::start();
     let addr = gateway(&cluster);
-    let hello = http_hello();
+    let hello = common::samples_out().join("http-hello.wasm");
     let dir = cluster.data_dir();
     let trap = wasm_fixture(dir, "http-trap");
     let looping = wasm_fixture(dir, "http-loop");

@@ -8,6 +8,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// `samples/out` (http-hello.wasm and the other samples), built once per test binary by
+/// `samples/build`.
+pub fn samples_out() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+            let out = Command::new(samples.join("build")).output().expect("samples/build runs");
+            assert!(
+                out.status.success(),
+                "samples/build failed (it needs the wasm32-wasip2 Rust target: rustup target add wasm32-wasip2):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            samples.join("out")
+        })
+        .clone()
+}
+
 /// The kubectl every test drives; fails loudly when it is missing.
 pub fn kubectl_path() -> PathBuf {
     let path = PathBuf::from(std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into()));

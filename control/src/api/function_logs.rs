@@ -20,14 +20,11 @@ use futures::{Stream, StreamExt};
 
 use super::ApiState;
 use super::request::{Query, Target};
+use crate::controllers::function::{FUNCTION_LABEL, GATEWAY_ANNOTATION};
 use crate::error::{Error, Result};
 use crate::registry::kinds::{self, Subresource};
 use crate::store::ObjectKey;
 
-/// The label the Function controller puts on a Linux-image function's pods.
-const FUNCTION_LABEL: &str = "wharf.dev/function";
-/// The Node annotation of a node's gateway.
-const GATEWAY_ANNOTATION: &str = "wharf.dev/gateway";
 /// How long an agent may take to start answering.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -138,19 +135,26 @@ async fn pod_streams(
         .collect();
     let resource = kinds::lookup("", "v1", "pods").ok_or_else(|| Error::Internal("no pods resource".into()))?;
     let query = Query::parse(Some(&forwarded(follow, tail)))?;
-    let mut streams = Vec::new();
-    for pod in pods {
+    // Opened together: each pod's agent may be slow or down.
+    let opened = pods.into_iter().map(|pod| {
         let target = Target {
             resource,
             namespace: Some(namespace.to_string()),
             name: Some(pod.clone()),
             subresource: Some(Subresource::Log),
         };
-        match super::logs::pod_log(state, &target, &query).await {
-            Ok(response) => streams.push(prefixed(response.into_body().into_data_stream(), format!("[{pod}] "))),
-            Err(e) => tracing::info!(%pod, error = %e, "no log from a function's pod"),
+        let query = &query;
+        async move {
+            match super::logs::pod_log(state, &target, query).await {
+                Ok(response) => Some(prefixed(response.into_body().into_data_stream(), format!("[{pod}] "))),
+                Err(e) => {
+                    tracing::info!(%pod, error = %e, "no log from a function's pod");
+                    None
+                }
+            }
         }
-    }
+    });
+    let streams = futures::future::join_all(opened).await.into_iter().flatten().collect();
     Ok(streams)
 }
 

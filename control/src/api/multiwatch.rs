@@ -48,22 +48,14 @@ enum Op {
     Cancel { id: u64 },
 }
 
-/// The socket's credentials as an `Authorization` value for the watches' requests: the header,
-/// or the token of the bearer subprotocol (browsers cannot set headers on a WebSocket).
-fn credentials(headers: &HeaderMap) -> Option<HeaderValue> {
-    match headers.get(header::AUTHORIZATION) {
-        Some(value) => Some(value.clone()),
-        None => HeaderValue::from_str(&format!("Bearer {}", tokens::websocket_bearer(headers)?)).ok(),
-    }
-}
-
 /// Upgrades an authenticated request to the multiplexing socket.
 pub async fn serve(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(authorization) = credentials(&headers).filter(|a| state.auth.authenticate(a.to_str().ok()).is_some())
+    let Some(authorization) =
+        tokens::authorization(&headers).filter(|_| state.auth.authenticate_request(&headers).is_some())
     else {
         return Error::Unauthorized.into_response();
     };
@@ -222,23 +214,6 @@ fn text(s: String) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bearer_protocol(token: &str) -> String {
-        use base64::Engine;
-        format!("{}{}", tokens::WEBSOCKET_BEARER_PREFIX, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token))
-    }
-
-    #[test]
-    fn credentials_come_from_the_header_or_the_bearer_subprotocol() {
-        let mut headers = HeaderMap::new();
-        assert!(credentials(&headers).is_none());
-        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
-        let protocols = format!("{PROTOCOL}, {}", bearer_protocol("s3cret"));
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocols.parse().unwrap());
-        assert_eq!(credentials(&headers).unwrap(), "Bearer s3cret");
-        headers.insert(header::AUTHORIZATION, "Bearer other".parse().unwrap());
-        assert_eq!(credentials(&headers).unwrap(), "Bearer other");
-    }
 
     #[test]
     fn only_api_watches_are_served() {

@@ -19,11 +19,10 @@ use serde_json::Value;
 
 use super::ApiState;
 use super::request::{Target, proxy_subpath};
+use crate::controllers::function::GATEWAY_ANNOTATION;
 use crate::error::{Error, Result};
 use crate::store::ObjectKey;
 
-/// The Node annotation naming the node's gateway (`http://ADDR:PORT`).
-const GATEWAY_ANNOTATION: &str = "wharf.dev/gateway";
 /// How long reaching a gateway may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an agent's metrics may take.
@@ -97,12 +96,10 @@ fn gateways(nodes: &[Value], function: &Value) -> Vec<String> {
     found
 }
 
-/// The path the gateway routes to `function` (its `spec.route.path`, `/NAME` by default), with
-/// `subpath` under it.
+/// The path the gateway routes to `function` (its `spec.route.path`, which defaulting always
+/// sets and validation makes absolute), with `subpath` under it.
 fn function_path(function: &Value, subpath: &str) -> String {
-    let name = function["metadata"]["name"].as_str().unwrap_or_default();
-    let route = function["spec"]["route"]["path"].as_str().map(String::from).unwrap_or_else(|| format!("/{name}"));
-    let route = if route.starts_with('/') { route } else { format!("/{route}") };
+    let route = function["spec"]["route"]["path"].as_str().unwrap_or("/").to_string();
     match subpath {
         "" => route,
         sub => format!("{}{sub}", route.trim_end_matches('/')),
@@ -158,39 +155,23 @@ async fn function(
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         url = format!("{url}?{query}");
     }
-    let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
-        .map_err(|e| Error::BadRequest(format!("method {method}: {e}")))?;
     let connection = connection_listed(headers);
-    let mut request = gateway_client().request(method, &url);
+    let mut request = gateway_client().request(method.clone(), &url);
     for (key, value) in headers.iter().filter(|(k, _)| forwarded(k, &connection)) {
-        request = request.header(key.as_str(), value.as_bytes());
+        request = request.header(key, value);
     }
     if let Some(host) = function.object["spec"]["route"]["host"].as_str() {
-        request = request.header(header::HOST.as_str(), host);
+        request = request.header(header::HOST, host);
     }
     let response = request.body(reqwest::Body::wrap_stream(body.into_data_stream())).send().await.map_err(|e| {
         tracing::info!(%namespace, %name, %url, error = %e, "function proxy: the gateway cannot be reached");
         Error::Unavailable(format!("cannot reach the gateway {gateway} for function {namespace}/{name}"))
     })?;
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = response.status();
+    let connection = connection_listed(response.headers());
     let mut out = HeaderMap::new();
-    let connection: Vec<String> = response
-        .headers()
-        .get_all(reqwest::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_ascii_lowercase())
-        .collect();
-    for (key, value) in response.headers() {
-        let (Ok(key), Ok(value)) =
-            (HeaderName::from_bytes(key.as_str().as_bytes()), header::HeaderValue::from_bytes(value.as_bytes()))
-        else {
-            continue;
-        };
-        if forwarded(&key, &connection) {
-            out.append(key, value);
-        }
+    for (key, value) in response.headers().iter().filter(|(k, _)| forwarded(k, &connection)) {
+        out.append(key.clone(), value.clone());
     }
     Ok((status, out, Body::from_stream(response.bytes_stream())).into_response())
 }
@@ -271,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_route_path_takes_the_subpath() {
-        let f = json!({"metadata": {"name": "hello"}, "spec": {}});
+        let f = json!({"metadata": {"name": "hello"}, "spec": {"route": {"path": "/hello"}}});
         assert_eq!(function_path(&f, ""), "/hello");
         assert_eq!(function_path(&f, "/a/b"), "/hello/a/b");
         let f = json!({"metadata": {"name": "hello"}, "spec": {"route": {"path": "/"}}});

@@ -92,8 +92,11 @@ fn parse(text: &str) -> Scrape {
             },
         };
         let Some(value) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else { continue };
-        let label = |key: &str| labels_of(labels).into_iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let container = || Some((label("namespace")?, label("pod")?, label("container")?));
+        let container = || {
+            let labels = labels_of(labels);
+            let label = |key: &str| labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            Some((label("namespace")?, label("pod")?, label("container")?))
+        };
         match name {
             "node_cpu_usage_seconds_total" => scrape.node.get_or_insert_default().cpu_seconds = value,
             "node_memory_working_set_bytes" => scrape.node.get_or_insert_default().memory_bytes = value as u64,
@@ -168,6 +171,10 @@ async fn scrape(state: &ApiState, name: &str) -> Result<(Option<Arc<Sample>>, Ar
     let sample = Arc::new(Sample { at: Instant::now(), time: jiff::Timestamp::now(), scrape: parse(&text) });
     let mut history = state.scrapes.0.lock().unwrap_or_else(|e| e.into_inner());
     let entry = match history.remove(name) {
+        // Two reads at once both scrape: a window of milliseconds gives no rate, keep the older pair's start.
+        Some(h) if sample.at.duration_since(h.latest.at) < MIN_INTERVAL => {
+            History { previous: h.previous, latest: sample }
+        }
         Some(h) => History { previous: Some(h.latest), latest: sample },
         None => History { previous: None, latest: sample },
     };

@@ -62,6 +62,16 @@ pub fn hex(bytes: &[u8]) -> String {
 /// `base64url.bearer.authorization.k8s.io.<token, base64url without padding>`.
 pub const WEBSOCKET_BEARER_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
 
+/// A request's credentials as an `Authorization` value: its header's or, without one, the
+/// bearer token a WebSocket request offers as a subprotocol (browsers cannot set headers on a
+/// WebSocket).
+pub fn authorization(headers: &http::HeaderMap) -> Option<http::HeaderValue> {
+    match headers.get(http::header::AUTHORIZATION) {
+        Some(value) => Some(value.clone()),
+        None => http::HeaderValue::from_str(&format!("Bearer {}", websocket_bearer(headers)?)).ok(),
+    }
+}
+
 /// The bearer token a WebSocket upgrade request offers as a subprotocol, decoded. None for other
 /// requests, without such a protocol, or when it is offered more than once or malformed.
 pub fn websocket_bearer(headers: &http::HeaderMap) -> Option<String> {
@@ -111,13 +121,9 @@ impl Authenticator {
         self
     }
 
-    /// The user a request comes from: its `Authorization` header's bearer token or, without
-    /// one, the token a WebSocket request offers as a subprotocol (see [`websocket_bearer`]).
+    /// The user a request comes from, by its [`authorization`].
     pub fn authenticate_request(&self, headers: &http::HeaderMap) -> Option<User> {
-        match headers.get(http::header::AUTHORIZATION) {
-            Some(value) => self.authenticate(value.to_str().ok()),
-            None => self.authenticate(Some(&format!("Bearer {}", websocket_bearer(headers)?))),
-        }
+        self.authenticate(authorization(headers)?.to_str().ok())
     }
 
     /// The user behind an `Authorization` header value, if it carries a valid bearer token.
@@ -145,6 +151,20 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_come_from_the_header_or_the_bearer_subprotocol() {
+        use base64::Engine;
+        let mut headers = http::HeaderMap::new();
+        assert!(authorization(&headers).is_none());
+        headers.insert(http::header::UPGRADE, "websocket".parse().unwrap());
+        let bearer = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("s3cret");
+        let protocols = format!("wharf.watch.v1, {WEBSOCKET_BEARER_PREFIX}{bearer}");
+        headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, protocols.parse().unwrap());
+        assert_eq!(authorization(&headers).unwrap(), "Bearer s3cret");
+        headers.insert(http::header::AUTHORIZATION, "Bearer other".parse().unwrap());
+        assert_eq!(authorization(&headers).unwrap(), "Bearer other");
+    }
 
     #[test]
     fn only_the_admin_token_authenticates() {

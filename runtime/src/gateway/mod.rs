@@ -411,13 +411,14 @@ async fn fnlogs_response(gateway: &Gateway, peer: SocketAddr, rest: &str, query:
 /// endpoint to the API server.
 pub(crate) async fn function_log(path: PathBuf, follow: bool, tail: Option<usize>) -> Response {
     let mut text = tokio::fs::read(&path).await.unwrap_or_default();
+    // Following goes on from the end of the file, not of the tail sent.
+    let offset = text.len() as u64;
     if let Some(tail) = tail {
         text.drain(..tail_start(&text, tail));
     }
     if !follow {
         return (StatusCode::OK, text).into_response();
     }
-    let offset = text.len() as u64;
     let first = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(text)) });
     let more = futures::stream::unfold(offset, move |mut offset| {
         let path = path.clone();
@@ -470,5 +471,18 @@ mod tests {
         assert_eq!(&text[tail_start(text, 5)..], text);
         assert_eq!(&text[tail_start(text, 0)..], b"");
         assert_eq!(&b"a\nb"[tail_start(b"a\nb", 1)..], b"b");
+    }
+
+    #[tokio::test]
+    async fn following_a_tail_sends_only_what_is_appended_after_it() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        let response = super::function_log(path.clone(), true, Some(1)).await;
+        let mut body = response.into_body().into_data_stream();
+        assert_eq!(body.next().await.unwrap().unwrap(), "three\n");
+        std::fs::write(&path, "one\ntwo\nthree\nfour\n").unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap(), "four\n");
     }
 }
