@@ -97,3 +97,28 @@ export interface K8sObject {
 export function detailHref(res: Resource, namespace: string | undefined | null, name: string): string {
   return `/object/${res.name}/${res.namespaced ? namespace ?? 'default' : '_'}/${encodeURIComponent(name)}`;
 }
+
+/** Where the dashboard lists objects of a kind. */
+export function listHref(res: Resource): string {
+  if (['pods', 'deployments', 'replicasets', 'daemonsets', 'statefulsets', 'jobs', 'cronjobs'].includes(res.name)) return `/workloads/${res.name}`;
+  if (res.name === 'nodes') return '/nodes';
+  if (res.name === 'functions') return '/functions';
+  if (res.name === 'services' || res.name === 'endpoints' || res.name === 'endpointslices') return '/services';
+  if (res.name === 'configmaps' || res.name === 'secrets') return '/config';
+  if (res.name === 'events') return '/events';
+  return '/';
+}
+
+/** A LabelSelector (`matchLabels`, `matchExpressions`) as the API's `labelSelector` text. */
+export function selectorText(selector: any): string {
+  if (!selector) return '';
+  const parts = Object.entries((selector.matchLabels ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
+  for (const e of (selector.matchExpressions ?? []) as { key: string; operator: string; values?: string[] }[]) {
+    const values = (e.values ?? []).join(',');
+    if (e.operator === 'In') parts.push(`${e.key} in (${values})`);
+    else if (e.operator === 'NotIn') parts.push(`${e.key} notin (${values})`);
+    else if (e.operator === 'Exists') parts.push(e.key);
+    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
+  }
+  return parts.join(',');
+}

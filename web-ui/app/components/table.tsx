@@ -40,13 +40,14 @@ export function DataTable<T>(props: {
     if (name && props.searchText) rows = rows.filter((r) => props.searchText!(r).toLowerCase().includes(name));
     const column = sort && props.columns.find((c) => c.key === sort.key);
     if (column?.sort) {
+      // Each row's key is computed once, not on every comparison.
       const value = column.sort;
-      rows = [...rows].sort((a, b) => {
-        const x = value(a);
-        const y = value(b);
+      const keyed = rows.map((row) => [value(row), row] as const);
+      keyed.sort(([x], [y]) => {
         const c = typeof x === 'number' && typeof y === 'number' ? x - y : collate(String(x), String(y));
         return sort!.desc ? -c : c;
       });
+      rows = keyed.map(([, row]) => row);
     }
     return rows;
   }, [props.rows, name, sort, props.columns]);

@@ -4,7 +4,7 @@
 
 import { useMemo, useState } from 'preact/hooks';
 import { ApiError, again, request } from '../api/client';
-import { RESOURCES, apiVersionOf, collectionPath, detailHref, objectPath } from '../api/resources';
+import { RESOURCES, apiVersionOf, collectionPath, detailHref, listHref, objectPath } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
 import { Age, Pill, managedBy } from '../components/badges';
@@ -25,35 +25,6 @@ type Dialog = 'scale' | 'restart' | 'rollback' | 'delete' | null;
 
 function errorOfCall(e: unknown): ApiError {
   return e instanceof ApiError ? e : new ApiError({ message: String((e as Error)?.message ?? e) });
-}
-
-/** Where the dashboard lists objects of a kind (after deleting one from its detail page). */
-function listHref(res: Resource): string {
-  switch (res.name) {
-    case 'deployments':
-    case 'replicasets':
-    case 'daemonsets':
-    case 'statefulsets':
-    case 'jobs':
-    case 'cronjobs':
-    case 'pods':
-      return `/workloads/${res.name}`;
-    case 'nodes':
-      return '/nodes';
-    case 'functions':
-      return '/functions';
-    case 'services':
-    case 'endpoints':
-    case 'endpointslices':
-      return '/services';
-    case 'configmaps':
-    case 'secrets':
-      return '/config';
-    case 'events':
-      return '/events';
-    default:
-      return '/';
-  }
 }
 
 /** `kubectl scale`: the scale subresource (all three scalable kinds serve it). */

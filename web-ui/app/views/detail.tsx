@@ -3,7 +3,7 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { K8sObject, Resource } from '../api/resources';
-import { detailHref, resource as resourceNamed, resourceOfKind, RESOURCES } from '../api/resources';
+import { detailHref, listHref, resource as resourceNamed, selectorText, resourceOfKind, RESOURCES } from '../api/resources';
 import { useList, useObject } from '../api/watch';
 import { Age, ageSort, containerRuntimes, Pill, podStatus, RuntimeBadge } from '../components/badges';
 import { Modal } from '../components/modal';
@@ -24,43 +24,12 @@ type OwnerRef = NonNullable<K8sObject['metadata']['ownerReferences']>[number];
 // ---------------------------------------------------------------------------------------------
 // Selectors
 
-/** A LabelSelector (`matchLabels`, `matchExpressions`) as the API's `labelSelector` text. */
-export function selectorText(selector: any): string {
-  if (!selector) return '';
-  const parts = Object.entries((selector.matchLabels ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
-  for (const e of (selector.matchExpressions ?? []) as { key: string; operator: string; values?: string[] }[]) {
-    const values = (e.values ?? []).join(',');
-    if (e.operator === 'In') parts.push(`${e.key} in (${values})`);
-    else if (e.operator === 'NotIn') parts.push(`${e.key} notin (${values})`);
-    else if (e.operator === 'Exists') parts.push(e.key);
-    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
-  }
-  return parts.join(',');
-}
-
-/** A Service's selector (a plain map) as selector text; empty when it selects nothing. */
-function mapSelector(map: Record<string, string> | undefined): string {
-  return Object.entries(map ?? {})
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
-}
-
 function matches(map: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
   const entries = Object.entries(map ?? {});
   return entries.length > 0 && entries.every(([k, v]) => labels?.[k] === v);
 }
 
 /** Where the list of a kind is. */
-function listHref(res: Resource): string {
-  if (['pods', 'deployments', 'replicasets', 'daemonsets', 'statefulsets', 'jobs', 'cronjobs'].includes(res.name)) return `/workloads/${res.name}`;
-  if (res.name === 'nodes') return '/nodes';
-  if (res.name === 'functions') return '/functions';
-  if (res.name === 'services' || res.name === 'endpoints' || res.name === 'endpointslices') return '/services';
-  if (res.name === 'configmaps' || res.name === 'secrets') return '/config';
-  if (res.name === 'events') return '/events';
-  return '/';
-}
-
 function ObjectLink(props: { apiVersion?: string; kind: string; namespace?: string | null; name: string }) {
   const res = resourceOfKind(props.apiVersion, props.kind);
   const text = `${props.kind}/${props.name}`;
@@ -425,17 +394,30 @@ function Summary(props: { res: Resource; object: K8sObject }) {
 // ---------------------------------------------------------------------------------------------
 // YAML
 
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** A Secret with its values (and the last-applied annotation, which repeats them) masked. */
+function maskSecret(o: K8sObject): K8sObject {
+  const mask = (values?: Record<string, string>) =>
+    values && Object.fromEntries(Object.keys(values).map((k) => [k, '•••']));
+  const annotations = o.metadata.annotations && { ...o.metadata.annotations };
+  if (annotations?.[LAST_APPLIED]) annotations[LAST_APPLIED] = '•••';
+  return { ...o, data: mask(o.data), stringData: mask(o.stringData), metadata: { ...o.metadata, annotations } };
+}
+
 function ObjectYaml(props: { object: K8sObject }) {
   const [showManaged, setShowManaged] = useState(false);
+  const secret = props.object.kind === 'Secret';
+  const [reveal, setReveal] = useState(false);
   const [text, setText] = useState<string | null>(null);
   const [copied, setCopied] = useState('');
   useEffect(() => {
     let gone = false;
-    const o = props.object;
+    const o = secret && !reveal ? maskSecret(props.object) : props.object;
     const shown = showManaged ? o : { ...o, metadata: { ...o.metadata, managedFields: undefined } };
     void import('./yaml-text').then(({ toYaml }) => !gone && setText(toYaml(JSON.parse(JSON.stringify(shown)))));
     return () => void (gone = true);
-  }, [props.object, showManaged]);
+  }, [props.object, showManaged, reveal]);
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(text ?? '');
@@ -452,6 +434,12 @@ function ObjectYaml(props: { object: K8sObject }) {
           <input type="checkbox" checked={showManaged} onChange={(e) => setShowManaged((e.currentTarget as HTMLInputElement).checked)} /> Show
           managedFields
         </label>
+        {secret && (
+          <label>
+            <input type="checkbox" checked={reveal} onChange={(e) => setReveal((e.currentTarget as HTMLInputElement).checked)} /> Reveal
+            values
+          </label>
+        )}
         <button onClick={copy} disabled={text === null}>
           Copy
         </button>
@@ -514,9 +502,11 @@ function OwnedOfKind(props: { res: Resource; namespace: string; uid: string }) {
   const revision = (o: K8sObject) => Number(o.metadata.annotations?.['deployment.kubernetes.io/revision'] ?? 0);
   if (props.res.name === 'replicasets') owned.sort((a, b) => revision(b) - revision(a));
   else owned.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  // Many pods belong in the Summary tab's table (virtualised); here a few and a count.
+  const shown = owned.slice(0, OWNED_LISTED);
   return (
     <>
-      {owned.map((o) => (
+      {shown.map((o) => (
         <li>
           <Link href={detailHref(props.res, o.metadata.namespace, o.metadata.name)}>
             {props.res.kind}/{o.metadata.name}
@@ -530,9 +520,16 @@ function OwnedOfKind(props: { res: Resource; namespace: string; uid: string }) {
           {props.res.name === 'pods' && <span class="muted"> {podStatus(o)}</span>}
         </li>
       ))}
+      {owned.length > shown.length && (
+        <li class="muted">
+          and {owned.length - shown.length} more {props.res.title} (all of them on the Summary tab)
+        </li>
+      )}
     </>
   );
 }
+
+const OWNED_LISTED = 50;
 
 function ServicesOfPod(props: { pod: K8sObject }) {
   const services = useList(RESOURCES.services, { namespace: props.pod.metadata.namespace });
@@ -543,7 +540,7 @@ function ServicesOfPod(props: { pod: K8sObject }) {
       {selecting.map((s) => (
         <li>
           <Link href={detailHref(RESOURCES.services, s.metadata.namespace, s.metadata.name)}>Service/{s.metadata.name}</Link>
-          <span class="muted"> selector {mapSelector(s.spec?.selector)}</span>
+          <span class="muted"> selector {selectorText({ matchLabels: s.spec?.selector })}</span>
         </li>
       ))}
     </ul>
@@ -586,7 +583,7 @@ function Related(props: { res: Resource; object: K8sObject }) {
       {res.name === 'services' && ns && (
         <section class="card">
           <h2>Pods of this Service</h2>
-          <PodsTable namespace={ns} selector={mapSelector(o.spec?.selector)} empty="This Service has no selector." />
+          <PodsTable namespace={ns} selector={selectorText({ matchLabels: o.spec?.selector })} empty="This Service has no selector." />
         </section>
       )}
     </div>

@@ -15,7 +15,8 @@ import { DataTable } from '../components/table';
 import type { Column } from '../components/table';
 import { Link } from '../router';
 import { namespace, parseSearch, search, useNow, useShared } from '../state';
-import { SAMPLE_INTERVAL_MS, formatSeconds, useFunctionLatency } from './metrics';
+import { SAMPLE_INTERVAL_MS, formatRate, formatSeconds, useFunctionLatency } from './metrics';
+import { invocationRate, recordInvocations } from '../components/rates';
 import '../styles/functions.css';
 
 /** The label on a Linux-image Function's Deployment and pods (control/src/controllers/function.rs). */
@@ -49,44 +50,6 @@ export function functionRuntime(fn: K8sObject, deployments: K8sObject[]): Runtim
 
 function routePath(fn: K8sObject): string {
   return fn.spec?.route?.path ?? `/${fn.metadata.name}`;
-}
-
-// ---- Request rate, from the invocation counts the watch brings ----
-
-const RATE_WINDOW_MS = 30_000;
-/** Invocation counts seen per Function uid (the newest sample older than the window, then the newer ones). */
-const counts = new Map<string, { t: number; n: number }[]>();
-
-function record(fn: K8sObject, now: number) {
-  const n = fn.status?.invocations;
-  const uid = fn.metadata.uid ?? `${fn.metadata.namespace}/${fn.metadata.name}`;
-  if (typeof n !== 'number') return;
-  let list = counts.get(uid) ?? [];
-  const last = list[list.length - 1];
-  if (last && n < last.n) list = []; // a gateway restarted: its count starts again
-  if (!last || last.n !== n) list.push({ t: now, n });
-  while (list.length > 2 && list[1].t <= now - RATE_WINDOW_MS) list.shift();
-  counts.set(uid, list);
-}
-
-/** Requests per second over the last 30 s (or since the page first saw the function); undefined until 2 s have passed. */
-function rateOf(fn: K8sObject, now: number): number | undefined {
-  const list = counts.get(fn.metadata.uid ?? `${fn.metadata.namespace}/${fn.metadata.name}`);
-  if (!list?.length) return undefined;
-  const last = list[list.length - 1];
-  const from = now - RATE_WINDOW_MS;
-  // The count at the window's start: the newest sample at or before it, else the oldest sample there is.
-  const older = list.filter((s) => s.t <= from);
-  const base = older.length ? { t: from, n: older[older.length - 1].n } : list[0];
-  const seconds = (now - base.t) / 1000;
-  if (seconds < 2) return undefined;
-  return (last.n - base.n) / seconds;
-}
-
-function formatRate(r: number | undefined): string {
-  if (r === undefined) return '—';
-  if (r === 0) return '0/s';
-  return r < 10 ? `${r.toFixed(2)}/s` : `${r.toFixed(1)}/s`;
 }
 
 // ---- The list ----
@@ -137,7 +100,7 @@ export function FunctionsList() {
   const deployments = useList(RESOURCES.deployments, { namespace: ns, labelSelector: FUNCTION_LABEL });
   const now = useNow(2000);
   // Note each new invocation count as the watch brings it, before this render reads the rates.
-  useMemo(() => list.items.forEach((f) => record(f, Date.now())), [list.items]);
+  useMemo(() => recordInvocations(list.items, Date.now()), [list.items]);
   const [deploying, setDeploying] = useState(false);
   const [invoking, setInvoking] = useState<K8sObject | null>(null);
 
@@ -168,7 +131,7 @@ export function FunctionsList() {
     { key: 'replicas', title: 'Replicas', render: (f) => <Replicas fn={f} runtime={runtimeOf(f)} />, sort: (f) => f.status?.replicas ?? -1 },
     { key: 'ready', title: 'Ready', render: (f) => <ReadyPill fn={f} />, sort: (f) => readyCondition(f)?.reason ?? '' },
     { key: 'invocations', title: 'Invocations', render: (f) => String(f.status?.invocations ?? 0), sort: (f) => f.status?.invocations ?? 0, align: 'right' },
-    { key: 'rate', title: 'Request rate', render: (f) => formatRate(rateOf(f, now)), sort: (f) => rateOf(f, now) ?? -1, align: 'right' },
+    { key: 'rate', title: 'Request rate', render: (f) => formatRate(invocationRate(f, now) ?? NaN), sort: (f) => invocationRate(f, now) ?? -1, align: 'right' },
     { key: 'latency', title: 'Latency p50 / p99', render: (f) => <Latency fn={f} />, align: 'right' },
     { key: 'age', title: 'Age', render: (f) => <Age since={f.metadata.creationTimestamp} />, sort: ageSort },
     {

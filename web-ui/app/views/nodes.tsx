@@ -1,9 +1,9 @@
 // Nodes: capacity, allocatable, requested and used, runtimes, conditions, taints, pods; cordon and uncordon.
 
 import { useMemo, useState } from 'preact/hooks';
-import { ApiError, request } from '../api/client';
+import { again, request } from '../api/client';
 import type { K8sObject } from '../api/resources';
-import { RESOURCES, detailHref } from '../api/resources';
+import { RESOURCES, detailHref, objectPath } from '../api/resources';
 import { useList, useObject } from '../api/watch';
 import type { Runtime } from '../components/badges';
 import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, podStatus } from '../components/badges';
@@ -145,19 +145,13 @@ export function addLoad(loads: Map<string, NodeLoad>, pod: K8sObject) {
 
 /** Marks a node (un)schedulable, as kubectl cordon/uncordon do (a merge patch of spec.unschedulable). */
 export async function setUnschedulable(name: string, unschedulable: boolean) {
-  // The patch is idempotent, so a request the browser dropped (Chromium drops requests in flight
-  // when the machine's network changes, as it does when pods start) is simply sent again.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await request('PATCH', `/api/v1/nodes/${encodeURIComponent(name)}`, {
-        body: { spec: { unschedulable: unschedulable ? true : null } },
-        contentType: 'application/merge-patch+json',
-      });
-    } catch (e) {
-      if (!(e instanceof ApiError && e.reason === 'NetworkError') || attempt >= 3) throw e;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
+  // Idempotent, so a request the browser dropped is simply sent again.
+  return again(() =>
+    request('PATCH', objectPath(RESOURCES.nodes, null, name), {
+      body: { spec: { unschedulable: unschedulable ? true : null } },
+      contentType: 'application/merge-patch+json',
+    }),
+  );
 }
 
 export function CordonButton(props: { node: K8sObject }) {

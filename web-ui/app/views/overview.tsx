@@ -10,8 +10,10 @@ import { ErrorBox, Loading, Page } from '../components/page';
 import { Link } from '../router';
 import { namespace, useNow, useShared } from '../state';
 import { formatRate } from './metrics';
+import { invocationRate, recordInvocations } from '../components/rates';
 import type { NodeLoad } from './nodes';
 import { NodeRuntimes, NodeStatus, addLoad, isReady } from './nodes';
+import { lastSeen } from './events';
 import '../styles/overview.css';
 
 export const PHASES = ['Running', 'Pending', 'Succeeded', 'Failed', 'Unknown'] as const;
@@ -76,40 +78,6 @@ export function podStats(pods: K8sObject[], ns: string | null): PodStats {
     else if (c.linux) stats.pods.linux++;
   }
   return stats;
-}
-
-// ---- Request rates of functions, from status.invocations as watch events bring it ----
-
-const RATE_WINDOW_MS = 60_000;
-const KEEP_MS = 5 * 60_000;
-
-/** Per function (`namespace/name`): when its invocation count was seen to change, and to what. */
-const observed = new Map<string, { t: number; v: number }[]>();
-
-function observe(functions: K8sObject[], now: number) {
-  for (const f of functions) {
-    const key = `${f.metadata.namespace}/${f.metadata.name}`;
-    const v = Number(f.status?.invocations ?? 0);
-    let seen = observed.get(key);
-    if (!seen) observed.set(key, (seen = []));
-    if (seen.length && seen[seen.length - 1].v === v) continue;
-    seen.push({ t: now, v });
-    while (seen.length > 2 && seen[1].t < now - KEEP_MS) seen.shift();
-  }
-}
-
-/** Requests per second over the last minute: the change of the count since the last value seen
- *  before the minute began (or since the page first saw the function), over that time. NaN while
- *  not known: no change seen yet and the page has watched the function for less than a minute. */
-export function invocationRate(key: string, now: number): number {
-  const seen = observed.get(key);
-  if (!seen?.length) return NaN;
-  if (seen.length < 2) return now - seen[0].t < RATE_WINDOW_MS ? NaN : 0;
-  let base = seen[0];
-  for (const s of seen) if (s.t <= now - RATE_WINDOW_MS) base = s;
-  const last = seen[seen.length - 1];
-  const seconds = (now - base.t) / 1000;
-  return seconds > 0 && last.v > base.v ? (last.v - base.v) / seconds : 0;
 }
 
 // ---- The page ----
@@ -284,16 +252,12 @@ function RuntimesCard(props: { stats: PodStats; loaded: boolean }) {
 
 const WARNINGS_SHOWN = 8;
 
-function eventTime(e: K8sObject): string | undefined {
-  return e.lastTimestamp ?? e.series?.lastObservedTime ?? e.eventTime ?? e.firstTimestamp ?? e.metadata.creationTimestamp;
-}
-
 function WarningsCard(props: { ns: string | null }) {
   const events = useList(RESOURCES.events, { namespace: props.ns, fieldSelector: 'type=Warning' });
   const recent = useMemo(
     () =>
       events.items
-        .map((e) => ({ e, t: Date.parse(eventTime(e) ?? '') || 0 }))
+        .map((e) => ({ e, t: Date.parse(lastSeen(e) ?? '') || 0 }))
         .sort((a, b) => b.t - a.t)
         .slice(0, WARNINGS_SHOWN)
         .map((x) => x.e),
@@ -330,7 +294,7 @@ function WarningsCard(props: { ns: string | null }) {
                 </span>
                 <span class="muted when">
                   {count > 1 && `×${count} · `}
-                  <Age since={eventTime(e)} />
+                  <Age since={lastSeen(e)} />
                 </span>
               </li>
             );
@@ -348,13 +312,13 @@ function TopFunctionsCard(props: { ns: string | null }) {
   // Rates decay while no change comes: recompute them every 5 s as well.
   const tick = useNow(5000);
   // Record a change when a watch event brings one (the list changes), not on the clock's tick.
-  useMemo(() => observe(functions.items, Date.now()), [functions.items]);
+  useMemo(() => recordInvocations(functions.items, Date.now()), [functions.items]);
   const top = useMemo(
     () =>
       functions.items
         .map((f) => ({
           f,
-          rate: invocationRate(`${f.metadata.namespace}/${f.metadata.name}`, Date.now()),
+          rate: invocationRate(f, Date.now()) ?? NaN,
           invocations: Number(f.status?.invocations ?? 0),
         }))
         .sort(

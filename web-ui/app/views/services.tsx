@@ -2,7 +2,7 @@
 // EndpointSlices list (kubernetes.io/service-name), each a pod IP linking to its pod.
 
 import { useMemo, useState } from 'preact/hooks';
-import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
+import { RESOURCES, detailHref, resourceOfKind, selectorText } from '../api/resources';
 import type { K8sObject } from '../api/resources';
 import { useList } from '../api/watch';
 import { Age, ageSort } from '../components/badges';
@@ -73,11 +73,7 @@ function nodePorts(svc: K8sObject): string {
     .join(', ');
 }
 
-function selectorText(svc: K8sObject): string {
-  return Object.entries((svc.spec?.selector ?? {}) as Record<string, string>)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
-}
+const serviceSelector = (svc: K8sObject) => selectorText({ matchLabels: svc.spec?.selector });
 
 function clusterIP(svc: K8sObject): string {
   if (svc.spec?.type === 'ExternalName') return svc.spec?.externalName ?? '';
@@ -139,7 +135,7 @@ function EndpointsPanel(props: { service: K8sObject; entry?: ServiceEndpoints; o
       {entry?.ports.length ? <div class="muted">Ports: {entry.ports.join(', ')}</div> : null}
       {rows.length === 0 ? (
         <p class="muted">
-          {service.spec?.selector ? `No pod matches ${selectorText(service)} yet.` : 'This Service has no selector: its endpoints are managed by hand.'}
+          {service.spec?.selector ? `No pod matches ${serviceSelector(service)} yet.` : 'This Service has no selector: its endpoints are managed by hand.'}
         </p>
       ) : (
         <table class="endpoints">
@@ -197,8 +193,8 @@ export function ServicesList() {
       {
         key: 'selector',
         title: 'Selector',
-        render: (s) => (selectorText(s) ? <code title={selectorText(s)}>{selectorText(s)}</code> : <span class="muted">none</span>),
-        sort: selectorText,
+        render: (s) => (serviceSelector(s) ? <code title={serviceSelector(s)}>{serviceSelector(s)}</code> : <span class="muted">none</span>),
+        sort: serviceSelector,
       },
       {
         key: 'endpoints',

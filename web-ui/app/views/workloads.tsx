@@ -4,7 +4,7 @@
 
 import { useMemo } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
-import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
+import { RESOURCES, detailHref, resourceOfKind, selectorText } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
 import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, managedBy, podStatus } from '../components/badges';
@@ -159,7 +159,7 @@ const selectorCol: Col = {
   key: 'selector',
   title: 'Selector',
   render: (o) => {
-    const text = selectorText(o.spec?.selector);
+    const text = selectorText(o.spec?.selector) || '<none>';
     return (
       <span class="mono muted clip" title={text}>
         {text}
@@ -167,18 +167,6 @@ const selectorCol: Col = {
     );
   },
 };
-
-function selectorText(selector: any): string {
-  if (!selector) return '<none>';
-  const parts = Object.entries(selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
-  for (const e of selector.matchExpressions ?? []) {
-    const values = (e.values ?? []).join(',');
-    if (e.operator === 'Exists') parts.push(e.key);
-    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
-    else parts.push(`${e.key} ${e.operator === 'NotIn' ? 'notin' : 'in'} (${values})`);
-  }
-  return parts.join(',') || '<none>';
-}
 
 const SHORT_KINDS: Record<string, string> = {
   Deployment: 'deploy',
