@@ -2,7 +2,7 @@
 // route table. Views live in views/, one area per file.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, get, onSignOut, setToken, token } from './api/client';
+import { ApiError, again, get, onSignOut, setToken, token } from './api/client';
 import { RESOURCES } from './api/resources';
 import { useList } from './api/watch';
 import { Modal } from './components/modal';
@@ -61,7 +61,7 @@ function SignIn(props: { onSignedIn: () => void }) {
     setError('');
     setToken(value.trim());
     try {
-      await get('/api/v1/namespaces?limit=1');
+      await again(() => get('/api/v1/namespaces?limit=1'));
       props.onSignedIn();
     } catch (err) {
       setToken(null);

@@ -84,7 +84,15 @@ export async function open({ theme, signIn = true, path = '/', token = TOKEN, na
       });
       page.on('console', (m) => m.type() === 'error' && console.error(`[browser console] ${m.text()}`));
     }
-    await page.goto(uiUrl('/'));
+    // Chromium aborts loads in flight when the host's network changes (pods starting): load again, as a user would.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await page.goto(uiUrl('/'));
+        break;
+      } catch (e) {
+        if (attempt >= 3 || !String(e?.message).includes('ERR_NETWORK_CHANGED')) throw e;
+      }
+    }
     if (signIn) {
       await signInWith(page, token);
       if (path !== '/') await goto(page, path);

@@ -177,6 +177,8 @@ impl NodeNetwork {
         let gateway = pod_cidr.hosts().next().ok_or_else(|| format!("podCIDR {pod_cidr} has no host addresses"))?;
         if ip(&["link", "show", "dev", &bridge]).await.is_err() {
             ip(&["link", "add", &bridge, "type", "bridge"]).await?;
+            // IPv4 only; see `attach` on why the host gets no more IPv6 addresses than it had.
+            ip(&["link", "set", &bridge, "addrgenmode", "none"]).await?;
         }
         ip(&["addr", "replace", &format!("{gateway}/{}", pod_cidr.prefix_len()), "dev", &bridge]).await?;
         ip(&["link", "set", &bridge, "up"]).await?;
@@ -235,6 +237,9 @@ impl NodeNetwork {
         let netns_path = netns.to_string_lossy().into_owned();
         let wired = async {
             ip(&["link", "set", &peer, "netns", &netns_path]).await?;
+            // No IPv6 link-local address on the host end (the pod network is IPv4): a new address on
+            // the host makes browsers there (the dashboard's) abort every request in flight.
+            ip(&["link", "set", &host, "addrgenmode", "none"]).await?;
             ip(&["link", "set", &host, "master", &self.bridge, "up"]).await?;
             let script = format!(
                 "link set {peer} name eth0\naddr add {cidr} dev eth0\nlink set eth0 up\n\
