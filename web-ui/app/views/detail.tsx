@@ -5,6 +5,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { K8sObject, Resource } from '../api/resources';
 import { detailHref, listHref, resource as resourceNamed, selectorText, resourceOfKind, RESOURCES } from '../api/resources';
 import { useList, useObject } from '../api/watch';
+import { Conditions } from '../components/conditions';
 import { Age, ageSort, containerRuntimes, Pill, podStatus, RuntimeBadge } from '../components/badges';
 import { Modal } from '../components/modal';
 import { ErrorBox, Loading, Page, Tabs } from '../components/page';
@@ -233,38 +234,6 @@ function Containers(props: { pod: K8sObject }) {
               </tr>
             );
           })}
-        </tbody>
-      </table>
-    </section>
-  );
-}
-
-function Conditions(props: { conditions: any[] }) {
-  return (
-    <section class="card">
-      <h2>Conditions</h2>
-      <table class="data plain" aria-label="Conditions">
-        <thead>
-          <tr>
-            <th>Type</th>
-            <th>Status</th>
-            <th>Reason</th>
-            <th>Message</th>
-            <th>Changed</th>
-          </tr>
-        </thead>
-        <tbody>
-          {props.conditions.map((c) => (
-            <tr>
-              <td>{c.type}</td>
-              <td>
-                <Pill text={c.status} />
-              </td>
-              <td>{c.reason ?? ''}</td>
-              <td class="wrap">{c.message ?? ''}</td>
-              <td>{c.lastTransitionTime ? <Age since={c.lastTransitionTime} /> : ''}</td>
-            </tr>
-          ))}
         </tbody>
       </table>
     </section>

@@ -5,6 +5,7 @@ import { useMemo, useState } from 'preact/hooks';
 import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
 import type { K8sObject } from '../api/resources';
 import { useList } from '../api/watch';
+import type { LiveList } from '../api/watch';
 import { Age, Pill } from '../components/badges';
 import { ErrorBox, Loading, Page } from '../components/page';
 import { DataTable } from '../components/table';
@@ -106,21 +107,39 @@ export function EventsTimeline() {
       subtitle={`${ns === null ? 'All namespaces' : `Namespace ${ns}`} · live, newest first`}
       actions={<TypeSelect value={filter} onChange={setFilter} counts={counts} />}
     >
+      <EventsTable list={list} rows={rows} columns={cols} searchText={searchText} empty={filter === 'all' ? 'No events.' : `No ${filter} events.`} />
+    </Page>
+  );
+}
+
+/** A live list of events, newest first, once loaded (its error shows only until then: the informer retries). */
+function EventsTable(props: {
+  list: LiveList;
+  rows: K8sObject[];
+  columns: Column<K8sObject>[];
+  searchText?: (e: K8sObject) => string;
+  empty: string;
+  maxHeight?: number;
+}) {
+  const { list } = props;
+  return (
+    <>
       <ErrorBox error={list.loaded ? null : list.error} />
       {!list.loaded && !list.error ? (
         <Loading />
       ) : (
         <DataTable
           label="Events"
-          rows={rows}
-          columns={cols}
+          rows={props.rows}
+          columns={props.columns}
           rowKey={(e) => `${e.metadata.namespace}/${e.metadata.name}`}
-          searchText={searchText}
+          searchText={props.searchText}
           initialSort={{ key: 'last', desc: true }}
-          empty={filter === 'all' ? 'No events.' : `No ${filter} events.`}
+          empty={props.empty}
+          maxHeight={props.maxHeight}
         />
       )}
-    </Page>
+    </>
   );
 }
 
@@ -142,20 +161,7 @@ export function ObjectEvents(props: { object: K8sObject }) {
       <div class="object-events-head">
         <TypeSelect value={filter} onChange={setFilter} counts={counts} />
       </div>
-      <ErrorBox error={list.loaded ? null : list.error} />
-      {!list.loaded && !list.error ? (
-        <Loading />
-      ) : (
-        <DataTable
-          label="Events"
-          rows={rows}
-          columns={cols}
-          rowKey={(e) => `${e.metadata.namespace}/${e.metadata.name}`}
-          initialSort={{ key: 'last', desc: true }}
-          empty={`No events about this ${kind ?? 'object'}.`}
-          maxHeight={420}
-        />
-      )}
+      <EventsTable list={list} rows={rows} columns={cols} empty={`No events about this ${kind ?? 'object'}.`} maxHeight={420} />
     </div>
   );
 }

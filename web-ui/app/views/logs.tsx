@@ -5,7 +5,7 @@
 
 import type { ComponentChildren } from 'preact';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { again, authHeaders, bearerProtocol, errorOf, send, withQuery } from '../api/client';
+import { ApiError, again, bearerProtocol, send, withQuery } from '../api/client';
 import type { K8sObject } from '../api/resources';
 import { RESOURCES, objectPath } from '../api/resources';
 import { useList } from '../api/watch';
@@ -184,16 +184,10 @@ class LogStream {
     let skip = this.atLastTs;
     let response: Response;
     try {
-      response = await fetch(this.options.url(resuming ? this.lastTs : null), {
-        headers: authHeaders(),
-        signal: this.abort.signal,
-      });
+      response = await send('GET', this.options.url(resuming ? this.lastTs : null), { signal: this.abort.signal });
     } catch (e) {
-      return { kind: 'error', message: `cannot reach the API server: ${(e as Error).message}` };
-    }
-    if (!response.ok) {
-      const error = await errorOf(response);
-      return { kind: 'error', message: error.message, code: error.code };
+      if (e instanceof ApiError) return { kind: 'error', message: e.message, code: e.code || undefined };
+      return { kind: 'error', message: (e as Error).message };
     }
     this.state({ kind: 'live' });
     this.gotLines = false;

@@ -587,6 +587,30 @@ function podLimits(pod: K8sObject): { cpu?: number; memory?: number } {
   return { cpu: all('cpu'), memory: all('memory') };
 }
 
+type Ceiling = { label: string; value: number } | undefined;
+
+/** The CPU and memory charts of a pod or a node, each against its ceiling (limit, allocatable). */
+function UsageCharts(props: { samples: { cpu: number | null; memory: number | null }[]; cpu: Ceiling; memory: Ceiling }) {
+  return (
+    <>
+      <LineChart
+        title="CPU"
+        series={[{ name: 'CPU', values: props.samples.map((s) => s.cpu) }]}
+        format={formatCpu}
+        ceiling={props.cpu}
+        intervalSeconds={SAMPLE_INTERVAL_MS / 1000}
+      />
+      <LineChart
+        title="Memory"
+        series={[{ name: 'Memory', values: props.samples.map((s) => s.memory), tone: 's-1' }]}
+        format={formatBytes}
+        ceiling={props.memory}
+        intervalSeconds={SAMPLE_INTERVAL_MS / 1000}
+      />
+    </>
+  );
+}
+
 export function PodMetricsPanel(props: { pod: K8sObject }) {
   const { namespace = 'default', name } = props.pod.metadata;
   const { samples, error } = usePodMetrics(namespace, name);
@@ -595,19 +619,10 @@ export function PodMetricsPanel(props: { pod: K8sObject }) {
   const names = Object.keys(last?.containers ?? {});
   return (
     <MetricsPanel error={error} empty={samples.length === 0}>
-      <LineChart
-        title="CPU"
-        series={[{ name: 'CPU', values: samples.map((s) => s.cpu) }]}
-        format={formatCpu}
-        ceiling={limits.cpu ? { label: 'limit', value: limits.cpu } : undefined}
-        intervalSeconds={SAMPLE_INTERVAL_MS / 1000}
-      />
-      <LineChart
-        title="Memory"
-        series={[{ name: 'Memory', values: samples.map((s) => s.memory), tone: 's-1' }]}
-        format={formatBytes}
-        ceiling={limits.memory ? { label: 'limit', value: limits.memory } : undefined}
-        intervalSeconds={SAMPLE_INTERVAL_MS / 1000}
+      <UsageCharts
+        samples={samples}
+        cpu={limits.cpu ? { label: 'limit', value: limits.cpu } : undefined}
+        memory={limits.memory ? { label: 'limit', value: limits.memory } : undefined}
       />
       {names.length > 1 && (
         <table class="metrics-containers" aria-label="Container usage">
@@ -642,19 +657,10 @@ export function NodeMetricsPanel(props: { node: K8sObject }) {
   const allocatable = props.node.status?.allocatable ?? {};
   return (
     <MetricsPanel error={error} empty={samples.length === 0}>
-      <LineChart
-        title="CPU"
-        series={[{ name: 'CPU', values: samples.map((s) => s.cpu) }]}
-        format={formatCpu}
-        ceiling={{ label: 'allocatable', value: parseQuantity(allocatable.cpu) }}
-        intervalSeconds={SAMPLE_INTERVAL_MS / 1000}
-      />
-      <LineChart
-        title="Memory"
-        series={[{ name: 'Memory', values: samples.map((s) => s.memory), tone: 's-1' }]}
-        format={formatBytes}
-        ceiling={{ label: 'allocatable', value: parseQuantity(allocatable.memory) }}
-        intervalSeconds={SAMPLE_INTERVAL_MS / 1000}
+      <UsageCharts
+        samples={samples}
+        cpu={{ label: 'allocatable', value: parseQuantity(allocatable.cpu) }}
+        memory={{ label: 'allocatable', value: parseQuantity(allocatable.memory) }}
       />
     </MetricsPanel>
   );

@@ -6,6 +6,8 @@ import type { K8sObject } from '../api/resources';
 import { RESOURCES, detailHref, objectPath } from '../api/resources';
 import { useList, useObject } from '../api/watch';
 import type { Runtime } from '../components/badges';
+import { Conditions } from '../components/conditions';
+import type { Condition } from '../components/conditions';
 import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, podStatus } from '../components/badges';
 import { ErrorBox, Loading, Page, Tabs } from '../components/page';
 import type { Column } from '../components/table';
@@ -15,15 +17,6 @@ import { NodeMetricsPanel, formatBytes, formatCpu, parseQuantity, useAllNodeMetr
 import '../styles/nodes.css';
 
 // ---- What a node says about itself ----
-
-interface Condition {
-  type: string;
-  status: string;
-  reason?: string;
-  message?: string;
-  lastTransitionTime?: string;
-  lastHeartbeatTime?: string;
-}
 
 interface Taint {
   key: string;
@@ -472,43 +465,7 @@ function NodeSummary(props: { node: K8sObject }) {
         {metrics.error && <p class="muted small">Used: metrics not available: {metrics.error.message}</p>}
       </section>
 
-      <section class="card" aria-labelledby="node-conditions">
-        <h2 id="node-conditions">Conditions</h2>
-        <table class="plain" aria-labelledby="node-conditions">
-          <thead>
-            <tr>
-              <th>Type</th>
-              <th>Status</th>
-              <th>Reason</th>
-              <th>Message</th>
-              <th>Last transition</th>
-              <th>Last heartbeat</th>
-            </tr>
-          </thead>
-          <tbody>
-            {conditions.map((c) => {
-              // Pressure conditions are good when False; Ready is good when True.
-              const good = c.type === 'Ready' ? c.status === 'True' : c.status === 'False';
-              return (
-                <tr key={c.type}>
-                  <th scope="row">{c.type}</th>
-                  <td>
-                    <Pill text={c.status} tone={c.status === 'Unknown' ? 'warn' : good ? 'ok' : 'bad'} />
-                  </td>
-                  <td>{c.reason ?? ''}</td>
-                  <td class="wrap">{c.message ?? ''}</td>
-                  <td>
-                    <Age since={c.lastTransitionTime} />
-                  </td>
-                  <td>
-                    <Age since={c.lastHeartbeatTime} />
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </section>
+      <Conditions conditions={conditions} />
 
       <div class="grid">
         <section class="card" aria-labelledby="node-taints">
