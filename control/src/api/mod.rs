@@ -19,8 +19,10 @@ mod proxy;
 pub mod request;
 mod resource_metrics;
 mod resources;
+mod reviews;
 mod runtime_class;
 pub mod serve;
+mod token_request;
 mod watch;
 
 use std::sync::Arc;
@@ -36,7 +38,9 @@ use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
+use crate::auth::authz::Authorizer;
 use crate::auth::tokens::Authenticator;
+use crate::auth::{Attributes, impersonation};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -47,6 +51,8 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct ApiState {
     pub store: Store,
     pub auth: Authenticator,
+    /// Decides what an authenticated user may do.
+    pub authz: Authorizer,
     pub max_body: usize,
     /// Presented to agents when the API server calls them (logs).
     pub node_token: String,
@@ -73,6 +79,7 @@ impl ApiState {
         admission: crate::server::AdmissionOptions,
     ) -> Self {
         Self {
+            authz: Authorizer::new(store.clone()),
             store,
             auth,
             max_body: MAX_BODY,
@@ -190,15 +197,24 @@ async fn route(
     spdy: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response> {
     let registry = uri.path() == "/v2" || uri.path().starts_with("/v2/");
-    if state.auth.authenticate_request(headers).is_none() {
+    let Some(user) = state.auth.authenticate_request(headers) else {
         return if registry { Ok(crate::oci::unauthorized()) } else { Err(Error::Unauthorized) };
-    }
+    };
+    let user = impersonation::apply(&state.authz, user, headers)?;
     if registry {
+        state.authz.check(&Attributes::non_resource(user, method, uri.path()))?;
         // Blob uploads stream to disk, without the API's body limit.
         return Ok(state.registry.handle(method, uri, headers, body).await);
     }
     let path = uri.path().trim_end_matches('/');
     let query = parsed.query?;
+    let target = parsed.target?;
+    let attributes = match &target {
+        Some(target) => Attributes::resource(user, method, target, &query, path),
+        None => Attributes::non_resource(user, method, uri.path()),
+    };
+    state.authz.check(&attributes)?;
+    let user = &attributes.user;
     let json = |value: &serde_json::Value| output::json(StatusCode::OK, value, &[]);
     let read_only =
         |response: Response| if *method == Method::GET { Ok(response) } else { Err(Error::MethodNotAllowed) };
@@ -219,7 +235,7 @@ async fn route(
             read_only(json(document))
         }
         _ if path.starts_with(resource_metrics::PREFIX) => resource_metrics::serve(state, method, path, &query).await,
-        _ => match parsed.target? {
+        _ => match target {
             Some(target) if target.subresource == Some(crate::registry::kinds::Subresource::Exec) => {
                 exec::pod_exec(state, &target, uri.query(), upgrade).await
             }
@@ -237,7 +253,7 @@ async fn route(
             }
             Some(target) => {
                 let body = collect(body, state.max_body).await?;
-                resources::handle(state, method, target, query, headers, body).await
+                resources::handle(state, user, method, target, query, headers, body).await
             }
             None => {
                 let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();

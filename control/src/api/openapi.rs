@@ -23,6 +23,7 @@ const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 const BINDING: &str = "io.k8s.api.core.v1.Binding";
+const TOKEN_REQUEST: &str = "io.k8s.api.authentication.v1.TokenRequest";
 
 /// Body types of PATCH operations. kubectl apply computes its patch from these documents only
 /// if the PATCH operation of the kind lists `application/strategic-merge-patch+json`; otherwise
@@ -151,6 +152,7 @@ fn gvks_of(name: &str) -> Vec<Value> {
         STATUS => vec![gvk("", "v1", "Status")],
         SCALE => vec![gvk("autoscaling", "v1", "Scale")],
         BINDING => vec![gvk("", "v1", "Binding")],
+        TOKEN_REQUEST => vec![gvk("authentication.k8s.io", "v1", "TokenRequest")],
         DELETE_OPTIONS => kinds::group_versions().into_iter().map(|(g, v)| gvk(g, v, "DeleteOptions")).collect(),
         _ => RESOURCES
             .iter()
@@ -178,6 +180,7 @@ fn sub_definition(r: &ResourceInfo, sub: Subresource) -> Option<&'static str> {
         | Subresource::PortForward
         | Subresource::Eviction
         | Subresource::Proxy => None,
+        Subresource::Token => Some(TOKEN_REQUEST),
     }
 }
 
@@ -344,6 +347,11 @@ fn add_paths(paths: &mut Map<String, Value>, r: &'static ResourceInfo) {
         coll_params.push(namespace_param());
     }
     coll_params.push(pretty());
+    if r.is_review() {
+        let post = ctx.write("create", &id, &format!("create a {}", r.kind), r.definition, kind_gvk);
+        paths.insert(collection, json!({"parameters": coll_params, "post": post}));
+        return;
+    }
     paths.insert(
         collection,
         json!({

@@ -12,9 +12,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::ApiState;
+use super::admission;
 use super::output;
 use super::patch;
 use super::request::{self, FieldValidation, Output, Query, Target};
+use crate::auth::User;
 use crate::error::{Error, Result};
 use crate::registry::kinds::{ResourceInfo, Subresource};
 use crate::registry::selector::{FieldSelector, LabelSelector};
@@ -26,6 +28,7 @@ const MAX_ATTEMPTS: usize = 16;
 
 pub async fn handle(
     state: &ApiState,
+    user: &User,
     method: &Method,
     target: Target,
     query: Query,
@@ -34,6 +37,9 @@ pub async fn handle(
 ) -> Result<Response> {
     let output = request::output(headers, &query)?;
     let sub = target.subresource;
+    if target.resource.is_review() && !(method == Method::POST && target.name.is_none()) {
+        return Err(Error::MethodNotAllowed);
+    }
     match (method.as_str(), target.name.is_some(), sub) {
         ("GET", false, None) if query.flag("watch") => super::watch::serve(state, &target, &query, output),
         ("GET", false, None) => list(state, &target, &query, output),
@@ -43,7 +49,13 @@ pub async fn handle(
             Ok(output::json(StatusCode::OK, &to_scale(target.resource, &stored.object)?, &[]))
         }
         ("GET", true, Some(Subresource::Log)) => super::logs::pod_log(state, &target, &query).await,
-        ("POST", false, None) => create(state, &target, &query, headers, &body, output).await,
+        ("POST", false, None) if target.resource.is_review() => {
+            super::reviews::create(state, user, &target, &query, headers, &body).await
+        }
+        ("POST", false, None) => create(state, user, &target, &query, headers, &body, output).await,
+        ("POST", true, Some(Subresource::Token)) => {
+            super::token_request::create(state, user, &target, &query, headers, &body).await
+        }
         ("POST", true, Some(Subresource::Binding)) => bind(state, &target, &query, headers, &body).await,
         ("POST", true, Some(Subresource::Eviction)) => {
             super::eviction::evict(state, &target, &query, headers, &body).await
@@ -51,11 +63,11 @@ pub async fn handle(
         ("PUT", true, _) if updatable(sub) => {
             let body = decoded(state, &target, &query, headers, &body)?;
             let precondition = resource_version(&body.object)?;
-            write_back(state, &target, &query, output, body.warnings, precondition, move |_| Ok(body.object.clone()))
-                .await
+            let edit = Edit { user, output, warnings: body.warnings, precondition };
+            write_back(state, &target, &query, edit, move |_| Ok(body.object.clone())).await
         }
-        ("PATCH", true, _) if updatable(sub) => patch(state, &target, &query, headers, &body, output).await,
-        ("DELETE", true, None) => delete(state, &target, &query, headers, &body, output).await,
+        ("PATCH", true, _) if updatable(sub) => patch(state, user, &target, &query, headers, &body, output).await,
+        ("DELETE", true, None) => delete(state, user, &target, &query, headers, &body, output).await,
         ("DELETE", false, None) => delete_collection(state, &target, &query, headers, &body).await,
         _ => Err(Error::MethodNotAllowed),
     }
@@ -305,6 +317,7 @@ fn place(target: &Target, object: &mut Value) -> Result<()> {
 
 async fn create(
     state: &ApiState,
+    user: &User,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -315,7 +328,7 @@ async fn create(
     if resource.namespaced && target.namespace.is_none() {
         return Err(Error::MethodNotAllowed);
     }
-    let Decoded { mut object, warnings } = decoded(state, target, query, headers, body)?;
+    let Decoded { mut object, mut warnings } = decoded(state, target, query, headers, body)?;
     place(target, &mut object)?;
     let meta = &mut object["metadata"];
     if meta["name"].as_str().is_none_or(str::is_empty)
@@ -328,17 +341,26 @@ async fn create(
     }
     strategy::prepare_create(resource, &mut object);
     defaults::apply(resource, &mut object);
-    if resource.kind == "Pod" && resource.group.is_empty() {
-        super::admission::default_tolerations(&mut object, &state.admission);
-        super::runtime_class::admit_pod(&state.store, &mut object)?;
-    }
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let dry_run = query.dry_run()?;
+    let namespace = target.namespace.as_deref().unwrap_or_default();
+    let admission = admission::Request {
+        user,
+        operation: admission::Operation::Create,
+        resource,
+        subresource: None,
+        namespace,
+        name: &name,
+        dry_run,
+    };
+    warnings.extend(admission::mutate(state, &admission, &mut object, None).await?);
     let _allocating = service_alloc::admit(&state.store, &state.admission, resource, &mut object, None).await?;
     let causes = validation::validate(resource, &object, None);
     if !causes.is_empty() {
         return Err(invalid(resource, &object, causes));
     }
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    if query.dry_run()? {
+    warnings.extend(admission::validate(state, &admission, &object, None).await?);
+    if dry_run {
         if state.store.get(&key(target, &name)).is_some() {
             return Err(write_error(resource, &name, WriteError::AlreadyExists));
         }
@@ -363,6 +385,15 @@ fn finalized(resource: &ResourceInfo, obj: &Value) -> bool {
         && (resource.kind != "Namespace" || empty(&obj["spec"]["finalizers"]))
 }
 
+/// Who edits an object, how the answer is rendered and what it must be based on.
+struct Edit<'a> {
+    user: &'a User,
+    output: Output,
+    warnings: Vec<String>,
+    /// The resourceVersion the client pinned, if any.
+    precondition: Option<i64>,
+}
+
 /// The read-modify-write loop shared by update, patch and the subresources: `change` builds
 /// the wanted object from the current one; admission runs on the result; the write is retried
 /// on conflicts unless `precondition` pins a resourceVersion.
@@ -370,11 +401,10 @@ async fn write_back(
     state: &ApiState,
     target: &Target,
     query: &Query,
-    output: Output,
-    warnings: Vec<String>,
-    precondition: Option<i64>,
+    edit: Edit<'_>,
     change: impl Fn(&Value) -> Result<Value>,
 ) -> Result<Response> {
+    let Edit { user, output, warnings, precondition } = edit;
     let resource = target.resource;
     let name = target.name.as_deref().unwrap_or_default();
     let dry_run = query.dry_run()?;
@@ -414,11 +444,23 @@ async fn write_back(
         let status_only = target.subresource == Some(Subresource::Status);
         strategy::prepare_update(resource, &mut new, old, target.subresource.filter(|_| status_only));
         defaults::apply(resource, &mut new);
+        let admission = admission::Request {
+            user,
+            operation: admission::Operation::Update,
+            resource,
+            subresource: target.subresource,
+            namespace: target.namespace.as_deref().unwrap_or_default(),
+            name,
+            dry_run,
+        };
+        let mut warnings = warnings.clone();
+        warnings.extend(admission::mutate(state, &admission, &mut new, Some(old)).await?);
         let _allocating = service_alloc::admit(&state.store, &state.admission, resource, &mut new, Some(old)).await?;
         let causes = validation::validate(resource, &new, Some(old));
         if !causes.is_empty() {
             return Err(invalid(resource, &new, causes));
         }
+        warnings.extend(admission::validate(state, &admission, &new, Some(old)).await?);
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         let render = |obj: &Value, bytes: Option<&Bytes>| -> Result<Response> {
             if scale_view {
@@ -449,6 +491,7 @@ async fn write_back(
 
 async fn patch(
     state: &ApiState,
+    user: &User,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -501,7 +544,8 @@ async fn patch(
         }
         Ok(patched)
     };
-    let response = write_back(state, target, query, output, Vec::new(), None, apply).await?;
+    let edit = Edit { user, output, warnings: Vec::new(), precondition: None };
+    let response = write_back(state, target, query, edit, apply).await?;
     let warnings = warnings.into_inner().expect("warnings lock");
     Ok(output::with_warnings(response, &warnings))
 }
@@ -777,6 +821,7 @@ pub(super) async fn delete_one(
 
 async fn delete(
     state: &ApiState,
+    user: &User,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -785,6 +830,18 @@ async fn delete(
 ) -> Result<Response> {
     let opts = delete_options(query, headers, body)?;
     let name = target.name.as_deref().unwrap_or_default();
+    if let Some(stored) = state.store.get(&key(target, name)) {
+        let admission = admission::Request {
+            user,
+            operation: admission::Operation::Delete,
+            resource: target.resource,
+            subresource: None,
+            namespace: target.namespace.as_deref().unwrap_or_default(),
+            name,
+            dry_run: opts.dry_run,
+        };
+        admission::validate(state, &admission, &stored.object, None).await?;
+    }
     let stored = delete_one(state, target, name, &opts).await?;
     Ok(output::object(target.resource, StatusCode::OK, &stored.object, Some(stored.json()), output, &[]))
 }

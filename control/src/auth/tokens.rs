@@ -7,6 +7,7 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::User;
 use crate::error::{Error, Result};
 
 /// A fresh random token: 32 bytes, URL-safe base64.
@@ -103,13 +104,6 @@ pub struct Authenticator {
     node_digest: Option<[u8; 32]>,
 }
 
-/// Who a request comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-}
-
 impl Authenticator {
     pub fn new(admin_token: &str) -> Self {
         Self { admin_digest: Sha256::digest(admin_token.as_bytes()).into(), node_digest: None }
@@ -133,16 +127,10 @@ impl Authenticator {
         // Comparing digests keeps the comparison's time independent of the secret.
         let same = |known: &[u8; 32]| digest.iter().zip(known.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if same(&self.admin_digest) {
-            return Some(User {
-                name: "admin".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            });
+            return Some(User::new("admin", [super::MASTERS]));
         }
         if self.node_digest.as_ref().is_some_and(same) {
-            return Some(User {
-                name: "system:node".into(),
-                groups: vec!["system:nodes".into(), "system:authenticated".into()],
-            });
+            return Some(User::new("system:node", [super::NODES]));
         }
         None
     }

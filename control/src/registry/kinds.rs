@@ -19,6 +19,9 @@ pub enum Subresource {
     /// `{name}/proxy[/path]`: nodes (the agent's metrics) and functions (the function through a
     /// node's gateway); the only subresource with a path under it.
     Proxy,
+    /// `serviceaccounts/{name}/token`: a TokenRequest returns a signed token of the account
+    /// (what `kubectl create token` and agents use).
+    Token,
 }
 
 impl Subresource {
@@ -33,6 +36,7 @@ impl Subresource {
             Subresource::Finalize => "finalize",
             Subresource::Eviction => "eviction",
             Subresource::Proxy => "proxy",
+            Subresource::Token => "token",
         }
     }
 
@@ -49,13 +53,14 @@ impl Subresource {
             Subresource::Eviction => ("policy", "v1", "Eviction"),
             Subresource::Proxy if parent.kind == "Node" => ("", "v1", "NodeProxyOptions"),
             Subresource::Proxy => (parent.group, parent.version, "FunctionProxyOptions"),
+            Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         }
     }
 
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::PortForward => &["create", "get"],
             Subresource::Finalize => &["update"],
@@ -81,7 +86,7 @@ pub struct ResourceInfo {
     pub definition: &'static str,
 }
 
-/// Verbs every resource offers.
+/// Verbs every stored resource offers.
 pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 impl ResourceInfo {
@@ -106,6 +111,17 @@ impl ResourceInfo {
 
     pub fn has(&self, sub: Subresource) -> bool {
         self.subresources.contains(&sub)
+    }
+
+    /// Whether this is a review (SubjectAccessReview, TokenReview, ...): created to ask a
+    /// question and answered, never stored.
+    pub fn is_review(&self) -> bool {
+        matches!(self.group, "authorization.k8s.io" | "authentication.k8s.io")
+    }
+
+    /// The verbs the resource offers: only `create` for reviews.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.is_review() { &["create"] } else { VERBS }
     }
 }
 
@@ -219,7 +235,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &[Token],
         definition: "io.k8s.api.core.v1.ServiceAccount",
     },
     ResourceInfo {
@@ -341,6 +357,150 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: &[],
         subresources: &[],
         definition: "io.k8s.api.node.v1.RuntimeClass",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        kind: "ResourceQuota",
+        plural: "resourcequotas",
+        singular: "resourcequota",
+        namespaced: true,
+        short_names: &["quota"],
+        categories: &[],
+        subresources: &[Status],
+        definition: "io.k8s.api.core.v1.ResourceQuota",
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        kind: "LimitRange",
+        plural: "limitranges",
+        singular: "limitrange",
+        namespaced: true,
+        short_names: &["limits"],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.core.v1.LimitRange",
+    },
+    ResourceInfo {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        singular: "role",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.rbac.v1.Role",
+    },
+    ResourceInfo {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.rbac.v1.ClusterRole",
+    },
+    ResourceInfo {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.rbac.v1.RoleBinding",
+    },
+    ResourceInfo {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.rbac.v1.ClusterRoleBinding",
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.authorization.v1.SubjectAccessReview",
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "LocalSubjectAccessReview",
+        plural: "localsubjectaccessreviews",
+        singular: "localsubjectaccessreview",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.authorization.v1.LocalSubjectAccessReview",
+    },
+    ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "TokenReview",
+        plural: "tokenreviews",
+        singular: "tokenreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.authentication.v1.TokenReview",
+    },
+    ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        definition: "io.k8s.api.authentication.v1.SelfSubjectReview",
     },
     ResourceInfo {
         group: "wharf.dev",

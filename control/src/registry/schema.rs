@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, node};
+use k8s_openapi::api::{apps, authentication, authorization, batch, coordination, core, discovery, events, node, rbac};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value};
 
@@ -34,6 +34,19 @@ static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
     generator.subschema_for::<discovery::v1::EndpointSlice>();
     generator.subschema_for::<events::v1::Event>();
     generator.subschema_for::<node::v1::RuntimeClass>();
+    generator.subschema_for::<core::v1::ResourceQuota>();
+    generator.subschema_for::<core::v1::LimitRange>();
+    generator.subschema_for::<rbac::v1::Role>();
+    generator.subschema_for::<rbac::v1::ClusterRole>();
+    generator.subschema_for::<rbac::v1::RoleBinding>();
+    generator.subschema_for::<rbac::v1::ClusterRoleBinding>();
+    generator.subschema_for::<authorization::v1::SelfSubjectAccessReview>();
+    generator.subschema_for::<authorization::v1::SelfSubjectRulesReview>();
+    generator.subschema_for::<authorization::v1::SubjectAccessReview>();
+    generator.subschema_for::<authorization::v1::LocalSubjectAccessReview>();
+    generator.subschema_for::<authentication::v1::TokenReview>();
+    generator.subschema_for::<authentication::v1::SelfSubjectReview>();
+    generator.subschema_for::<authentication::v1::TokenRequest>();
     generator.subschema_for::<k8s_openapi::api::autoscaling::v1::Scale>();
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();

@@ -1,4 +1,4 @@
-//! Mutating admission of created pods, as kube-apiserver's DefaultTolerationSeconds plugin:
+//! kube-apiserver's DefaultTolerationSeconds plugin:
 //! a pod that does not tolerate the `not-ready` and `unreachable` NoExecute taints gets
 //! tolerations of them for a bounded time, so its pods leave a failed node after that time.
 
