@@ -30,6 +30,10 @@ pub struct ResourceAttributes {
     pub subresource: String,
     pub namespace: String,
     pub name: String,
+    /// The list's or watch's `fieldSelector` and `labelSelector` as sent (authorizers may
+    /// allow a list only with a selector, as the node authorizer does for pods).
+    pub field_selector: String,
+    pub label_selector: String,
 }
 
 impl Attributes {
@@ -71,6 +75,8 @@ impl Attributes {
                 subresource: target.subresource.map(|s| s.name().to_string()).unwrap_or_default(),
                 namespace,
                 name: target.name.clone().unwrap_or_default(),
+                field_selector: query.get("fieldSelector").unwrap_or_default().to_string(),
+                label_selector: query.get("labelSelector").unwrap_or_default().to_string(),
             }),
             path: path.into(),
         }
