@@ -4,10 +4,12 @@
 
 pub mod attributes;
 pub mod authz;
+pub mod client_cert;
 pub mod impersonation;
 pub mod node;
 pub mod pki;
 pub mod rbac;
+pub mod service_account;
 pub mod tokens;
 
 use std::collections::BTreeMap;
