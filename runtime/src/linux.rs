@@ -1,6 +1,10 @@
 //! What the agent tells the youki shim about a Linux container beyond argv, env and mounts:
 //! identity and privileges from the pod's and the container's `securityContext` (the
 //! container's fields win), cpu requests and the node's pids limit.
+//!
+//! Safer than a kubelet by default: a container runs with no_new_privs unless it is privileged
+//! or sets `allowPrivilegeEscalation: true` (a kubelet sets it only for `false`), so a setuid
+//! binary or file capability cannot raise a process above the default capability set.
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use wharf_shim::{LinuxSpec, Seccomp};
@@ -14,6 +18,7 @@ pub fn linux_spec(pod: &Pod, container: &Container, image_user: Option<String>, 
     let pod_sc = pod_spec.and_then(|s| s.security_context.as_ref());
     let sc = container.security_context.as_ref();
     let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
     let seccomp_type = sc
         .and_then(|s| s.seccomp_profile.as_ref())
         .or(pod_sc.and_then(|s| s.seccomp_profile.as_ref()))
@@ -29,8 +34,8 @@ pub fn linux_spec(pod: &Pod, container: &Container, image_user: Option<String>, 
         run_as_non_root: sc.and_then(|s| s.run_as_non_root).or(pod_sc.and_then(|s| s.run_as_non_root)).unwrap_or(false),
         supplemental_groups,
         read_only_root_filesystem: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
-        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
-        no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        privileged,
+        no_new_privileges: !privileged && sc.and_then(|s| s.allow_privilege_escalation) != Some(true),
         capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
         seccomp: if seccomp_type == Some("Unconfined") { Seccomp::Unconfined } else { Seccomp::RuntimeDefault },
@@ -44,6 +49,38 @@ pub fn linux_spec(pod: &Pod, container: &Container, image_user: Option<String>, 
         cgroup_parent: cgroup_parent(pod.metadata.uid.as_deref().unwrap_or_default()),
         ..Default::default()
     }
+}
+
+/// kubelet's check of `runAsNonRoot` before a container is created (its message, reported as
+/// CreateContainerConfigError): `runAsUser: 0`, or no `runAsUser` and an image whose user is
+/// root (unset, `0` or `0:gid`), is refused. An image user given by name is left to the shim,
+/// which resolves it against the image's /etc/passwd and refuses uid 0 the same way.
+pub fn verify_run_as_non_root(pod: &Pod, container: &Container, image_user: Option<&str>) -> Result<(), String> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = container.security_context.as_ref();
+    let non_root = sc.and_then(|s| s.run_as_non_root).or(pod_sc.and_then(|s| s.run_as_non_root));
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    let meta = &pod.metadata;
+    let who = format!(
+        "(pod: \"{}_{}({})\", container: {})",
+        meta.name.as_deref().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default(),
+        container.name
+    );
+    match sc.and_then(|s| s.run_as_user).or(pod_sc.and_then(|s| s.run_as_user)) {
+        Some(0) => return Err(format!("container's runAsUser breaks non-root policy {who}")),
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    let user = image_user.unwrap_or_default();
+    let user = user.split_once(':').map_or(user, |(user, _)| user);
+    if user.is_empty() || user.parse::<u32>() == Ok(0) {
+        return Err(format!("container has runAsNonRoot and image will run as root {who}"));
+    }
+    Ok(())
 }
 
 /// The cgroup the pod's Linux containers go below, in every hierarchy.
@@ -115,8 +152,51 @@ mod tests {
     fn defaults_are_unprivileged_with_the_runtime_seccomp_profile() {
         let spec = linux_spec(&pod(PodSecurityContext::default()), &Container::default(), None, 0);
         assert_eq!(spec.seccomp, Seccomp::RuntimeDefault);
-        assert!(!spec.privileged && !spec.no_new_privileges && !spec.run_as_non_root);
+        assert!(!spec.privileged && spec.no_new_privileges && !spec.run_as_non_root);
         assert_eq!(spec.pids_limit, None);
         assert_eq!(spec.run_as_user, None);
+    }
+
+    #[test]
+    fn no_new_privs_unless_escalation_is_asked_for_or_privileged() {
+        let with = |sc: SecurityContext| {
+            let container = Container { security_context: Some(sc), ..Default::default() };
+            linux_spec(&pod(PodSecurityContext::default()), &container, None, 0).no_new_privileges
+        };
+        assert!(with(SecurityContext { allow_privilege_escalation: Some(false), ..Default::default() }));
+        assert!(!with(SecurityContext { allow_privilege_escalation: Some(true), ..Default::default() }));
+        assert!(!with(SecurityContext { privileged: Some(true), ..Default::default() }));
+    }
+
+    #[test]
+    fn run_as_non_root_is_verified_as_kubelet_does() {
+        let mut p = pod(PodSecurityContext { run_as_non_root: Some(true), ..Default::default() });
+        p.metadata.name = Some("web".into());
+        p.metadata.namespace = Some("apps".into());
+        let container = Container { name: "c".into(), ..Default::default() };
+        let root = "container has runAsNonRoot and image will run as root (pod: \"web_apps(u1)\", container: c)";
+        assert_eq!(verify_run_as_non_root(&p, &container, None).unwrap_err(), root);
+        assert_eq!(verify_run_as_non_root(&p, &container, Some("0:10")).unwrap_err(), root);
+        assert_eq!(verify_run_as_non_root(&p, &container, Some("1000")), Ok(()));
+        // A name is resolved (and refused when it is root) by the shim.
+        assert_eq!(verify_run_as_non_root(&p, &container, Some("nobody")), Ok(()));
+
+        let explicit = |uid: i64| Container {
+            name: "c".into(),
+            security_context: Some(SecurityContext { run_as_user: Some(uid), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(verify_run_as_non_root(&p, &explicit(1000), None), Ok(()));
+        assert_eq!(
+            verify_run_as_non_root(&p, &explicit(0), Some("1000")).unwrap_err(),
+            "container's runAsUser breaks non-root policy (pod: \"web_apps(u1)\", container: c)"
+        );
+        // The container's own false wins over the pod's true.
+        let opted_out = Container {
+            name: "c".into(),
+            security_context: Some(SecurityContext { run_as_non_root: Some(false), ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(verify_run_as_non_root(&p, &opted_out, None), Ok(()));
     }
 }

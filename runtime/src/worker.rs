@@ -701,6 +701,8 @@ impl PodRun {
                     mounts.push(file.clone());
                 }
             }
+            linux::verify_run_as_non_root(&self.pod, spec, artifact.config.user.as_deref())
+                .map_err(|m| ("CreateContainerConfigError", m))?;
             linux = linux::linux_spec(&self.pod, spec, artifact.config.user.clone(), self.ctx.pids_limit);
             linux.layers = artifact.layers.clone();
             linux.namespaces = sandbox.namespaces.clone();
