@@ -128,6 +128,7 @@ pub async fn run(
     let node_token = tokens::load_or_create_node_token(&dir.join("node-token"), &pki.ca_pem)?;
     let store = Store::open(&dir.join("wharf.db"), config.store.clone())?;
     seed_namespaces(&store).await?;
+    crate::auth::bootstrap_policy::reconcile(&store).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -4,6 +4,7 @@
 
 pub mod attributes;
 pub mod authz;
+pub mod bootstrap_policy;
 pub mod client_cert;
 pub mod impersonation;
 pub mod node;

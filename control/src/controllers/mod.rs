@@ -1,6 +1,7 @@
 //! Controllers: each compares desired with observed state through the API (never the store)
 //! and acts, in the manner of kube-runtime: `reconcile(Arc<Obj>, Arc<Ctx>) -> Result<Action>`.
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -126,5 +127,6 @@ pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(function::run(client.clone()));
     tokio::spawn(endpoints::run(client.clone()));
     tokio::spawn(endpoint_slice::run(client.clone()));
+    tokio::spawn(clusterrole_aggregation::run(client.clone()));
     tokio::spawn(crate::scheduler::run(client));
 }
