@@ -16,6 +16,8 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod resource_quota;
+pub mod service_account;
 pub mod statefulset;
 pub mod taint_eviction;
 pub mod ttl_after_finished;
@@ -112,12 +114,14 @@ pub struct ControllerOptions {
 /// Starts every controller and the scheduler; they run until the process ends.
 pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));
+    tokio::spawn(service_account::run(client.clone()));
     tokio::spawn(node_ipam::run(client.clone(), options.cluster_cidr, options.node_cidr_mask_size));
     tokio::spawn(node_lifecycle::run(client.clone(), options.node_monitor_grace_period));
     tokio::spawn(event_ttl::run(client.clone(), options.event_ttl));
     tokio::spawn(taint_eviction::run(client.clone()));
     tokio::spawn(garbage_collector::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
+    tokio::spawn(resource_quota::run(client.clone()));
     tokio::spawn(deployment::run(client.clone()));
     tokio::spawn(job::run(client.clone()));
     tokio::spawn(cronjob::run(client.clone()));
