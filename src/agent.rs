@@ -1,6 +1,7 @@
 //! `wharf agent` and the agent `wharf server` runs in-process: both join the cluster the same way
 //! (URL + node join token, the cluster CA fetched from `/cacerts` and checked against the hash
-//! the token pins), then run the node agent with the shims this binary has.
+//! the token pins, the join token exchanged for the node's own credential, kept in the data dir
+//! as `node.token`), then run the node agent with the shims this binary has.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,9 +57,9 @@ async fn fetch_ca(server: &str, token: &str) -> anyhow::Result<String> {
     Ok(pem)
 }
 
-/// Writes the agent's kubeconfig (server, CA, node token) and builds a client from it.
-async fn client(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
-    let config = serde_json::json!({
+/// A kubeconfig for `server` (trusting `ca_pem`) with a bearer `token`.
+fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> serde_json::Value {
+    serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "wharf", "cluster": {
@@ -68,12 +69,74 @@ async fn client(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::
         "users": [{"name": "node", "user": {"token": token}}],
         "contexts": [{"name": "wharf", "context": {"cluster": "wharf", "user": "node"}}],
         "current-context": "wharf",
-    });
-    let path = dir.join("kubeconfig.yaml");
-    wharf_control::auth::pki::write_private(&path, &serde_yaml::to_string(&config)?)?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+    })
+}
+
+/// A client of the API at `server` presenting `token`.
+async fn client_with(server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(kubeconfig(server, ca_pem, token))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// Writes the agent's kubeconfig (server, CA, node credential) and builds a client from it.
+async fn client(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let path = dir.join("kubeconfig.yaml");
+    wharf_control::auth::pki::write_private(&path, &serde_yaml::to_string(&kubeconfig(server, ca_pem, token))?)?;
+    client_with(server, ca_pem, token).await
+}
+
+/// Where the agent keeps its node credential.
+const NODE_CREDENTIAL_FILE: &str = "node.token";
+
+/// The node's own credential (a token for `system:node:NAME`): the one kept in the data dir
+/// while it still authenticates as this node, else a new one the join token is exchanged for
+/// (`POST /wharf/v1/node-credentials`), kept for the next start.
+async fn node_credential(options: &JoinOptions, ca_pem: &str) -> anyhow::Result<String> {
+    let path = options.data_dir.join(NODE_CREDENTIAL_FILE);
+    if let Ok(kept) = std::fs::read_to_string(&path) {
+        let kept = kept.trim();
+        if !kept.is_empty() && still_valid(&options.server, ca_pem, kept, &options.name).await {
+            return Ok(kept.to_string());
+        }
+        tracing::info!("the kept node credential no longer authenticates this node; joining again");
+    }
+    let bootstrap = client_with(&options.server, ca_pem, &options.token).await?;
+    let body = serde_json::to_vec(&serde_json::json!({"nodeName": options.name}))?;
+    let request = http::Request::post(NODE_CREDENTIALS_PATH).header("content-type", "application/json").body(body)?;
+    let answer: serde_json::Value = bootstrap
+        .request(request)
+        .await
+        .with_context(|| format!("cannot get a node credential for {} with the join token", options.name))?;
+    let token = answer["token"].as_str().context("the node credential answer has no token")?.to_string();
+    wharf_control::auth::pki::write_private(&path, &format!("{token}\n"))?;
+    tracing::info!(node = %options.name, "joined with a node credential of its own");
+    Ok(token)
+}
+
+/// Where node credentials are issued.
+const NODE_CREDENTIALS_PATH: &str = "/wharf/v1/node-credentials";
+
+/// Whether `token` still authenticates as node `name`: a SelfSubjectReview names its user; a
+/// server that answers it otherwise than 401 (not served yet, unreachable) keeps the token.
+async fn still_valid(server: &str, ca_pem: &str, token: &str, name: &str) -> bool {
+    let Ok(client) = client_with(server, ca_pem, token).await else { return false };
+    let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let Ok(body) = serde_json::to_vec(&review) else { return false };
+    let Ok(request) = http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+        .header("content-type", "application/json")
+        .body(body)
+    else {
+        return false;
+    };
+    match client.request::<serde_json::Value>(request).await {
+        Ok(answer) => match answer["status"]["userInfo"]["username"].as_str() {
+            Some(user) => user == format!("{}{name}", wharf_control::auth::NODE_USER_PREFIX),
+            None => true,
+        },
+        Err(kube::Error::Api(status)) => status.code != 401,
+        Err(_) => true,
+    }
 }
 
 /// Where the wasmtime shim keeps compiled code.
@@ -116,7 +179,9 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
     let ca_pem = fetch_ca(&options.server, &options.token).await?;
-    let client = client(&options.data_dir, &options.server, &ca_pem, &options.token).await?;
+    // The join token only buys the node its own credential, which it uses for everything else.
+    let credential = node_credential(&options, &ca_pem).await?;
+    let client = client(&options.data_dir, &options.server, &ca_pem, &credential).await?;
     let address = options.node_ip.clone().unwrap_or_else(|| {
         if options.listen.ip().is_unspecified() { "127.0.0.1".into() } else { options.listen.ip().to_string() }
     });
@@ -124,7 +189,7 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         &options.data_dir.join("images"),
         &options.server,
         &ca_pem,
-        &options.token,
+        &credential,
         &options.insecure_registries,
     )
     .await?;
@@ -133,7 +198,7 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
         data_dir: options.data_dir.clone(),
         listen: options.listen,
         address,
-        node_token: options.token.clone(),
+        ca_pem: ca_pem.clone(),
         backoff: BackoffPolicy::with_base(options.backoff_base),
         max_pods: options.max_pods,
         pids_limit: options.pids_limit,

@@ -131,7 +131,7 @@ pub async fn run(args: FnArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let shown = kubeconfig.display();
     let config = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("{shown}: cannot read the kubeconfig (is the server running? see --kubeconfig)"))?;

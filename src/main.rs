@@ -11,6 +11,7 @@ mod agent;
 mod bench;
 mod functions;
 mod image;
+mod token;
 
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "A Kubernetes-compatible orchestrator for Wasm and Linux containers")]
@@ -103,6 +104,8 @@ enum Command {
     Image(image::ImageArgs),
     /// Deploy, list, invoke, read the logs of and remove Functions.
     Fn(functions::FnArgs),
+    /// Create, list and revoke bearer tokens for users.
+    Token(token::TokenArgs),
 }
 
 /// Knobs of the node agent.
@@ -314,6 +317,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench { target } => bench::run(target).await,
         Command::Image(args) => image::run(args).await,
         Command::Fn(args) => functions::run(args).await,
+        Command::Token(args) => token::run(args).await,
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn run(
     let kubeconfig = dir.join("kubeconfig.yaml");
     write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, &token)?;
 
-    let auth = tokens::Authenticator::new(&token).with_node_token(&node_token);
+    let auth = tokens::Authenticator::new(&token).with_join_token(&node_token).with_store(store.clone());
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
     let state = Arc::new(ApiState::new(
         store,
@@ -149,7 +149,9 @@ pub async fn run(
         config.admission.clone(),
     ));
     let app = api::router(state, config.dashboard.clone());
-    let serving = tokio::spawn(api::serve::serve(listener, pki.server_config, app, std::future::pending()));
+    // Clients may present a certificate signed by the cluster CA instead of a token.
+    let tls = crate::auth::client_cert::server_config(&pki.server_config, &pki.ca_pem)?;
+    let serving = tokio::spawn(api::serve::serve(listener, tls, app, std::future::pending()));
     let client = crate::controllers::client(&kubeconfig).await?;
     tokio::spawn(crate::controllers::kubernetes_service::run(client.clone(), config.admission.service_cidr, listen));
     crate::controllers::spawn_all(client, &config.controllers);

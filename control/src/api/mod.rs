@@ -9,6 +9,7 @@ mod function_logs;
 mod logs;
 pub mod metrics;
 mod multiwatch;
+mod node_credentials;
 pub use logs::agent_client;
 pub mod openapi;
 mod output;
@@ -32,7 +33,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -156,7 +157,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let counted = target.as_ref().ok().cloned().flatten();
     let watch = query.as_ref().is_ok_and(|q| q.flag("watch"));
     let parsed = Parsed { target, query };
-    let response = match route(&state, &parts.method, &parts.uri, &parts.headers, parsed, body, upgrade, spdy).await {
+    let response = match route(&state, &parts, parsed, body, upgrade, spdy).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -188,16 +189,15 @@ struct Parsed {
 #[allow(clippy::too_many_arguments)]
 async fn route(
     state: &Arc<ApiState>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
     parsed: Parsed,
     body: Body,
     upgrade: Option<WebSocketUpgrade>,
     spdy: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response> {
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
     let registry = uri.path() == "/v2" || uri.path().starts_with("/v2/");
-    let Some(user) = state.auth.authenticate_request(headers) else {
+    let Some(user) = state.auth.authenticate_request(headers, &parts.extensions) else {
         return if registry { Ok(crate::oci::unauthorized()) } else { Err(Error::Unauthorized) };
     };
     let user = impersonation::apply(&state.authz, user, headers)?;
@@ -230,6 +230,7 @@ async fn route(
             (StatusCode::OK, [(header::CONTENT_TYPE, openapi::V2_PROTOBUF)], openapi::v2_empty_document())
                 .into_response(),
         ),
+        node_credentials::PATH => node_credentials::create(state, method, collect(body, state.max_body).await?).await,
         _ if path.starts_with("/openapi/v3/") => {
             let (document, _) = openapi::document(&path["/openapi/v3/".len()..]).ok_or(Error::NoRoute)?;
             read_only(json(document))

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use futures::{SinkExt, StreamExt};
@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::ApiState;
 use super::request::Query;
+use crate::auth::client_cert::ClientCertificate;
 use crate::auth::tokens;
 use crate::error::Error;
 
@@ -52,21 +53,32 @@ enum Op {
 pub async fn serve(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
+    extensions: Extensions,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(authorization) =
-        tokens::authorization(&headers).filter(|_| state.auth.authenticate_request(&headers).is_some())
-    else {
+    if state.auth.authenticate_request(&headers, &extensions).is_none() {
         return Error::Unauthorized.into_response();
+    }
+    let credentials = Credentials {
+        authorization: tokens::authorization(&headers),
+        certificate: extensions.get::<ClientCertificate>().cloned(),
     };
     let Ok(upgrade) = upgrade else {
         return Error::BadRequest(format!("{PATH} is a WebSocket (subprotocol {PROTOCOL})")).into_response();
     };
-    upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| session(socket, state, authorization))
+    upgrade.protocols([PROTOCOL]).on_upgrade(move |socket| session(socket, state, credentials))
+}
+
+/// The socket's credentials, which each of its watches presents again: its bearer token and
+/// its connection's client certificate.
+#[derive(Clone, Default)]
+struct Credentials {
+    authorization: Option<HeaderValue>,
+    certificate: Option<ClientCertificate>,
 }
 
 /// One socket: reads the client's operations, runs a task per watch, writes their messages.
-async fn session(socket: WebSocket, state: Arc<ApiState>, authorization: HeaderValue) {
+async fn session(socket: WebSocket, state: Arc<ApiState>, credentials: Credentials) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
     // Whatever is queued goes out in one flush.
@@ -104,7 +116,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, authorization: HeaderV
                     let _ = out.send(error_message(id, &refused.status())).await;
                     continue;
                 }
-                let task = tokio::spawn(run(state.clone(), authorization.clone(), id, path, out.clone()));
+                let task = tokio::spawn(run(state.clone(), credentials.clone(), id, path, out.clone()));
                 watches.insert(id, task);
             }
             Ok(Op::Cancel { id }) => {
@@ -126,7 +138,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, authorization: HeaderV
 }
 
 /// The request a watch is served as: a GET of `path` with the socket's credentials.
-fn watch_request(path: &str, authorization: HeaderValue) -> Result<Request, Error> {
+fn watch_request(path: &str, credentials: Credentials) -> Result<Request, Error> {
     let uri: Uri = path.parse().map_err(|_| Error::BadRequest(format!("invalid path {path:?}")))?;
     if uri.scheme().is_some() || !(uri.path().starts_with("/api/") || uri.path().starts_with("/apis/")) {
         return Err(Error::BadRequest(format!("{path:?} is not an API path")));
@@ -134,18 +146,24 @@ fn watch_request(path: &str, authorization: HeaderValue) -> Result<Request, Erro
     if !Query::parse(uri.query())?.flag("watch") {
         return Err(Error::BadRequest(format!("{path:?} is not a watch (add watch=1)")));
     }
-    Request::builder()
+    let mut request = Request::builder()
         .method(Method::GET)
         .uri(uri)
-        .header(header::AUTHORIZATION, authorization)
         .header(header::ACCEPT, "application/json")
         .body(Body::empty())
-        .map_err(|e| Error::BadRequest(format!("invalid path {path:?}: {e}")))
+        .map_err(|e| Error::BadRequest(format!("invalid path {path:?}: {e}")))?;
+    if let Some(authorization) = credentials.authorization {
+        request.headers_mut().insert(header::AUTHORIZATION, authorization);
+    }
+    if let Some(certificate) = credentials.certificate {
+        request.extensions_mut().insert(certificate);
+    }
+    Ok(request)
 }
 
 /// Serves one watch through the API's dispatch and relays its events until it ends.
-async fn run(state: Arc<ApiState>, authorization: HeaderValue, id: u64, path: String, out: mpsc::Sender<Message>) {
-    let request = match watch_request(&path, authorization) {
+async fn run(state: Arc<ApiState>, credentials: Credentials, id: u64, path: String, out: mpsc::Sender<Message>) {
+    let request = match watch_request(&path, credentials) {
         Ok(request) => request,
         Err(e) => {
             let _ = out.send(error_message(id, &e.status())).await;
@@ -217,7 +235,7 @@ mod tests {
 
     #[test]
     fn only_api_watches_are_served() {
-        let auth = HeaderValue::from_static("Bearer x");
+        let auth = Credentials { authorization: Some(HeaderValue::from_static("Bearer x")), certificate: None };
         assert!(watch_request("/api/v1/pods?watch=1", auth.clone()).is_ok());
         assert!(
             watch_request("/apis/apps/v1/namespaces/a/deployments?watch=true&labelSelector=a%3Db", auth.clone())

@@ -1,5 +1,7 @@
-//! Bearer tokens. For now one admin token per data dir, kept in `DIR/admin.token`; RBAC and
-//! per-user tokens come with the security issue.
+//! Bearer tokens: the admin token (`DIR/admin.token`), the node join token (`DIR/node-token`),
+//! Wharf tokens (`wharf-<id>.<secret>`, kept as Secrets `kube-system/wharf-token-<id>` holding
+//! the secret's SHA-256, never the secret), and the chain that maps a request's credentials —
+//! client certificate or bearer token — to a [`User`].
 
 use std::path::Path;
 
@@ -7,8 +9,12 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use serde_json::{Value, json};
+
 use super::User;
+use super::client_cert::ClientCertificate;
 use crate::error::{Error, Result};
+use crate::store::{ObjectKey, Store};
 
 /// A fresh random token: 32 bytes, URL-safe base64.
 pub fn generate() -> String {
@@ -97,43 +103,246 @@ pub fn websocket_bearer(headers: &http::HeaderMap) -> Option<String> {
     String::from_utf8(token).ok().filter(|t| !t.is_empty())
 }
 
-/// Checks presented bearer tokens against the known ones without leaking timing.
+/// The join token's user: it may only exchange itself for a node credential.
+pub const BOOTSTRAP_USER: &str = "system:bootstrap:wharf";
+/// The join token's group, which the default policy lets `POST /wharf/v1/node-credentials`.
+pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
+
+/// Authenticates requests: a verified client certificate, else the bearer token of the
+/// `Authorization` header (or a WebSocket's bearer subprotocol), tried against the admin token,
+/// the join token, Wharf tokens (looked up by id in the store, no scan) and ServiceAccount tokens.
 #[derive(Clone)]
 pub struct Authenticator {
     admin_digest: [u8; 32],
-    node_digest: Option<[u8; 32]>,
+    join_digest: Option<[u8; 32]>,
+    store: Option<Store>,
 }
 
 impl Authenticator {
     pub fn new(admin_token: &str) -> Self {
-        Self { admin_digest: Sha256::digest(admin_token.as_bytes()).into(), node_digest: None }
+        Self { admin_digest: Sha256::digest(admin_token.as_bytes()).into(), join_digest: None, store: None }
     }
 
-    /// Also accepts the node join token (agents); RBAC narrows what nodes may do later.
-    pub fn with_node_token(mut self, node_token: &str) -> Self {
-        self.node_digest = Some(Sha256::digest(node_token.as_bytes()).into());
+    /// Also accepts the node join token, as [`BOOTSTRAP_USER`] in [`BOOTSTRAPPERS`].
+    pub fn with_join_token(mut self, join_token: &str) -> Self {
+        self.join_digest = Some(Sha256::digest(join_token.as_bytes()).into());
         self
     }
 
-    /// The user a request comes from, by its [`authorization`].
-    pub fn authenticate_request(&self, headers: &http::HeaderMap) -> Option<User> {
+    /// Also accepts the Wharf tokens whose Secrets `store` holds.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The user a request comes from: its verified client certificate (which serve.rs puts in
+    /// the request's extensions), else its [`authorization`].
+    pub fn authenticate_request(&self, headers: &http::HeaderMap, extensions: &http::Extensions) -> Option<User> {
+        if let Some(certificate) = extensions.get::<ClientCertificate>() {
+            return Some(certificate.user().clone());
+        }
         self.authenticate(authorization(headers)?.to_str().ok())
     }
 
     /// The user behind an `Authorization` header value, if it carries a valid bearer token.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<User> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.authenticate_token(token)
+    }
+
+    /// The user a bearer token stands for.
+    pub fn authenticate_token(&self, token: &str) -> Option<User> {
+        if token.starts_with(WHARF_TOKEN_PREFIX) {
+            return self.wharf_token(&WharfToken::parse(token)?);
+        }
+        if looks_like_jwt(token) {
+            // ServiceAccount tokens: auth::service_account's verify is called here.
+            return None;
+        }
         // Comparing digests keeps the comparison's time independent of the secret.
-        let same = |known: &[u8; 32]| digest.iter().zip(known.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same(&self.admin_digest) {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if same_digest(&digest, &self.admin_digest) {
             return Some(User::new("admin", [super::MASTERS]));
         }
-        if self.node_digest.as_ref().is_some_and(same) {
-            return Some(User::new("system:node", [super::NODES]));
+        if self.join_digest.as_ref().is_some_and(|known| same_digest(&digest, known)) {
+            return Some(User::new(BOOTSTRAP_USER, [BOOTSTRAPPERS]));
         }
         None
     }
+
+    /// A Wharf token's user, when its Secret exists, the secret's digest matches and it has not
+    /// expired.
+    fn wharf_token(&self, token: &WharfToken) -> Option<User> {
+        let secrets = crate::registry::kinds::lookup("", "v1", "secrets")?;
+        let key = ObjectKey::new(secrets.storage_key(), TOKEN_NAMESPACE, token.secret_name());
+        let stored = self.store.as_ref()?.get(&key)?;
+        let grant = TokenGrant::from_secret(&stored.object)?;
+        let known = grant.digest?;
+        let presented: [u8; 32] = Sha256::digest(token.secret.as_bytes()).into();
+        if !same_digest(&presented, &known) || grant.expired_at(jiff::Timestamp::now()) {
+            return None;
+        }
+        Some(User::new(grant.user, grant.groups))
+    }
+}
+
+/// Compares two digests in time independent of where they differ.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a bearer token has a JWT's shape: three base64url parts, the first a JSON object
+/// (`eyJ` is `{"` encoded).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts[0].starts_with("eyJ")
+        && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// How Wharf tokens start.
+pub const WHARF_TOKEN_PREFIX: &str = "wharf-";
+/// The type of the Secrets that hold Wharf tokens.
+pub const TOKEN_SECRET_TYPE: &str = "wharf.dev/token";
+/// The prefix of their names: `wharf-token-<id>`.
+pub const TOKEN_SECRET_PREFIX: &str = "wharf-token-";
+/// Where they live.
+pub const TOKEN_NAMESPACE: &str = "kube-system";
+/// Characters in a token's id.
+pub const TOKEN_ID_LEN: usize = 6;
+/// Fewest characters in a token's secret (generated ones have [`GENERATED_SECRET_LEN`]).
+pub const MIN_SECRET_LEN: usize = 32;
+const GENERATED_SECRET_LEN: usize = 40;
+const TOKEN_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A Wharf token, `wharf-<id>.<secret>`: the id names its Secret, the secret proves it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WharfToken {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for WharfToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WharfToken({}, <redacted>)", self.id)
+    }
+}
+
+fn random_chars(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n).map(|_| TOKEN_ALPHABET[rand::Rng::random_range(&mut rng, 0..TOKEN_ALPHABET.len())] as char).collect()
+}
+
+impl WharfToken {
+    /// A new token: a random id and a random secret of 40 characters of `[a-z0-9]`.
+    pub fn generate() -> Self {
+        Self { id: random_chars(TOKEN_ID_LEN), secret: random_chars(GENERATED_SECRET_LEN) }
+    }
+
+    /// Reads `wharf-<id>.<secret>`: an id of 6 `[a-z0-9]`, a secret of 32 or more URL-safe
+    /// characters.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (id, secret) = text.trim().strip_prefix(WHARF_TOKEN_PREFIX)?.split_once('.')?;
+        let id_ok = valid_token_id(id);
+        let secret_ok = secret.len() >= MIN_SECRET_LEN
+            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (id_ok && secret_ok).then(|| Self { id: id.into(), secret: secret.into() })
+    }
+
+    /// The token as presented: `wharf-<id>.<secret>`.
+    pub fn expose(&self) -> String {
+        format!("{WHARF_TOKEN_PREFIX}{}.{}", self.id, self.secret)
+    }
+
+    /// The name of the Secret that holds it.
+    pub fn secret_name(&self) -> String {
+        format!("{TOKEN_SECRET_PREFIX}{}", self.id)
+    }
+
+    /// The SHA-256 of the secret, as the Secret keeps it.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.secret.as_bytes()).into()
+    }
+}
+
+/// Whether `id` is a token id: 6 of `[a-z0-9]`.
+pub fn valid_token_id(id: &str) -> bool {
+    id.len() == TOKEN_ID_LEN && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Who a Wharf token authenticates as, until when, and what for: a token Secret's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenGrant {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub expiration: Option<jiff::Timestamp>,
+    pub description: String,
+    /// The SHA-256 of the secret (None when the Secret holds none that reads).
+    pub digest: Option<[u8; 32]>,
+}
+
+impl TokenGrant {
+    pub fn expired_at(&self, now: jiff::Timestamp) -> bool {
+        self.expiration.is_some_and(|expiration| expiration <= now)
+    }
+
+    /// The Secret `kube-system/wharf-token-<id>` granting this to `token` (its digest only).
+    pub fn to_secret(&self, token: &WharfToken) -> Value {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut data = serde_json::Map::new();
+        data.insert("token-id".into(), b64(&token.id).into());
+        data.insert("secret-sha256".into(), b64(&hex(&token.digest())).into());
+        data.insert("user".into(), b64(&self.user).into());
+        if !self.groups.is_empty() {
+            data.insert("groups".into(), b64(&self.groups.join(",")).into());
+        }
+        if let Some(expiration) = self.expiration {
+            data.insert("expiration".into(), b64(&expiration.to_string()).into());
+        }
+        if !self.description.is_empty() {
+            data.insert("description".into(), b64(&self.description).into());
+        }
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": token.secret_name(), "namespace": TOKEN_NAMESPACE},
+            "type": TOKEN_SECRET_TYPE,
+            "data": data,
+        })
+    }
+
+    /// Reads a token Secret; None when it is not one (another type, no user).
+    pub fn from_secret(secret: &Value) -> Option<Self> {
+        if secret["type"] != TOKEN_SECRET_TYPE || secret["metadata"].get("deletionTimestamp").is_some() {
+            return None;
+        }
+        let field = |key: &str| -> Option<String> {
+            let encoded = secret["data"][key].as_str()?;
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok()
+        };
+        let user = field("user").filter(|u| !u.is_empty())?;
+        let groups = field("groups")
+            .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
+        // An expiration that does not read has passed: a token is never valid longer than meant.
+        let expiration = match field("expiration") {
+            Some(text) => Some(text.trim().parse::<jiff::Timestamp>().unwrap_or(jiff::Timestamp::MIN)),
+            None => None,
+        };
+        let digest = field("secret-sha256").and_then(|h| unhex(h.trim()));
+        Some(Self { user, groups, expiration, description: field("description").unwrap_or_default(), digest })
+    }
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -173,29 +382,29 @@ mod tests {
             http::header::SEC_WEBSOCKET_PROTOCOL,
             format!("v5.channel.k8s.io, {WEBSOCKET_BEARER_PREFIX}{encoded}, v4.channel.k8s.io").parse().unwrap(),
         );
-        assert_eq!(auth.authenticate_request(&headers).unwrap().name, "admin");
+        assert_eq!(auth.authenticate_request(&headers, &http::Extensions::new()).unwrap().name, "admin");
         // The Authorization header, when present, decides.
         headers.insert(http::header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
-        assert!(auth.authenticate_request(&headers).is_none());
+        assert!(auth.authenticate_request(&headers, &http::Extensions::new()).is_none());
         headers.remove(http::header::AUTHORIZATION);
         // Offered twice, or padded, or on a request that is not a WebSocket: not accepted.
         headers.append(
             http::header::SEC_WEBSOCKET_PROTOCOL,
             format!("{WEBSOCKET_BEARER_PREFIX}{encoded}").parse().unwrap(),
         );
-        assert!(auth.authenticate_request(&headers).is_none());
+        assert!(auth.authenticate_request(&headers, &http::Extensions::new()).is_none());
         headers.insert(
             http::header::SEC_WEBSOCKET_PROTOCOL,
             format!("{WEBSOCKET_BEARER_PREFIX}{encoded}=").parse().unwrap(),
         );
-        assert!(auth.authenticate_request(&headers).is_none());
+        assert!(auth.authenticate_request(&headers, &http::Extensions::new()).is_none());
         headers.insert(
             http::header::SEC_WEBSOCKET_PROTOCOL,
             format!("{WEBSOCKET_BEARER_PREFIX}{encoded}").parse().unwrap(),
         );
-        assert!(auth.authenticate_request(&headers).is_some());
+        assert!(auth.authenticate_request(&headers, &http::Extensions::new()).is_some());
         headers.remove(http::header::UPGRADE);
-        assert!(auth.authenticate_request(&headers).is_none());
+        assert!(auth.authenticate_request(&headers, &http::Extensions::new()).is_none());
     }
 
     #[test]
@@ -204,8 +413,10 @@ mod tests {
         let token = load_or_create_node_token(&dir.path().join("node-token"), "CA PEM").unwrap();
         assert_eq!(node_token_ca_hash(&token).unwrap(), hex(&Sha256::digest(b"CA PEM")));
         assert_eq!(load_or_create_node_token(&dir.path().join("node-token"), "CA PEM").unwrap(), token);
-        let auth = Authenticator::new("admin").with_node_token(&token);
-        assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))).unwrap().name, "system:node");
+        let auth = Authenticator::new("admin").with_join_token(&token);
+        let user = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(user.name, BOOTSTRAP_USER);
+        assert!(user.in_group(BOOTSTRAPPERS) && !user.in_group(crate::auth::NODES));
         assert!(node_token_ca_hash("not-a-token").is_none());
     }
 
@@ -216,5 +427,76 @@ mod tests {
         let first = load_or_create(&path).unwrap();
         assert_eq!(load_or_create(&path).unwrap(), first);
         assert!(first.len() >= 40);
+    }
+
+    #[test]
+    fn wharf_tokens_have_an_id_and_a_long_secret() {
+        let token = WharfToken::generate();
+        assert!(valid_token_id(&token.id));
+        assert_eq!(token.secret.len(), GENERATED_SECRET_LEN);
+        assert_eq!(WharfToken::parse(&token.expose()).unwrap(), token);
+        assert_eq!(token.secret_name(), format!("wharf-token-{}", token.id));
+        assert!(!format!("{token:?}").contains(&token.secret));
+        let secret = "a".repeat(32);
+        assert!(WharfToken::parse(&format!("wharf-abc123.{secret}")).is_some());
+        for bad in [
+            format!("wharf-abc12.{secret}"),
+            format!("wharf-ABC123.{secret}"),
+            format!("wharf-abc1234.{secret}"),
+            format!("wharf-abc123.{}", &secret[1..]),
+            format!("wharf-abc123{secret}"),
+            format!("wharf-abc123.{secret}.x"),
+            format!("other-abc123.{secret}"),
+        ] {
+            assert!(WharfToken::parse(&bad).is_none(), "{bad}");
+        }
+        assert_ne!(WharfToken::generate(), WharfToken::generate());
+    }
+
+    #[test]
+    fn token_secrets_keep_the_digest_and_the_grant() {
+        let token = WharfToken::generate();
+        let grant = TokenGrant {
+            user: "jane".into(),
+            groups: vec!["dev".into(), "ops".into()],
+            expiration: Some("2030-01-02T03:04:05Z".parse().unwrap()),
+            description: "CI".into(),
+            digest: None,
+        };
+        let secret = grant.to_secret(&token);
+        assert_eq!(secret["type"], TOKEN_SECRET_TYPE);
+        assert_eq!(secret["metadata"]["namespace"], TOKEN_NAMESPACE);
+        assert!(!secret.to_string().contains(&token.secret));
+        let read = TokenGrant::from_secret(&secret).unwrap();
+        assert_eq!(read, TokenGrant { digest: Some(token.digest()), ..grant });
+        let mut other = secret.clone();
+        other["type"] = "Opaque".into();
+        assert!(TokenGrant::from_secret(&other).is_none());
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let now: jiff::Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let grant = |expiration: Option<&str>| TokenGrant {
+            expiration: expiration.map(|e| e.parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(!grant(None).expired_at(now));
+        assert!(!grant(Some("2030-01-01T00:00:01Z")).expired_at(now));
+        assert!(grant(Some("2030-01-01T00:00:00Z")).expired_at(now));
+        assert!(grant(Some("2029-12-31T23:59:59Z")).expired_at(now));
+        // An expiration that does not read counts as passed.
+        let token = WharfToken::generate();
+        let mut secret = TokenGrant { user: "u".into(), ..Default::default() }.to_secret(&token);
+        secret["data"]["expiration"] = base64::engine::general_purpose::STANDARD.encode("soon").into();
+        assert!(TokenGrant::from_secret(&secret).unwrap().expired_at(now));
+    }
+
+    #[test]
+    fn jwts_are_told_apart() {
+        assert!(looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"));
+        assert!(!looks_like_jwt("wharf-abc123.secret"));
+        assert!(!looks_like_jwt("eyJ.a.b.c"));
+        assert!(!looks_like_jwt("plain"));
     }
 }
