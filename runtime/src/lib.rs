@@ -7,6 +7,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod env;
 pub mod events;
+pub mod eviction;
 pub mod exec;
 pub mod gateway;
 pub mod images;

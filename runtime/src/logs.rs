@@ -1,9 +1,11 @@
 //! Container logs in the CRI format the kubelet uses (`<RFC3339Nano> <stream> <F|P> <text>`),
-//! one file per container attempt, rotated by size; and reading them back for `kubectl logs`
-//! (tail, since, timestamps, follow, previous).
+//! one file per container attempt, rotated by size as the kubelet's `containerLogMaxSize` ×
+//! `containerLogMaxFiles` (10Mi × 5 by default): a container that floods its output holds at most
+//! that much disk; and reading them back for `kubectl logs` (tail, since, timestamps, follow,
+//! previous).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -11,8 +13,25 @@ use wharf_shim::{LogSink, Stream};
 
 /// A partial line is flushed (tagged `P`) once it grows past this.
 const MAX_LINE: usize = 16 * 1024;
+/// Files kept per container attempt, the live one included (the kubelet's
+/// `containerLogMaxFiles` default): `N.log`, then `N.log.1` (newest rotated) to `N.log.4`.
+pub const MAX_FILES: usize = 5;
 
-/// Writes one container attempt's output as CRI log lines, rotating at `max_size`.
+/// The `index`th file of the log at `path`: 0 the live one, then the rotated ones, newest first.
+fn rotated(path: &Path, index: usize) -> PathBuf {
+    if index == 0 { path.to_path_buf() } else { path.with_extension(format!("log.{index}")) }
+}
+
+/// Shifts every rotated file one place older (dropping the oldest) and the live one to `.1`.
+fn rotate(path: &Path) {
+    let _ = std::fs::remove_file(rotated(path, MAX_FILES - 1));
+    for index in (0..MAX_FILES - 1).rev() {
+        let _ = std::fs::rename(rotated(path, index), rotated(path, index + 1));
+    }
+}
+
+/// Writes one container attempt's output as CRI log lines, rotating at `max_size`. The lines of
+/// one `write` share its timestamp and reach the file in one system call.
 pub struct LogWriter {
     path: PathBuf,
     max_size: u64,
@@ -23,6 +42,8 @@ struct WriterState {
     file: Option<File>,
     written: u64,
     pending: [Vec<u8>; 2],
+    /// Lines formatted but not yet written.
+    batch: Vec<u8>,
 }
 
 fn timestamp() -> String {
@@ -39,41 +60,54 @@ impl LogWriter {
         Ok(Self {
             path,
             max_size,
-            inner: Mutex::new(WriterState { file: Some(file), written, pending: [vec![], vec![]] }),
+            inner: Mutex::new(WriterState { file: Some(file), written, pending: [vec![], vec![]], batch: vec![] }),
         })
     }
 
-    fn emit(&self, state: &mut WriterState, stream: Stream, text: &[u8], full: bool) {
-        let mut line = Vec::with_capacity(text.len() + 48);
-        line.extend_from_slice(timestamp().as_bytes());
-        line.push(b' ');
-        line.extend_from_slice(stream.as_str().as_bytes());
-        line.extend_from_slice(if full { b" F " } else { b" P " });
-        line.extend_from_slice(text);
-        line.push(b'\n');
-        if state.written + line.len() as u64 > self.max_size && state.written > 0 {
-            // Keep one rotated file, as the kubelet's default keeps a few.
+    /// Adds one line to the batch, first writing the batch out and rotating if the line would
+    /// take the file past `max_size`.
+    fn emit(&self, state: &mut WriterState, time: &str, stream: Stream, text: &[u8], full: bool) {
+        let stream = stream.as_str().as_bytes();
+        let size = (time.len() + 1 + stream.len() + 3 + text.len() + 1) as u64;
+        let held = state.written + state.batch.len() as u64;
+        if held + size > self.max_size && held > 0 {
+            Self::write_out(state);
             state.file = None;
-            let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+            rotate(&self.path);
             state.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
             state.written = 0;
         }
+        let line = &mut state.batch;
+        line.extend_from_slice(time.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(stream);
+        line.extend_from_slice(if full { b" F " } else { b" P " });
+        line.extend_from_slice(text);
+        line.push(b'\n');
+    }
+
+    /// Writes the batch to the file.
+    fn write_out(state: &mut WriterState) {
         if let Some(file) = state.file.as_mut()
-            && file.write_all(&line).is_ok()
+            && !state.batch.is_empty()
+            && file.write_all(&state.batch).is_ok()
         {
-            state.written += line.len() as u64;
+            state.written += state.batch.len() as u64;
         }
+        state.batch.clear();
     }
 
     /// Writes out any partial lines (when the container ends).
     pub fn flush(&self) {
         let mut state = self.inner.lock().expect("log lock");
+        let time = timestamp();
         for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
             let rest = std::mem::take(&mut state.pending[i]);
             if !rest.is_empty() {
-                self.emit(&mut state, stream, &rest, true);
+                self.emit(&mut state, &time, stream, &rest, true);
             }
         }
+        Self::write_out(&mut state);
     }
 }
 
@@ -81,19 +115,26 @@ impl LogSink for LogWriter {
     fn write(&self, stream: Stream, bytes: &[u8]) {
         let mut state = self.inner.lock().expect("log lock");
         let index = stream as usize;
-        state.pending[index].extend_from_slice(bytes);
+        let mut pending = std::mem::take(&mut state.pending[index]);
+        pending.extend_from_slice(bytes);
+        let time = timestamp();
+        // Complete lines, and partial ones of MAX_LINE bytes, from the front of `pending`.
+        let mut at = 0;
         loop {
-            let pending = &state.pending[index];
-            if let Some(newline) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = state.pending[index].drain(..=newline).collect();
-                self.emit(&mut state, stream, &line[..line.len() - 1], true);
-            } else if pending.len() >= MAX_LINE {
-                let chunk: Vec<u8> = state.pending[index].drain(..MAX_LINE).collect();
-                self.emit(&mut state, stream, &chunk, false);
+            let rest = &pending[at..];
+            if let Some(newline) = rest.iter().take(MAX_LINE + 1).position(|b| *b == b'\n') {
+                self.emit(&mut state, &time, stream, &rest[..newline], true);
+                at += newline + 1;
+            } else if rest.len() >= MAX_LINE {
+                self.emit(&mut state, &time, stream, &rest[..MAX_LINE], false);
+                at += MAX_LINE;
             } else {
                 break;
             }
         }
+        pending.drain(..at);
+        state.pending[index] = pending;
+        Self::write_out(&mut state);
     }
 }
 
@@ -138,18 +179,33 @@ impl LogQuery {
     }
 }
 
-/// Reads the lines of `path` (and its rotated predecessor) that `query` selects, returning the
-/// rendered text and the file offset reached (for following).
+/// Reads the lines of `path` (and its rotated predecessors) that `query` selects, returning the
+/// rendered text and the file offset reached (for following). With `tail_lines` (and no
+/// `since`), files are read from their end and older files only while the newer ones hold too
+/// few lines, so a tail costs the same however large the log.
 pub fn read(path: &Path, query: &LogQuery) -> std::io::Result<(String, u64)> {
-    let mut lines: Vec<LogLine> = Vec::new();
-    let rotated = path.with_extension("log.1");
-    for file in [rotated.as_path(), path] {
-        if let Ok(f) = File::open(file) {
-            lines.extend(BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| parse_line(&l)));
-        }
-    }
     let offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    lines.retain(|l| query.keeps(l));
+    // Newest file first; each file's lines in order.
+    let mut files: Vec<Vec<LogLine>> = Vec::new();
+    let mut kept = 0;
+    for index in 0..MAX_FILES {
+        let file = rotated(path, index);
+        let lines: Vec<LogLine> = match (query.tail_lines, query.since) {
+            (Some(n), None) if kept >= n => break,
+            (Some(n), None) => match last_lines(&file, n - kept) {
+                Ok(lines) => lines.iter().filter_map(|l| parse_line(l)).collect(),
+                Err(_) => continue,
+            },
+            _ => {
+                let Ok(f) = File::open(&file) else { continue };
+                let lines = BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| parse_line(&l));
+                lines.filter(|l| query.keeps(l)).collect()
+            }
+        };
+        kept += lines.len();
+        files.push(lines);
+    }
+    let mut lines: Vec<LogLine> = files.into_iter().rev().flatten().collect();
     if let Some(n) = query.tail_lines {
         let skip = lines.len().saturating_sub(n);
         lines.drain(..skip);
@@ -165,6 +221,34 @@ pub fn read(path: &Path, query: &LogQuery) -> std::io::Result<(String, u64)> {
         out.truncate(cut);
     }
     Ok((out, offset))
+}
+
+/// The last `n` lines of the file at `path` (all of them if it has fewer), read from its end.
+fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
+    const BLOCK: u64 = 64 << 10;
+    let mut file = File::open(path)?;
+    let mut start = file.metadata()?.len();
+    let mut tail: Vec<u8> = Vec::new();
+    // A final newline ends the last line; more than `n` newlines before it mean `n` whole lines.
+    let mut newlines = 0;
+    while start > 0 && newlines <= n {
+        let from = start.saturating_sub(BLOCK);
+        let mut block = vec![0; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut block)?;
+        newlines += block.iter().filter(|b| **b == b'\n').count();
+        block.extend_from_slice(&tail);
+        tail = block;
+        start = from;
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 {
+        // The first line read is cut.
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(n);
+    Ok(lines[skip..].iter().map(|l| l.to_string()).collect())
 }
 
 /// Reads complete lines appended to `path` after `offset`; returns the text and the new offset.
@@ -245,6 +329,40 @@ mod tests {
         assert!(path.with_extension("log.1").exists());
         let (text, _) = read(&path, &LogQuery { tail_lines: Some(1), ..Default::default() }).unwrap();
         assert_eq!(text, "line 19\n");
+    }
+
+    #[test]
+    fn a_flood_keeps_at_most_max_files_and_tails_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let writer = LogWriter::create(path.clone(), 1000).unwrap();
+        for i in 0..2000 {
+            writer.write(Stream::Stdout, format!("line {i}\n").as_bytes());
+        }
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, MAX_FILES);
+        let total: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert!(total <= 1000 * MAX_FILES as u64, "{total} bytes kept");
+        // More lines than the live file holds: the tail reaches into the rotated ones, in order.
+        let (text, _) = read(&path, &LogQuery { tail_lines: Some(40), ..Default::default() }).unwrap();
+        let expected: String = (1960..2000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text, expected);
+        let (all, _) = read(&path, &LogQuery::default()).unwrap();
+        assert!(all.ends_with("line 1999\n") && all.lines().count() < 2000, "{}", all.lines().count());
+    }
+
+    #[test]
+    fn tails_read_from_the_end_of_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let body: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &body).unwrap();
+        assert_eq!(last_lines(&path, 2).unwrap(), ["line 49998", "line 49999"]);
+        assert_eq!(last_lines(&path, 100_000).unwrap().len(), 50_000);
+        assert_eq!(last_lines(&path, 0).unwrap(), Vec::<String>::new());
+        std::fs::write(&path, "a\nb").unwrap();
+        assert_eq!(last_lines(&path, 1).unwrap(), ["b"]);
+        assert_eq!(last_lines(&path, 5).unwrap(), ["a", "b"]);
     }
 
     #[test]

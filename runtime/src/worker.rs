@@ -128,7 +128,10 @@ struct PodRun {
     pod: Arc<Pod>,
     view: Mutex<PodView>,
     dirty: Notify,
+    /// Turns true when the pod is deleted or the node ends it ([`crate::eviction`]).
     stop: watch::Receiver<bool>,
+    /// The grace period the node chose when it ended the pod itself.
+    halt_grace: Mutex<Option<Duration>>,
     volumes: Mutex<Vec<(String, PathBuf)>>,
     /// Made before any container of a pod on the pod network, else for the first Linux one.
     sandbox: tokio::sync::OnceCell<Sandbox>,
@@ -665,7 +668,20 @@ impl PodRun {
         c.restart_count as u32
     }
 
+    /// The node ends the pod ([`crate::eviction`]): the pod fails with the verdict's reason and
+    /// message (and an event saying it), and its containers are stopped.
+    fn fail(&self, verdict: crate::eviction::Verdict) {
+        tracing::info!(pod = %name_of(&self.pod).1, reason = verdict.reason, message = %verdict.message, "ending the pod");
+        *self.halt_grace.lock().expect("halt grace lock") = verdict.grace;
+        self.view.lock().expect("pod view lock").failure = Some((verdict.reason.into(), verdict.message.clone()));
+        self.event(None, Kind::Warning, verdict.reason, &verdict.message);
+        self.dirty.notify_one();
+    }
+
     fn grace(&self) -> Duration {
+        if let Some(grace) = *self.halt_grace.lock().expect("halt grace lock") {
+            return grace;
+        }
         let seconds = self
             .pod
             .metadata
@@ -924,12 +940,14 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         failure: None,
     };
     let adoptable = adoptable_containers(&ctx, &pod).await;
+    let (halt, halted) = watch::channel(false);
     let run = Arc::new(PodRun {
         ctx: ctx.clone(),
         pod: pod.clone(),
         view: Mutex::new(view),
         dirty: Notify::new(),
-        stop: stop.clone(),
+        stop: halted,
+        halt_grace: Mutex::new(None),
         volumes: Mutex::new(Vec::new()),
         sandbox: tokio::sync::OnceCell::new(),
         adoptable: Mutex::new(adoptable),
@@ -946,9 +964,20 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         })
     };
     run.dirty.notify_one();
+    let volume_root = ctx.data_dir.join("pods").join(&uid).join("volumes");
+    // The containers stop when the pod is deleted, or when the node ends it itself.
+    let guard = {
+        let (run, mut deleted, volume_root) = (run.clone(), stop.clone(), volume_root.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = deleted.wait_for(|s| *s) => {}
+                verdict = crate::eviction::watch(&run.pod, volume_root) => run.fail(verdict),
+            }
+            halt.send_replace(true);
+        })
+    };
     let connected = run.connect().await;
 
-    let volume_root = ctx.data_dir.join("pods").join(&uid).join("volumes");
     let mut backoff = Backoff::default();
     let prepared = if !connected {
         None
@@ -1008,6 +1037,8 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
             futures::future::join_all(supervisors).await;
         }
     }
+    // Done running: a deadline or a volume's usage no longer matters.
+    guard.abort();
     run.write_status().await;
     // A finished pod's address is free at once (as the kubelet tears down its sandbox).
     if let Ok(net) = ctx.network.current() {
