@@ -131,15 +131,9 @@ fn a_wasm_function_answers_through_the_gateway() {
         l.starts_with(r#"apiserver_request_total{verb="LIST",group="wharf.dev",version="v1",resource="functions""#)
     });
     assert!(listed.is_some(), "no LIST of functions counted in the API server's /metrics:\n{api}");
-    let port = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}"]);
-    let token = std::fs::read_to_string(cluster.data_dir().join("node-token")).unwrap();
-    let scraped = Command::new("curl")
-        .args(["-sfk", "-H", &format!("Authorization: Bearer {}", token.trim())])
-        .arg(format!("https://127.0.0.1:{port}/metrics"))
-        .output()
-        .expect("curl runs (apt-get install curl)");
-    let agent = String::from_utf8_lossy(&scraped.stdout);
-    assert!(scraped.status.success(), "the agent's /metrics failed: {}", String::from_utf8_lossy(&scraped.stderr));
+    // The agent serves only the API server: its /metrics is read through the node proxy.
+    let node = cluster.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let agent = cluster.ok(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/metrics", node.trim())]);
     let value = |name: &str| {
         let prefix = format!(r#"{name}{{namespace="default",function="hello"}} "#);
         agent.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse::<f64>().ok())

@@ -140,14 +140,10 @@ pub async fn run(
 
     let auth = tokens::Authenticator::new(&token).with_join_token(&node_token).with_store(store.clone());
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
-    let state = Arc::new(ApiState::new(
-        store,
-        auth,
-        node_token.clone(),
-        pki.ca_pem.clone(),
-        registry,
-        config.admission.clone(),
-    ));
+    let state = Arc::new(
+        ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry, config.admission.clone())
+            .with_agent_identity(pki::apiserver_client_identity(&dir.join("pki"))?)?,
+    );
     let app = api::router(state, config.dashboard.clone());
     // Clients may present a certificate signed by the cluster CA instead of a token.
     let tls = crate::auth::client_cert::server_config(&pki.server_config, &pki.ca_pem)?;

@@ -5,7 +5,10 @@
 //! (`GET /portForward/{namespace}/{pod}?port=..`, one WebSocket per forwarded connection, see
 //! `portforward`), and `GET /metrics` (the node, its containers and functions, see `metrics`), and
 //! `GET /functionLogs/{namespace}/{name}` (a Wasm function's output on this node, see `gateway`).
-//! Only callers bearing the node token are served.
+//! Only the API server is served: the TLS handshake requires a client certificate signed by the
+//! cluster CA whose common name is `wharf:apiserver` (as a kubelet trusts only the API server's
+//! `--kubelet-client-certificate`); anyone else, with no certificate or another identity, is
+//! refused before a request is read.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,13 +19,18 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
@@ -38,7 +46,6 @@ struct EndpointState {
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
     functions: crate::gateway::stats::Stats,
-    token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,24 +60,11 @@ struct LogParams {
     limit_bytes: Option<usize>,
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let presented =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(p) => p.len() == token.len() && p.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0,
-        None => false,
-    }
-}
-
 async fn container_logs(
     State(state): State<Arc<EndpointState>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(params): Query<LogParams>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorized(&headers, &state.token) {
-        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
-    }
     let container = Some(container.as_str()).filter(|c| !c.is_empty());
     let (path, running) = match state.logs.locate(&namespace, &pod, container, params.previous.unwrap_or(false)) {
         Ok(found) => found,
@@ -130,12 +124,8 @@ async fn exec(
     State(state): State<Arc<EndpointState>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !authorized(&headers, &state.token) {
-        return exec::rejection(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
     let options = match ExecOptions::from_query(&query) {
         Ok(options) => options,
         Err(message) => return exec::rejection(StatusCode::BAD_REQUEST, message),
@@ -168,12 +158,8 @@ async fn port_forward(
     State(state): State<Arc<EndpointState>>,
     Path((namespace, pod)): Path<(String, String)>,
     Query(params): Query<PortForwardParams>,
-    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !authorized(&headers, &state.token) {
-        return exec::rejection(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
     if let Err(message) = state.running.get(&namespace, &pod, &params.container) {
         return exec::rejection(StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} is not running: {message}"));
     }
@@ -208,10 +194,7 @@ async fn healthz() -> &'static str {
 }
 
 /// `GET /metrics`: the node, its containers and functions, sampled now.
-async fn metrics(State(state): State<Arc<EndpointState>>, headers: HeaderMap) -> Response {
-    if !authorized(&headers, &state.token) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
+async fn metrics(State(state): State<Arc<EndpointState>>) -> Response {
     let mut registry = prometheus_client::registry::Registry::default();
     if let Some(node) = crate::metrics::sample_node() {
         crate::metrics::register_node(&mut registry, &node);
@@ -227,11 +210,7 @@ async fn function_logs(
     State(state): State<Arc<EndpointState>>,
     Path((namespace, name)): Path<(String, String)>,
     Query(params): Query<LogParams>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorized(&headers, &state.token) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
     let logs = crate::gateway::fnlogs::FunctionLogs::new(state.data_dir.join("functions"));
     let Some(path) = logs.path(&namespace, &name) else {
         return (StatusCode::NOT_FOUND, "bad function name").into_response();
@@ -239,16 +218,119 @@ async fn function_logs(
     crate::gateway::function_log(path, params.follow.unwrap_or(false), params.tail_lines).await
 }
 
-/// A self-signed serving configuration for the endpoint.
-fn tls_config(name: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
+/// The one client identity the endpoint serves: the API server's.
+pub const APISERVER_USER: &str = "wharf:apiserver";
+
+/// Accepts a client certificate only when the cluster CA signed it and its common name is the
+/// API server's.
+#[derive(Debug)]
+struct ApiServerOnly {
+    ca: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for ApiServerOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.ca.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.ca.verify_client_cert(end_entity, intermediates, now)?;
+        if common_names(end_entity).iter().any(|cn| cn == APISERVER_USER) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.ca.supported_verify_schemes()
+    }
+}
+
+/// The common names (OID 2.5.4.3) in a certificate's subject; empty when it does not parse.
+fn common_names(cert: &[u8]) -> Vec<String> {
+    const COMMON_NAME: &[u64] = &[2, 5, 4, 3];
+    let fields = yasna::parse_der(cert, |r| {
+        r.read_sequence(|r| {
+            let tbs = r.next().read_sequence(|r| {
+                let mut fields = Vec::new();
+                while let Some(field) = r.read_optional(|r| r.read_der())? {
+                    fields.push(field);
+                }
+                Ok(fields)
+            })?;
+            r.next().read_der()?;
+            r.next().read_der()?;
+            Ok(tbs)
+        })
+    });
+    let Ok(fields) = fields else { return Vec::new() };
+    // [0] version (explicitly tagged, 0xa0) when present, serialNumber, signature, issuer,
+    // validity, subject.
+    let versioned = fields.first().and_then(|f| f.first()) == Some(&0xa0);
+    let Some(subject) = fields.get(if versioned { 5 } else { 4 }) else { return Vec::new() };
+    let rdns = yasna::parse_der(subject, |r| {
+        r.collect_sequence_of(|r| {
+            r.collect_set_of(|r| {
+                r.read_sequence(|r| {
+                    let oid = r.next().read_oid()?;
+                    let value = r.next().read_tagged_der()?;
+                    Ok((oid, value))
+                })
+            })
+        })
+    });
+    let Ok(rdns) = rdns else { return Vec::new() };
+    rdns.into_iter()
+        .flatten()
+        .filter(|(oid, _)| oid.components().as_slice() == COMMON_NAME)
+        .filter_map(|(_, value)| String::from_utf8(value.value().to_vec()).ok())
+        .collect()
+}
+
+/// The endpoint's serving configuration: a self-signed certificate, and only the API server's
+/// client certificate (signed by `ca_pem`) accepted.
+fn tls_config(name: &str, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, AgentError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cert = rcgen::generate_simple_self_signed(vec![name.to_string(), "localhost".into(), "127.0.0.1".into()])
         .map_err(|e| AgentError::Setup(format!("endpoint certificate: {e}")))?;
     let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
         .map_err(|e| AgentError::Setup(format!("endpoint key: {e}")))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| AgentError::Setup(format!("the cluster CA: {e}")))?;
+        roots.add(ca).map_err(|e| AgentError::Setup(format!("the cluster CA: {e}")))?;
+    }
+    let ca = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| AgentError::Setup(format!("client verifier: {e}")))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| AgentError::Setup(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(ApiServerOnly { ca }))
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .map_err(|e| AgentError::Setup(e.to_string()))?;
     Ok(Arc::new(config))
@@ -260,7 +342,6 @@ pub(crate) fn app(
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
     functions: crate::gateway::stats::Stats,
-    token: String,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -269,7 +350,7 @@ pub(crate) fn app(
         .route("/portForward/{namespace}/{pod}", get(port_forward))
         .route("/metrics", get(metrics))
         .route("/functionLogs/{namespace}/{name}", get(function_logs))
-        .with_state(Arc::new(EndpointState { data_dir, logs, running, functions, token }))
+        .with_state(Arc::new(EndpointState { data_dir, logs, running, functions }))
 }
 
 /// Binds the endpoint; returns the bound address and the serving future.
@@ -280,14 +361,14 @@ pub async fn bind(
     logs: Arc<LogIndex>,
     running: Arc<RunningContainers>,
     functions: crate::gateway::stats::Stats,
-    token: String,
+    ca_pem: &str,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + use<>), AgentError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| AgentError::Setup(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| AgentError::Setup(e.to_string()))?;
-    let acceptor = TlsAcceptor::from(tls_config(node)?);
-    let app = app(data_dir, logs, running, functions, token);
+    let acceptor = TlsAcceptor::from(tls_config(node, ca_pem)?);
+    let app = app(data_dir, logs, running, functions);
     let serve = async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
@@ -302,4 +383,64 @@ pub async fn bind(
         }
     };
     Ok((addr, serve))
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+
+    use super::*;
+
+    /// A CA (PEM) and its issuer.
+    fn ca() -> (String, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "test-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        (pem.clone(), Issuer::from_ca_cert_pem(&pem, key).unwrap())
+    }
+
+    fn client_cert(issuer: &Issuer<'static, KeyPair>, cn: &str) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.signed_by(&key, issuer).unwrap().der().clone()
+    }
+
+    fn verifier(ca_pem: &str) -> ApiServerOnly {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        ApiServerOnly { ca: WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap() }
+    }
+
+    #[test]
+    fn only_the_api_servers_certificate_from_the_cluster_ca_is_accepted() {
+        let (ca_pem, issuer) = ca();
+        let verifier = verifier(&ca_pem);
+        let now = UnixTime::now();
+        let apiserver = client_cert(&issuer, APISERVER_USER);
+        assert_eq!(common_names(&apiserver), vec![APISERVER_USER.to_string()]);
+        assert!(verifier.verify_client_cert(&apiserver, &[], now).is_ok());
+        // A user of the same CA, even an administrator, is not the API server.
+        assert!(verifier.verify_client_cert(&client_cert(&issuer, "admin"), &[], now).is_err());
+        assert!(verifier.verify_client_cert(&client_cert(&issuer, "system:node:a"), &[], now).is_err());
+        // The API server's name from another CA is not trusted.
+        let (_, other) = ca();
+        assert!(verifier.verify_client_cert(&client_cert(&other, APISERVER_USER), &[], now).is_err());
+        // A certificate is required.
+        assert!(verifier.client_auth_mandatory());
+        assert!(common_names(b"not a certificate").is_empty());
+    }
+
+    #[test]
+    fn the_serving_configuration_builds_from_the_cluster_ca() {
+        let (ca_pem, _) = ca();
+        assert!(tls_config("node-a", &ca_pem).is_ok());
+        assert!(tls_config("node-a", "no CA here").is_err() || tls_config("node-a", "").is_err());
+    }
 }

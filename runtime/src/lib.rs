@@ -57,8 +57,9 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// The node address reported as InternalIP (and, until pod networking, as pod IPs).
     pub address: String,
-    /// Token the API server presents when it calls the endpoint.
-    pub node_token: String,
+    /// The cluster CA (PEM): the endpoint serves only the API server's client certificate
+    /// (`wharf:apiserver`) signed by it.
+    pub ca_pem: String,
     pub backoff: BackoffPolicy,
     pub max_pods: u32,
     /// Most processes one Linux container may hold (0: no limit).
@@ -108,7 +109,7 @@ pub async fn run(
         logs.clone(),
         running.clone(),
         function_stats.clone(),
-        config.node_token.clone(),
+        &config.ca_pem,
     )
     .await?;
     let info = NodeInfo {

@@ -1,12 +1,11 @@
 //! `pods/{name}/exec`: kubectl's remote-command WebSocket session (`v5.channel.k8s.io`, or
 //! `v4.channel.k8s.io`), relayed to the agent of the pod's node. The API server opens the session
-//! with the agent first (`wss://NODE:PORT/exec/NS/POD/CONTAINER?command=..`, node token, the
+//! with the agent first (`wss://NODE:PORT/exec/NS/POD/CONTAINER?command=..`, the API server's client certificate, the
 //! subprotocols kubectl offered), then upgrades kubectl's request with the subprotocol the agent
 //! chose and copies messages both ways; the channels themselves are the agent's business. When
 //! the agent refuses (the container is not running) or cannot be reached, kubectl still gets its
 //! upgrade and the reason as a `Status` on the error channel, as kube-apiserver does.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
@@ -21,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder};
 
 use super::ApiState;
-use super::logs::{agent_address, agent_tls, authority, pod_container};
+use super::logs::{agent_address, authority, pod_container};
 use super::request::{Query, Target};
 use crate::error::{Error, Result};
 
@@ -105,8 +104,7 @@ pub(super) async fn connect(
     let uri = format!("wss://{}{path}", authority(&address, port))
         .parse::<tungstenite::http::Uri>()
         .map_err(|e| bad(format!("cannot address the agent: {e}")))?;
-    let mut request =
-        ClientRequestBuilder::new(uri).with_header("Authorization", format!("Bearer {}", state.node_token));
+    let mut request = ClientRequestBuilder::new(uri);
     for protocol in protocols {
         request = request.with_sub_protocol(protocol);
     }
@@ -115,7 +113,7 @@ pub(super) async fn connect(
         .map_err(|e| unreachable(&e))?
         .map_err(|e| unreachable(&e))?;
     let server_name = rustls::pki_types::ServerName::try_from(address.clone()).map_err(|e| unreachable(&e))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(agent_tls()))
+    let tls = tokio_rustls::TlsConnector::from(state.agent_tls.clone())
         .connect(server_name, tcp)
         .await
         .map_err(|e| unreachable(&e))?;

@@ -3,7 +3,7 @@
 //!
 //! - A Wasm function runs in the nodes' gateways, each keeping what the function's requests on
 //!   it wrote: the API server reads every Ready node's (with a gateway) from its agent
-//!   (`/functionLogs/NS/NAME`, node token), lines prefixed `[NODE] `.
+//!   (`/functionLogs/NS/NAME`, as the API server), lines prefixed `[NODE] `.
 //! - A Linux-image function runs as the Deployment it owns: its pods' logs (as `pods/log`),
 //!   lines prefixed `[POD] `.
 //!
@@ -95,7 +95,7 @@ async fn node_streams(state: &ApiState, namespace: &str, name: &str, follow: boo
             let (address, port) = super::logs::agent_address(state, node, "").ok()?;
             let url =
                 format!("https://{}/functionLogs/{namespace}/{name}?{query}", super::logs::authority(&address, port));
-            let sent = state.agents.get(&url).bearer_auth(&state.node_token).send();
+            let sent = state.agents.get(&url).send();
             match tokio::time::timeout(CONNECT_TIMEOUT, sent).await {
                 Ok(Ok(response)) if response.status().is_success() => {
                     Some(prefixed(response.bytes_stream(), format!("[{node}] ")))

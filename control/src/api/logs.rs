@@ -1,12 +1,17 @@
 //! `pods/{name}/log`: the API server finds the node running the pod and streams the container
-//! log from that node's agent, authenticating itself with the node token. The agents' serving
-//! certificates are self-signed and not verified yet (as kube-apiserver without
-//! `--kubelet-certificate-authority`); the security work pins them.
+//! log from that node's agent, authenticating itself with its own client certificate
+//! (`wharf:apiserver`, signed by the cluster CA: the one identity agents serve). The agents'
+//! serving certificates are self-signed and not verified (as kube-apiserver without
+//! `--kubelet-certificate-authority`).
 //! The pod, container and agent look-ups here serve `pods/{name}/exec` as well.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use super::ApiState;
@@ -18,20 +23,49 @@ use crate::store::ObjectKey;
 const FORWARDED: &[&str] =
     &["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes"];
 
-/// The HTTP client the API server calls agents with.
+/// An HTTP client for agents and gateways, presenting no client certificate (joining agents
+/// fetch the CA with it).
 pub fn agent_client() -> reqwest::Client {
-    reqwest::Client::builder().use_preconfigured_tls(agent_tls()).build().expect("HTTP client builds")
+    client_with(agent_tls())
 }
 
-/// The TLS configuration for calling agents (logs, exec).
+fn client_with(tls: rustls::ClientConfig) -> reqwest::Client {
+    reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("HTTP client builds")
+}
+
+impl ApiState {
+    /// Calls agents (logs, exec, port-forward, metrics, function logs) as the API server: with
+    /// the client certificate and key (PEM) of `wharf:apiserver`, see
+    /// `auth::pki::apiserver_client_identity`.
+    pub fn with_agent_identity(mut self, (cert_pem, key_pem): (String, String)) -> Result<Self> {
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("the API server's client certificate: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| Error::Internal(format!("the API server's client key: {e}")))?;
+        let tls = tls_builder()
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| Error::Internal(format!("the API server's client identity: {e}")))?;
+        self.agents = client_with(tls.clone());
+        self.agent_tls = Arc::new(tls);
+        Ok(self)
+    }
+}
+
+/// The TLS configuration for calling agents and gateways, with no client certificate.
 pub(super) fn agent_tls() -> rustls::ClientConfig {
+    tls_builder().with_no_client_auth()
+}
+
+/// TLS toward agents: their self-signed serving certificates are accepted.
+fn tls_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     #[derive(Debug)]
     struct AcceptAny;
     impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         fn verify_server_cert(
             &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
             _: &rustls::pki_types::ServerName<'_>,
             _: &[u8],
             _: rustls::pki_types::UnixTime,
@@ -41,7 +75,7 @@ pub(super) fn agent_tls() -> rustls::ClientConfig {
         fn verify_tls12_signature(
             &self,
             message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
+            cert: &CertificateDer<'_>,
             dss: &rustls::DigitallySignedStruct,
         ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
             rustls::crypto::verify_tls12_signature(
@@ -54,7 +88,7 @@ pub(super) fn agent_tls() -> rustls::ClientConfig {
         fn verify_tls13_signature(
             &self,
             message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
+            cert: &CertificateDer<'_>,
             dss: &rustls::DigitallySignedStruct,
         ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
             rustls::crypto::verify_tls13_signature(
@@ -68,12 +102,11 @@ pub(super) fn agent_tls() -> rustls::ClientConfig {
             rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
         }
     }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
-        .with_no_client_auth()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -179,7 +212,6 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
     let response = state
         .agents
         .get(url)
-        .bearer_auth(&state.node_token)
         .send()
         .await
         .map_err(|e| Error::Unavailable(format!("cannot reach the agent of node {node_name}: {e}")))?;

@@ -55,9 +55,11 @@ pub struct ApiState {
     /// Decides what an authenticated user may do.
     pub authz: Authorizer,
     pub max_body: usize,
-    /// Presented to agents when the API server calls them (logs).
+    /// The cluster's join token.
     pub node_token: String,
     pub agents: reqwest::Client,
+    /// TLS toward agents for WebSockets (exec, port-forward), with the same client identity.
+    pub agent_tls: Arc<rustls::ClientConfig>,
     /// The cluster CA, served unauthenticated at `/cacerts` for joining agents.
     pub ca_pem: String,
     /// The embedded OCI registry under `/v2/`.
@@ -86,6 +88,7 @@ impl ApiState {
             max_body: MAX_BODY,
             node_token,
             agents: logs::agent_client(),
+            agent_tls: Arc::new(logs::agent_tls()),
             ca_pem,
             registry,
             admission,

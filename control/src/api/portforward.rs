@@ -7,7 +7,7 @@
 //! `Upgrade: SPDY/3.1` request. Both are served, by the same SPDY session (`spdy`). Each
 //! connection kubectl accepts locally becomes an error stream and a data stream; the API server
 //! opens one WebSocket per connection to the agent of the pod's node
-//! (`wss://NODE/portForward/NS/POD?port=P&uid=UID&container=C`, node token), which connects to
+//! (`wss://NODE/portForward/NS/POD?port=P&uid=UID&container=C`, as the API server), which connects to
 //! the port inside the pod and relays bytes in binary messages. An empty binary message means
 //! "no more bytes from this side"; a text message from the agent is an error for kubectl's error
 //! stream (as kubelet's "error forwarding port ..."); the agent closes once both sides are done.
