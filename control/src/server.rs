@@ -138,7 +138,11 @@ pub async fn run(
     let kubeconfig = dir.join("kubeconfig.yaml");
     write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, &token)?;
 
-    let auth = tokens::Authenticator::new(&token).with_join_token(&node_token).with_store(store.clone());
+    let sa_key = Arc::new(crate::auth::service_account::SigningKey::load_or_create(&dir.join("pki"))?);
+    let auth = tokens::Authenticator::new(&token)
+        .with_join_token(&node_token)
+        .with_store(store.clone())
+        .with_service_account_key(sa_key);
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
     let state = Arc::new(
         ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry, config.admission.clone())

@@ -198,12 +198,6 @@ pub fn issue(key: &SigningKey, spec: &TokenSpec) -> Result<Issued> {
     Ok(Issued { token: key.sign(&claims)?, expires })
 }
 
-/// Whether `token` looks like a JWT at all (three dot-separated parts), so authenticators can
-/// skip it cheaply.
-pub fn looks_like_jwt(token: &str) -> bool {
-    token.split('.').count() == 3 && token.starts_with("eyJ")
-}
-
 /// The uid of the stored object at `resource/namespace/name`.
 fn stored_uid(store: &Store, resource: &str, namespace: &str, name: &str) -> Option<String> {
     let stored = store.get(&ObjectKey::new(resource, namespace, name))?;
@@ -220,7 +214,7 @@ fn stored_uid(store: &Store, resource: &str, namespace: &str, name: &str) -> Opt
 /// hold, its ServiceAccount exists with the uid it names, and so does its pod when it is bound
 /// to one.
 pub fn authenticate(store: &Store, key: &SigningKey, token: &str) -> Option<User> {
-    if !looks_like_jwt(token) {
+    if !super::tokens::looks_like_jwt(token) {
         return None;
     }
     let claims = key.verify(token)?;

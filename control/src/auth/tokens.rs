@@ -4,6 +4,7 @@
 //! client certificate or bearer token — to a [`User`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use rand::RngCore;
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::User;
 use super::client_cert::ClientCertificate;
+use super::service_account::SigningKey;
 use crate::error::{Error, Result};
 use crate::store::{ObjectKey, Store};
 
@@ -116,11 +118,18 @@ pub struct Authenticator {
     admin_digest: [u8; 32],
     join_digest: Option<[u8; 32]>,
     store: Option<Store>,
+    /// Verifies ServiceAccount tokens (and signs them for TokenRequests).
+    service_accounts: Option<Arc<SigningKey>>,
 }
 
 impl Authenticator {
     pub fn new(admin_token: &str) -> Self {
-        Self { admin_digest: Sha256::digest(admin_token.as_bytes()).into(), join_digest: None, store: None }
+        Self {
+            admin_digest: Sha256::digest(admin_token.as_bytes()).into(),
+            join_digest: None,
+            store: None,
+            service_accounts: None,
+        }
     }
 
     /// Also accepts the node join token, as [`BOOTSTRAP_USER`] in [`BOOTSTRAPPERS`].
@@ -133,6 +142,17 @@ impl Authenticator {
     pub fn with_store(mut self, store: Store) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// Also accepts the ServiceAccount tokens `key` signed (those of existing accounts and pods).
+    pub fn with_service_account_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.service_accounts = Some(key);
+        self
+    }
+
+    /// The key that signs ServiceAccount tokens, if this server issues them.
+    pub fn service_account_key(&self) -> Option<&SigningKey> {
+        self.service_accounts.as_deref()
     }
 
     /// The user a request comes from: its verified client certificate (which serve.rs puts in
@@ -156,8 +176,11 @@ impl Authenticator {
             return self.wharf_token(&WharfToken::parse(token)?);
         }
         if looks_like_jwt(token) {
-            // ServiceAccount tokens: auth::service_account's verify is called here.
-            return None;
+            return super::service_account::authenticate(
+                self.store.as_ref()?,
+                self.service_accounts.as_deref()?,
+                token,
+            );
         }
         // Comparing digests keeps the comparison's time independent of the secret.
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -325,10 +348,8 @@ impl TokenGrant {
             .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect())
             .unwrap_or_default();
         // An expiration that does not read has passed: a token is never valid longer than meant.
-        let expiration = match field("expiration") {
-            Some(text) => Some(text.trim().parse::<jiff::Timestamp>().unwrap_or(jiff::Timestamp::MIN)),
-            None => None,
-        };
+        let expiration =
+            field("expiration").map(|text| text.trim().parse::<jiff::Timestamp>().unwrap_or(jiff::Timestamp::MIN));
         let digest = field("secret-sha256").and_then(|h| unhex(h.trim()));
         Some(Self { user, groups, expiration, description: field("description").unwrap_or_default(), digest })
     }
