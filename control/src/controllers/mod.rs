@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod resource_quota;
 pub mod service_account;
 pub mod statefulset;
 pub mod taint_eviction;
@@ -120,6 +121,7 @@ pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(taint_eviction::run(client.clone()));
     tokio::spawn(garbage_collector::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
+    tokio::spawn(resource_quota::run(client.clone()));
     tokio::spawn(deployment::run(client.clone()));
     tokio::spawn(job::run(client.clone()));
     tokio::spawn(cronjob::run(client.clone()));

@@ -28,6 +28,7 @@ pub fn apply(resource: &ResourceInfo, obj: &mut Value) {
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(o),
         ("node.k8s.io", "RuntimeClass") => runtime_class(o),
         ("wharf.dev", "Function") => function(o),
+        ("", "LimitRange") => super::quota::default_limit_range(o),
         _ => {}
     }
 }

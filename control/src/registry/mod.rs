@@ -6,6 +6,7 @@ pub mod fields;
 pub mod function;
 pub mod kinds;
 pub mod patch_strategy;
+pub mod quota;
 pub mod schema;
 pub mod selector;
 pub mod service_alloc;

@@ -119,7 +119,7 @@ pub fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Value, sub
 }
 
 /// The pod's QoS class from its containers' requests and limits.
-fn qos_class(pod: &Value) -> &'static str {
+pub fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> =
         ["containers", "initContainers"].iter().filter_map(|f| pod["spec"][f].as_array()).flatten().collect();
     let mut any = false;

@@ -49,6 +49,8 @@ pub fn cells(resource: &ResourceInfo, obj: &Value, now: Timestamp) -> Vec<Value>
         Printer::EndpointSlice => p.endpoint_slice(),
         Printer::RuntimeClass => p.runtime_class(),
         Printer::Function => p.function(),
+        Printer::ResourceQuota => p.resource_quota(),
+        Printer::LimitRange => p.limit_range(),
         Printer::Default => vec![p.name(), p.age()],
     }
 }
@@ -114,6 +116,8 @@ enum Printer {
     EndpointSlice,
     RuntimeClass,
     Function,
+    ResourceQuota,
+    LimitRange,
     Default,
 }
 
@@ -139,6 +143,8 @@ fn printer(resource: &ResourceInfo) -> Printer {
         ("discovery.k8s.io", "EndpointSlice") => Printer::EndpointSlice,
         ("node.k8s.io", "RuntimeClass") => Printer::RuntimeClass,
         ("wharf.dev", "Function") => Printer::Function,
+        ("", "ResourceQuota") => Printer::ResourceQuota,
+        ("", "LimitRange") => Printer::LimitRange,
         _ => Printer::Default,
     }
 }
@@ -341,6 +347,22 @@ impl Printer {
                 wide("Max", "string", "Most instances."),
                 wide("Invocations", "integer", "Requests served since the function was created."),
             ],
+            Printer::ResourceQuota => vec![
+                NAME,
+                AGE,
+                col(
+                    "Request",
+                    "string",
+                    "Request represents a minimum amount of cpu/memory that a container may consume.",
+                ),
+                col(
+                    "Limit",
+                    "string",
+                    "Limits control the maximum amount of cpu/memory that a container may use independent of contention \
+                     on the node.",
+                ),
+            ],
+            Printer::LimitRange => vec![NAME, Col { name: "Created At", ty: "date", ..AGE }],
             Printer::Default => vec![NAME, AGE],
         }
     }
@@ -946,6 +968,31 @@ impl Row<'_> {
 
     fn runtime_class(&self) -> Vec<Value> {
         vec![self.name(), text(&self.obj["handler"]).into(), self.age()]
+    }
+
+    /// `pods: 1/2, requests.cpu: 500m/1` (used/hard, sorted by name); `limits.*` in the Limit column.
+    fn resource_quota(&self) -> Vec<Value> {
+        let status = self.status();
+        let (mut request, mut limit) = (Vec::new(), Vec::new());
+        let hard: std::collections::BTreeMap<&String, &Value> =
+            status["hard"].as_object().into_iter().flatten().collect();
+        for (name, hard) in hard {
+            let used = or(text(&status["used"][name.as_str()]), "0");
+            let cell = format!("{name}: {used}/{}", text(hard));
+            if name.split('.').next() == Some("limits") && name.contains('.') {
+                limit.push(cell);
+            } else {
+                request.push(cell);
+            }
+        }
+        vec![self.name(), self.age(), request.join(", ").into(), limit.join(", ").into()]
+    }
+
+    /// The creation time in RFC 3339, UTC.
+    fn limit_range(&self) -> Vec<Value> {
+        let created =
+            time(&self.obj["metadata"]["creationTimestamp"]).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        vec![self.name(), created.unwrap_or_default().into()]
     }
 
     fn function(&self) -> Vec<Value> {

@@ -49,6 +49,7 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
         ("discovery.k8s.io", "EndpointSlice") => v.endpoint_slice(obj),
         ("node.k8s.io", "RuntimeClass") => v.runtime_class(obj, old),
         ("wharf.dev", "Function") => v.function(obj),
+        ("", "ResourceQuota" | "LimitRange") => v.errs.extend(super::quota::validate(resource, obj)),
         _ => {}
     }
     v.errs
