@@ -342,22 +342,34 @@ pub async fn reconcile(store: &Store) -> Result<()> {
 }
 
 /// Fills the aggregated defaults right away (the aggregation controller keeps them current).
+/// Aggregation chains (view into edit into admin), so passes repeat until nothing changes.
 async fn aggregate_stored(store: &Store) -> Result<()> {
     let key = format!("clusterroles.{GROUP}");
-    let all = store.list(&key, None, None, 0, |_| true).items;
-    for stored in all.iter().filter(|s| s.object.get("aggregationRule").is_some_and(Value::is_object)) {
-        let objects = all.iter().map(|s| &s.object);
-        let rules = aggregate(&stored.key.name, &stored.object["aggregationRule"], objects);
-        if stored.object["rules"].as_array().is_some_and(|r| *r == rules) {
-            continue;
+    for _ in 0..4 {
+        let all = store.list(&key, None, None, 0, |_| true).items;
+        let mut changed = false;
+        for stored in all.iter().filter(|s| s.object.get("aggregationRule").is_some_and(Value::is_object)) {
+            let current = store.get(&stored.key).unwrap_or_else(|| stored.clone());
+            let objects: Vec<Value> = all
+                .iter()
+                .map(|s| store.get(&s.key).map(|c| c.object.clone()).unwrap_or_else(|| s.object.clone()))
+                .collect();
+            let rules = aggregate(&current.key.name, &current.object["aggregationRule"], &objects);
+            if current.object["rules"].as_array().is_some_and(|r| *r == rules) {
+                continue;
+            }
+            let mut object = current.object.clone();
+            object["rules"] = Value::Array(rules);
+            let write = Write::Update { key: current.key.clone(), object, expected_rev: Some(current.rev) };
+            store
+                .write(write)
+                .await
+                .map_err(|e| Error::Internal(format!("cannot aggregate {}: {e:?}", current.key.name)))?;
+            changed = true;
         }
-        let mut object = stored.object.clone();
-        object["rules"] = Value::Array(rules);
-        let write = Write::Update { key: stored.key.clone(), object, expected_rev: Some(stored.rev) };
-        store
-            .write(write)
-            .await
-            .map_err(|e| Error::Internal(format!("cannot aggregate {}: {e:?}", stored.key.name)))?;
+        if !changed {
+            break;
+        }
     }
     Ok(())
 }

@@ -411,6 +411,91 @@ pub fn compact(rule: &Rule) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// Kubernetes' escalation prevention on writes of RBAC objects: a Role or ClusterRole may be
+/// created or given new rules only by a user who holds every permission in it (or may
+/// `escalate` it); a binding may be created or pointed at a role only by a user who holds the
+/// role's permissions where it applies (or may `bind` it). Masters may do both.
+pub fn confirm_no_escalation(
+    authz: &super::authz::Authorizer,
+    request: &crate::api::admission::Request<'_>,
+    object: &Value,
+    old: Option<&Value>,
+) -> crate::error::Result<()> {
+    use crate::api::admission::Operation;
+    let resource = request.resource;
+    if resource.group != GROUP || request.operation == Operation::Delete || request.subresource.is_some() {
+        return Ok(());
+    }
+    let user = request.user;
+    let allowed = |verb: &str, plural: &str, namespace: &str, name: &str| {
+        let attributes = Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            resource: Some(super::ResourceAttributes {
+                group: GROUP.into(),
+                resource: plural.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                ..Default::default()
+            }),
+            path: String::new(),
+        };
+        authz.decide(&attributes) == Decision::Allow
+    };
+    let forbidden = |detail: String| {
+        crate::error::Error::Forbidden(format!("{}.{GROUP} {:?} is forbidden: {detail}", resource.plural, request.name))
+    };
+    let wanted = match resource.kind {
+        "Role" | "ClusterRole" => {
+            let same = |field: &str| old.is_some_and(|old| old.get(field) == object.get(field));
+            if same("rules") && same("aggregationRule")
+                || allowed("escalate", resource.plural, request.namespace, request.name)
+            {
+                return Ok(());
+            }
+            if object.get("aggregationRule").is_some_and(|r| !r.is_null()) {
+                return Err(forbidden("must have cluster-admin privileges to use the aggregationRule".into()));
+            }
+            Rule::parse_all(&object["rules"])
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if old.is_some_and(|old| old["roleRef"] == object["roleRef"]) {
+                return Ok(());
+            }
+            let Some(role) = role_ref(object) else { return Ok(()) };
+            let plural = if role.cluster { "clusterroles" } else { "roles" };
+            if allowed("bind", plural, request.namespace, &role.name) {
+                return Ok(());
+            }
+            let index = authz.rbac.index();
+            let rules = if role.cluster {
+                index.cluster_roles.get(&role.name)
+            } else {
+                index.roles.get(&(request.namespace.to_string(), role.name.clone()))
+            };
+            match rules {
+                Some(rules) => rules.to_vec(),
+                None => {
+                    let kind = if role.cluster { "clusterroles" } else { "roles" };
+                    return Err(forbidden(format!("{kind}.{GROUP} {:?} not found", role.name)));
+                }
+            }
+        }
+        _ => return Ok(()),
+    };
+    let (owned, _) = authz.rbac.rules_for(user, request.namespace);
+    let missing = uncovered(&owned, &wanted);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let groups = user.groups.iter().map(|g| format!("{g:?}")).collect::<Vec<_>>().join(" ");
+    let rules = missing.iter().map(compact).collect::<Vec<_>>().join("\n");
+    Err(forbidden(format!(
+        "user {:?} (groups=[{groups}]) is attempting to grant RBAC permissions not currently held:\n{rules}",
+        user.name
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

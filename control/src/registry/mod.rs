@@ -7,6 +7,7 @@ pub mod function;
 pub mod kinds;
 pub mod patch_strategy;
 pub mod quota;
+pub mod rbac;
 pub mod schema;
 pub mod selector;
 pub mod service_alloc;

@@ -49,6 +49,8 @@ pub fn cells(resource: &ResourceInfo, obj: &Value, now: Timestamp) -> Vec<Value>
         Printer::EndpointSlice => p.endpoint_slice(),
         Printer::RuntimeClass => p.runtime_class(),
         Printer::Function => p.function(),
+        Printer::Role => p.role(),
+        Printer::RoleBinding => p.role_binding(),
         Printer::ResourceQuota => p.resource_quota(),
         Printer::LimitRange => p.limit_range(),
         Printer::Default => vec![p.name(), p.age()],
@@ -116,6 +118,8 @@ enum Printer {
     EndpointSlice,
     RuntimeClass,
     Function,
+    Role,
+    RoleBinding,
     ResourceQuota,
     LimitRange,
     Default,
@@ -143,6 +147,8 @@ fn printer(resource: &ResourceInfo) -> Printer {
         ("discovery.k8s.io", "EndpointSlice") => Printer::EndpointSlice,
         ("node.k8s.io", "RuntimeClass") => Printer::RuntimeClass,
         ("wharf.dev", "Function") => Printer::Function,
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => Printer::Role,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => Printer::RoleBinding,
         ("", "ResourceQuota") => Printer::ResourceQuota,
         ("", "LimitRange") => Printer::LimitRange,
         _ => Printer::Default,
@@ -363,6 +369,19 @@ impl Printer {
                 ),
             ],
             Printer::LimitRange => vec![NAME, Col { name: "Created At", ty: "date", ..AGE }],
+            Printer::Role => vec![NAME, Col { name: "Created At", ty: "date", ..AGE }],
+            Printer::RoleBinding => vec![
+                NAME,
+                col(
+                    "Role",
+                    "string",
+                    "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace.",
+                ),
+                AGE,
+                wide("Users", "string", "Users in the roleBinding"),
+                wide("Groups", "string", "Groups in the roleBinding"),
+                wide("ServiceAccounts", "string", "ServiceAccounts in the roleBinding"),
+            ],
             Printer::Default => vec![NAME, AGE],
         }
     }
@@ -993,6 +1012,37 @@ impl Row<'_> {
         let created =
             time(&self.obj["metadata"]["creationTimestamp"]).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
         vec![self.name(), created.unwrap_or_default().into()]
+    }
+
+    /// Roles and ClusterRoles: NAME, CREATED AT (RFC 3339).
+    fn role(&self) -> Vec<Value> {
+        let created =
+            time(&self.obj["metadata"]["creationTimestamp"]).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        vec![self.name(), created.unwrap_or_default().into()]
+    }
+
+    /// Bindings: NAME, ROLE (`ClusterRole/view`), AGE, and with -o wide their users, groups and
+    /// ServiceAccounts (`namespace/name`).
+    fn role_binding(&self) -> Vec<Value> {
+        let role = &self.obj["roleRef"];
+        let (mut users, mut groups, mut accounts) = (Vec::new(), Vec::new(), Vec::new());
+        for subject in self.obj["subjects"].as_array().into_iter().flatten() {
+            let name = text(&subject["name"]);
+            match text(&subject["kind"]) {
+                "User" => users.push(name.to_string()),
+                "Group" => groups.push(name.to_string()),
+                "ServiceAccount" => accounts.push(format!("{}/{name}", text(&subject["namespace"]))),
+                _ => {}
+            }
+        }
+        vec![
+            self.name(),
+            format!("{}/{}", text(&role["kind"]), text(&role["name"])).into(),
+            self.age(),
+            users.join(", ").into(),
+            groups.join(", ").into(),
+            accounts.join(", ").into(),
+        ]
     }
 
     fn function(&self) -> Vec<Value> {

@@ -49,6 +49,7 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
         ("discovery.k8s.io", "EndpointSlice") => v.endpoint_slice(obj),
         ("node.k8s.io", "RuntimeClass") => v.runtime_class(obj, old),
         ("wharf.dev", "Function") => v.function(obj),
+        ("rbac.authorization.k8s.io", _) => v.errs.extend(super::rbac::validate(resource, obj, old)),
         ("", "ResourceQuota" | "LimitRange") => v.errs.extend(super::quota::validate(resource, obj)),
         _ => {}
     }
@@ -408,7 +409,7 @@ fn name_rule(resource: &ResourceInfo) -> NameRule {
         ("", "Namespace") | ("apps", "StatefulSet") => NameRule::Label,
         // Functions name the Services and hostnames the gateway routes to.
         ("", "Service") | ("wharf.dev", "Function") => NameRule::Dns1035,
-        ("", "Event") => NameRule::PathSegment,
+        ("", "Event") | ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }

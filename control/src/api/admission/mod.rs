@@ -71,6 +71,7 @@ pub async fn validate(
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     node_restriction::validate(state, request, object, old)?;
+    crate::auth::rbac::confirm_no_escalation(&state.authz, request, object, old)?;
     pod_security::validate(state, request, object, old, &mut warnings)?;
     limit_range::validate(state, request, object, old)?;
     resource_quota::validate(state, request, object, old).await?;
