@@ -42,6 +42,9 @@ fn pod_quota_refuses_the_third_pod_and_frees_a_place(cluster: &Cluster) {
     cluster.ok(&["create", "namespace", "q-pods"]);
     cluster.ok(&["create", "quota", "pods", "--hard=pods=2", "-n", "q-pods"]);
     wait_quota(cluster, "q-pods", "pods", "pods: 0/2");
+    let dry = cluster.ok(&["run", "dry", "-n", "q-pods", "--image=ticker:v1", "--restart=Never", "--dry-run=server"]);
+    assert!(dry.contains("pod/dry created (server dry run)"), "{dry}");
+    wait_quota(cluster, "q-pods", "pods", "pods: 0/2");
     for name in ["p1", "p2"] {
         let out = run_pod(cluster, "q-pods", name);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -56,6 +59,8 @@ fn pod_quota_refuses_the_third_pod_and_frees_a_place(cluster: &Cluster) {
         ),
         "{refused}"
     );
+    let dry = cluster.fails(&["run", "p3", "-n", "q-pods", "--image=ticker:v1", "--dry-run=server"], None);
+    assert!(dry.contains("exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2"), "{dry}");
     let table = quota_table(cluster, "q-pods", "pods");
     assert!(table.contains("NAME") && table.contains("REQUEST") && table.contains("LIMIT"), "{table}");
     assert!(table.contains("pods: 2/2"), "{table}");
@@ -66,6 +71,16 @@ fn pod_quota_refuses_the_third_pod_and_frees_a_place(cluster: &Cluster) {
     cluster.ok(&["delete", "pod", "p1", "-n", "q-pods"]);
     wait_quota(cluster, "q-pods", "pods", "pods: 1/2");
     println!("deleting a pod freed its place after {:?}", start.elapsed());
+    // A pod that ran to completion holds no place either.
+    let out = cluster.kubectl(&["run", "done", "-n", "q-pods", "--image=hello:v1", "--restart=Never"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let start = Instant::now();
+    let finished = cluster.eventually(Duration::from_secs(60), || {
+        cluster.ok(&["get", "pod", "done", "-n", "q-pods", "-o", "jsonpath={.status.phase}"]) == "Succeeded"
+    });
+    assert!(finished, "the hello pod never succeeded");
+    println!("the hello pod succeeded after {:?}", start.elapsed());
+    wait_quota(cluster, "q-pods", "pods", "pods: 1/2");
     let out = run_pod(cluster, "q-pods", "p3");
     assert!(out.status.success(), "{}", stderr(&out));
     wait_quota(cluster, "q-pods", "pods", "pods: 2/2");
@@ -230,6 +245,7 @@ fn quotas_and_limit_ranges_with_kubectl() {
     let cluster = Cluster::start();
     let ticker = wasm_fixture(cluster.data_dir(), "ticker");
     cluster.import(&ticker, "ticker:v1");
+    cluster.import(&wasm_fixture(cluster.data_dir(), "hello"), "hello:v1");
     pod_quota_refuses_the_third_pod_and_frees_a_place(&cluster);
     limit_range_defaults_count_toward_a_cpu_quota(&cluster);
     a_quota_on_limits_needs_every_container_to_state_them(&cluster);
