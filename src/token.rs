@@ -28,9 +28,9 @@ pub struct TokenArgs {
 enum TokenCommand {
     /// Create a bearer token for a user; prints it as the last line (it is shown only once).
     Create {
-        /// The user the token authenticates as.
+        /// The user the token authenticates as (required).
         #[arg(long, value_parser = non_empty)]
-        user: String,
+        user: Option<String>,
         /// A group of the user (repeatable).
         #[arg(long = "group", value_parser = group)]
         groups: Vec<String>,
@@ -67,6 +67,9 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
     let secrets: Api<Secret> = Api::namespaced(functions::client(&path).await?, TOKEN_NAMESPACE);
     match args.command {
         TokenCommand::Create { user, groups, ttl, description } => {
+            let Some(user) = user else {
+                bail!("--user is required: wharf token create --user NAME [--group GROUP]... [--ttl DURATION]")
+            };
             let expiration = match ttl {
                 Some(ttl) if ttl.is_zero() => bail!("--ttl must be longer than 0s"),
                 Some(ttl) => Some(jiff::Timestamp::now() + jiff::SignedDuration::try_from(ttl)?),
