@@ -68,14 +68,17 @@ impl Database {
         Ok((out, max_rev))
     }
 
-    /// The newest `window` events in order, and the revision below the oldest of them.
+    /// The newest `window` events in order, and the revision below the oldest of them. Each
+    /// event's `previous` is the object's state before it when the durable log still holds it
+    /// (the log keeps up to a tenth more than the window), so that a selector watch resuming
+    /// after a restart still sees objects leave and enter its selector.
     pub(super) fn load_window(&mut self, window: usize) -> Result<(Vec<Event>, i64)> {
         let mut stmt = self
             .conn
-            .prepare("SELECT rev, type, resource, namespace, name, data FROM log ORDER BY rev DESC LIMIT ?1")
+            .prepare("SELECT rev, type, resource, namespace, name, data FROM log ORDER BY rev")
             .map_err(db_error)?;
         let rows = stmt
-            .query_map([window as i64], |row| {
+            .query_map([], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, i64>(1)?,
@@ -85,12 +88,22 @@ impl Database {
             })
             .map_err(db_error)?;
         let mut events = Vec::new();
+        let mut last: HashMap<ObjectKey, Arc<Stored>> = HashMap::new();
         for row in rows {
             let (rev, code, key, data) = row.map_err(db_error)?;
+            let kind = EventType::from_code(code);
             let object = Arc::new(Stored::new(key, rev, parse(&data)?));
-            events.push(Event { kind: EventType::from_code(code), object, previous: None });
+            let previous = match kind {
+                EventType::Added => {
+                    last.insert(object.key.clone(), object.clone());
+                    None
+                }
+                EventType::Modified => last.insert(object.key.clone(), object.clone()),
+                EventType::Deleted => last.remove(&object.key),
+            };
+            events.push(Event { kind, object, previous });
         }
-        events.reverse();
+        let events = events.split_off(events.len().saturating_sub(window));
         let compacted = events.first().map(|e| e.rev() - 1).unwrap_or(0);
         Ok((events, compacted))
     }

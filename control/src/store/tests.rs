@@ -123,3 +123,25 @@ async fn watch_resumes_from_a_revision_and_expires_after_compaction() {
     let gone = store.watch(WatchStart::After(start)).err().unwrap();
     assert!(matches!(gone, Error::Gone(_)), "{gone:?}");
 }
+
+#[tokio::test]
+async fn events_replayed_after_reopen_carry_the_previous_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (created, updated) = {
+        let store = open(&dir, 100);
+        let a = store.write(Write::Create { key: key("p"), object: cm("p", "1") }).await.unwrap();
+        let b = store.write(Write::Update { key: key("p"), object: cm("p", "2"), expected_rev: None }).await.unwrap();
+        store.write(Write::Delete { key: key("p"), expected_rev: None }).await.unwrap();
+        (a.rev, b.rev)
+    };
+    let store = open(&dir, 100);
+    let mut watch = store.watch(WatchStart::After(created - 1)).unwrap();
+    let added = watch.next().await.unwrap().unwrap();
+    assert!(added.previous.is_none());
+    let modified = watch.next().await.unwrap().unwrap();
+    assert_eq!(modified.kind, EventType::Modified);
+    assert_eq!(modified.previous.as_ref().unwrap().object["data"]["k"], "1");
+    let deleted = watch.next().await.unwrap().unwrap();
+    assert_eq!(deleted.kind, EventType::Deleted);
+    assert_eq!(deleted.previous.as_ref().unwrap().rev, updated);
+}
