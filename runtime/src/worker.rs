@@ -130,8 +130,8 @@ struct PodRun {
     dirty: Notify,
     /// Turns true when the pod is deleted or the node ends it ([`crate::eviction`]).
     stop: watch::Receiver<bool>,
-    /// The grace period the node chose when it ended the pod itself.
-    halt_grace: Mutex<Option<Duration>>,
+    /// Why the node ended the pod itself, once it has.
+    verdict: Mutex<Option<crate::eviction::Verdict>>,
     volumes: Mutex<Vec<(String, PathBuf)>>,
     /// Made before any container of a pod on the pod network, else for the first Linux one.
     sandbox: tokio::sync::OnceCell<Sandbox>,
@@ -668,18 +668,24 @@ impl PodRun {
         c.restart_count as u32
     }
 
-    /// The node ends the pod ([`crate::eviction`]): the pod fails with the verdict's reason and
-    /// message (and an event saying it), and its containers are stopped.
+    /// The node ends the pod ([`crate::eviction`]): an event says why now, the containers are
+    /// stopped (the caller halts them), and once they are the pod fails with the verdict's
+    /// reason and message ([`PodRun::failed_by_node`]).
     fn fail(&self, verdict: crate::eviction::Verdict) {
         tracing::info!(pod = %name_of(&self.pod).1, reason = verdict.reason, message = %verdict.message, "ending the pod");
-        *self.halt_grace.lock().expect("halt grace lock") = verdict.grace;
-        self.view.lock().expect("pod view lock").failure = Some((verdict.reason.into(), verdict.message.clone()));
         self.event(None, Kind::Warning, verdict.reason, &verdict.message);
-        self.dirty.notify_one();
+        *self.verdict.lock().expect("verdict lock") = Some(verdict);
+    }
+
+    /// Once the containers have stopped: the pod's failure, if the node ended it.
+    fn failed_by_node(&self) {
+        if let Some(verdict) = self.verdict.lock().expect("verdict lock").as_ref() {
+            self.view.lock().expect("pod view lock").failure = Some((verdict.reason.into(), verdict.message.clone()));
+        }
     }
 
     fn grace(&self) -> Duration {
-        if let Some(grace) = *self.halt_grace.lock().expect("halt grace lock") {
+        if let Some(grace) = self.verdict.lock().expect("verdict lock").as_ref().and_then(|v| v.grace) {
             return grace;
         }
         let seconds = self
@@ -947,7 +953,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         view: Mutex::new(view),
         dirty: Notify::new(),
         stop: halted,
-        halt_grace: Mutex::new(None),
+        verdict: Mutex::new(None),
         volumes: Mutex::new(Vec::new()),
         sandbox: tokio::sync::OnceCell::new(),
         adoptable: Mutex::new(adoptable),
@@ -1039,6 +1045,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     }
     // Done running: a deadline or a volume's usage no longer matters.
     guard.abort();
+    run.failed_by_node();
     run.write_status().await;
     // A finished pod's address is free at once (as the kubelet tears down its sandbox).
     if let Ok(net) = ctx.network.current() {
