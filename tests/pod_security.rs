@@ -262,6 +262,20 @@ fn namespaces_enforce_and_warn_the_pod_security_standards() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("Warning: would violate PodSecurity \"restricted:latest\": "), "{stderr}");
 
+    // A Deployment in the enforcing namespace is warned about, created, and its ReplicaSet's
+    // pods are refused: the refusal is its FailedCreate event.
+    let blocked = deployment.replace("name: web", "name: blocked").replace("namespace: relaxed", "namespace: locked");
+    let out = cluster.kubectl_with(&["apply", "-f", "-"], Some(&blocked), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Warning: would violate PodSecurity \"restricted:latest\": "), "{stderr}");
+    let mut events = String::new();
+    let refused = cluster.eventually(START, || {
+        events = cluster.ok(&["get", "events", "-n", "locked", "-o", "json"]);
+        events.contains("FailedCreate") && events.contains("violates PodSecurity \\\"restricted:latest\\\"")
+    });
+    assert!(refused, "no FailedCreate event for the refused pods:\n{events}");
+
     for namespace in ["locked", "base", "relaxed"] {
         cluster.ok(&["delete", "namespace", namespace, "--wait=false"]);
     }
