@@ -26,6 +26,11 @@ impl Sources {
         }
     }
 
+    /// The API client the sources read through.
+    pub fn client(&self) -> kube::Client {
+        self.configmaps.clone().into_client()
+    }
+
     pub async fn configmap(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
         let cm =
             self.configmaps.get_opt(name).await.map_err(|e| ConfigError(format!("reading configmap {name:?}: {e}")))?;

@@ -22,6 +22,7 @@ pub mod probes;
 pub mod proxy;
 pub mod pull;
 pub mod sandbox;
+pub mod service_account;
 pub mod sockets;
 pub mod status;
 pub mod volumes;

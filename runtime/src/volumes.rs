@@ -1,9 +1,10 @@
-//! Pod volumes on the node: emptyDir, configMap, secret, hostPath and projected, laid out under
-//! the pod's directory, and the mounts each container gets from its volumeMounts.
+//! Pod volumes on the node: emptyDir, configMap, secret, hostPath, downwardAPI and projected
+//! (ServiceAccount tokens through [`crate::service_account`]), laid out under the pod's
+//! directory, and the mounts each container gets from its volumeMounts.
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use wharf_shim::Mount;
 
 use crate::env::{ConfigError, Sources};
@@ -35,8 +36,23 @@ fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyT
     Ok(())
 }
 
+/// The downward API's files: each item's fieldRef on the pod.
+fn downward_files(
+    pod: &Pod,
+    items: Option<&Vec<DownwardAPIVolumeFile>>,
+) -> Result<Vec<(String, Vec<u8>)>, ConfigError> {
+    let mut files = Vec::new();
+    for item in items.into_iter().flatten() {
+        let Some(field) = &item.field_ref else { continue };
+        let value = crate::env::field_value(pod, &field.field_path)
+            .ok_or_else(|| ConfigError(format!("unsupported fieldRef {:?}", field.field_path)))?;
+        files.push((item.path.clone(), value.into_bytes()));
+    }
+    Ok(files)
+}
+
 /// Prepares one volume under `root` and returns its host directory.
-async fn prepare(volume: &Volume, root: &Path, sources: &Sources) -> Result<PathBuf, ConfigError> {
+async fn prepare(pod: &Pod, volume: &Volume, root: &Path, sources: &Sources) -> Result<PathBuf, ConfigError> {
     let dir = root.join(&volume.name);
     let io = |e: std::io::Error| ConfigError(format!("preparing volume {:?}: {e}", volume.name));
     if volume.empty_dir.is_some() {
@@ -67,20 +83,43 @@ async fn prepare(volume: &Volume, root: &Path, sources: &Sources) -> Result<Path
             None if secret.optional == Some(true) => std::fs::create_dir_all(&dir).map_err(io)?,
             None => return Err(ConfigError(format!("secret {name:?} not found"))),
         }
+    } else if let Some(downward) = &volume.downward_api {
+        write_files(&dir, downward_files(pod, downward.items.as_ref())?, None)?;
     } else if let Some(projected) = &volume.projected {
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut tokens = Vec::new();
         for source in projected.sources.iter().flatten() {
+            if let Some(projection) = &source.service_account_token {
+                let token = crate::service_account::project(&sources.client(), pod, projection).await?;
+                files.push((projection.path.clone(), token.token.into_bytes()));
+                tokens.push((projection.clone(), token.lifetime));
+            }
+            if let Some(downward) = &source.downward_api {
+                files.extend(downward_files(pod, downward.items.as_ref())?);
+            }
             if let Some(cm) = &source.config_map {
-                let data = sources.configmap(&cm.name).await?.unwrap_or_default();
+                let data = match sources.configmap(&cm.name).await? {
+                    Some(data) => data,
+                    None if cm.optional == Some(true) => Default::default(),
+                    None => return Err(ConfigError(format!("configmap {:?} not found", cm.name))),
+                };
                 let picked = pick(data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(), cm.items.as_ref());
                 files.extend(picked);
             }
             if let Some(secret) = &source.secret {
-                let data = sources.secret(&secret.name).await?.unwrap_or_default();
+                let data = match sources.secret(&secret.name).await? {
+                    Some(data) => data,
+                    None if secret.optional == Some(true) => Default::default(),
+                    None => return Err(ConfigError(format!("secret {:?} not found", secret.name))),
+                };
                 files.extend(pick(data.into_iter().collect(), secret.items.as_ref()));
             }
         }
         write_files(&dir, files, None)?;
+        for (projection, lifetime) in tokens {
+            let file = dir.join(&projection.path);
+            crate::service_account::keep_fresh(sources.client(), pod.clone(), projection, file, lifetime);
+        }
     } else {
         return Err(ConfigError(format!("volume {:?} has a type this node does not support", volume.name)));
     }
@@ -102,7 +141,7 @@ fn pick(data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyToPath>>) -> Vec<(St
 pub async fn prepare_all(pod: &Pod, root: &Path, sources: &Sources) -> Result<Vec<(String, PathBuf)>, ConfigError> {
     let mut out = Vec::new();
     for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        out.push((volume.name.clone(), prepare(volume, root, sources).await?));
+        out.push((volume.name.clone(), prepare(pod, volume, root, sources).await?));
     }
     Ok(out)
 }
@@ -116,9 +155,9 @@ pub fn mounts(pod: &Pod, container: &Container, volumes: &[(String, PathBuf)]) -
             .iter()
             .find(|(name, _)| *name == vm.name)
             .ok_or_else(|| ConfigError(format!("volumeMount {:?} refers to no volume", vm.name)))?;
-        let always_read_only = specs
-            .and_then(|v| v.iter().find(|v| v.name == vm.name))
-            .is_some_and(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some());
+        let always_read_only = specs.and_then(|v| v.iter().find(|v| v.name == vm.name)).is_some_and(|v| {
+            v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some()
+        });
         let mut host_path = host.clone();
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {

@@ -122,6 +122,7 @@ fn definition(api_version: &str, kind: &str) -> Option<&'static str> {
         ("autoscaling/v1", "Scale") => Some("io.k8s.api.autoscaling.v1.Scale"),
         ("v1", "Binding") => Some("io.k8s.api.core.v1.Binding"),
         ("policy/v1", "Eviction") => Some("io.k8s.api.policy.v1.Eviction"),
+        ("authentication.k8s.io/v1", "TokenRequest") => Some("io.k8s.api.authentication.v1.TokenRequest"),
         _ => RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version).map(|r| r.definition),
     }
 }
