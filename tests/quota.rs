@@ -40,6 +40,14 @@ fn json(text: &str) -> Value {
 
 fn pod_quota_refuses_the_third_pod_and_frees_a_place(cluster: &Cluster) {
     cluster.ok(&["create", "namespace", "q-pods"]);
+    let invalid = cluster.fails(&["create", "quota", "bad", "--hard=cpus=1,pods=1.5", "-n", "q-pods"], None);
+    assert!(
+        invalid.contains(
+            "ResourceQuota \"bad\" is invalid: [spec.hard[cpus]: Invalid value: \"cpus\": must be a standard \
+             resource for quota, spec.hard[pods]: Invalid value: \"1500m\": must be an integer]"
+        ),
+        "{invalid}"
+    );
     cluster.ok(&["create", "quota", "pods", "--hard=pods=2", "-n", "q-pods"]);
     wait_quota(cluster, "q-pods", "pods", "pods: 0/2");
     let dry = cluster.ok(&["run", "dry", "-n", "q-pods", "--image=ticker:v1", "--restart=Never", "--dry-run=server"]);
