@@ -269,4 +269,91 @@ fn a_joined_agent_runs_pods_with_its_own_node_credential() {
     );
     let pod = cluster.wait_pod("hello", "succeeded", Duration::from_secs(60), |p| p["status"]["phase"] == "Succeeded");
     assert_eq!(pod["spec"]["nodeName"], "authn-node");
+
+    // Restarted on its data dir, it keeps its credential while it authenticates...
+    let mut agent = agent;
+    agent.kill();
+    let restarted = restart_agent(&cluster, &agent);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), credential);
+    drop(restarted);
+    // ...and joins again with a new one once it is revoked.
+    let id = &credential["wharf-".len().."wharf-".len() + 6];
+    cluster.ok(&["delete", "secret", "-n", "kube-system", &format!("wharf-token-{id}")]);
+    let _restarted = restart_agent(&cluster, &agent);
+    let renewed = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_ne!(renewed, credential);
+    assert_eq!(whoami(&cluster, &["--token", &renewed]).0, "system:node:authn-node");
+}
+
+/// A process killed when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `agent`'s `wharf agent` again on its data dir; returns once it has its credential
+/// (it writes its kubeconfig after).
+fn restart_agent(cluster: &Cluster, agent: &common::Agent) -> Running {
+    let kubeconfig = agent.dir.path().join("kubeconfig.yaml");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["agent", "--server", &cluster.url, "--token-file"])
+        .arg(cluster.data_dir().join("node-token"))
+        .args(["--name", &agent.name, "--data-dir"])
+        .arg(agent.dir.path())
+        .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("wharf agent starts");
+    let running = Running(child);
+    assert!(
+        cluster.eventually(Duration::from_secs(30), || kubeconfig.exists()),
+        "the agent never wrote its kubeconfig"
+    );
+    running
+}
+
+/// The dashboard's watch socket with a Wharf token in the bearer subprotocol: the token's user's
+/// permissions apply to each watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wharf_token_opens_the_dashboard_watch_socket() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{ClientRequestBuilder, Message, http::Uri};
+    let cluster = Cluster::start_with(&["--no-agent"]);
+    let token = create_token(&cluster, &["--user", "viewer", "--group", "watchers"]);
+    cluster.ok(&["create", "rolebinding", "watchers", "--clusterrole=view", "--group=watchers", "-n", "default"]);
+    cluster.ok(&["create", "configmap", "seen", "-n", "default"]);
+
+    let (stream, address) = cluster.tls_connect().await;
+    let bearer = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&token);
+    let uri: Uri = format!("wss://{address}/dashboard/v1/watch").parse().unwrap();
+    let request = ClientRequestBuilder::new(uri)
+        .with_sub_protocol("wharf.watch.v1")
+        .with_sub_protocol(format!("base64url.bearer.authorization.k8s.io.{bearer}"));
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream).await.expect("the socket opens");
+    let watch =
+        |id: u64, path: &str| Message::text(serde_json::json!({"op": "watch", "id": id, "path": path}).to_string());
+    socket.send(watch(1, "/api/v1/namespaces/default/configmaps?watch=1")).await.unwrap();
+    socket.send(watch(2, "/api/v1/namespaces/kube-system/secrets?watch=1")).await.unwrap();
+    let (mut seen, mut refused) = (false, false);
+    while !(seen && refused) {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("a message within a minute")
+            .expect("the socket stays open")
+            .expect("a readable message");
+        let Message::Text(text) = message else { continue };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["id"] == 1 && value["event"]["object"]["metadata"]["name"] == "seen" {
+            seen = true;
+        }
+        if value["id"] == 2 {
+            assert_eq!(value["error"]["code"], 403, "{value}");
+            refused = true;
+        }
+    }
 }
