@@ -160,18 +160,18 @@ fn linux_and_wasm_pods_read_their_mounted_token() {
     let layout = busybox_layout(cluster.data_dir());
     assert_eq!(cluster.import(&layout, "busybox:v1"), "busybox:v1");
     assert_eq!(cluster.import(&wasm_fixture(cluster.data_dir(), "cat"), "cat:v1"), "cat:v1");
-    cluster.ok(&["create", "namespace", "apps"]);
-    wait_default_account(&cluster, "apps");
     let ca = std::fs::read_to_string(cluster.data_dir().join("pki/ca.crt")).unwrap();
 
-    // Linux: busybox prints what it finds at the mount and that it cannot write there.
+    // Linux: busybox prints what it finds at the mount and that it cannot write there. Its
+    // namespace is made in the same apply: the pod waits for the namespace's default account
+    // and CA to be made instead of failing.
     let script = format!(
         "echo token=$(cat {MOUNT}/token); echo namespace=$(cat {MOUNT}/namespace); \
          echo files=$(ls {MOUNT} | tr '\\n' ' '); cat {MOUNT}/ca.crt; \
          touch {MOUNT}/x 2>/dev/null && echo writable=yes || echo writable=no"
     );
     let manifest = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: reader\n  namespace: apps\nspec:\n  restartPolicy: Never\n  \
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: reader\n  namespace: apps\nspec:\n  restartPolicy: Never\n  \
          terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox:v1\n    \
          command: [sh, -c, {script:?}]\n"
     );
@@ -186,7 +186,7 @@ fn linux_and_wasm_pods_read_their_mounted_token() {
         "the Linux pod did not succeed; log:\n{log}\n{}",
         cluster.ok(&["get", "pod", "reader", "-n", "apps", "-o", "yaml"])
     );
-    println!("Linux pod: apply to Succeeded {:.2} s", applied.elapsed().as_secs_f64());
+    println!("Linux pod in a new namespace: apply to Succeeded {:.2} s", applied.elapsed().as_secs_f64());
     assert_eq!(line_after(&log, "namespace="), Some("apps"), "{log}");
     assert_eq!(line_after(&log, "files="), Some("ca.crt namespace token"), "{log}");
     assert_eq!(line_after(&log, "writable="), Some("no"), "{log}");

@@ -3,11 +3,19 @@
 //! directory, and the mounts each container gets from its volumeMounts.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use wharf_shim::Mount;
 
+use crate::backoff::BackoffPolicy;
 use crate::env::{ConfigError, Sources};
+
+/// How a pod's volumes are retried when one cannot be prepared (a ConfigMap not made yet, such
+/// as a new namespace's `kube-root-ca.crt`): the kubelet's 500 ms doubling up to 2 min 2 s, not
+/// the containers' 10 s restart back-off.
+pub const MOUNT_RETRY: BackoffPolicy =
+    BackoffPolicy { base: Duration::from_millis(500), max: Duration::from_secs(122), reset_after: Duration::MAX };
 
 /// Writes `data` as files under `dir`, honouring `items` (key → path) when given.
 fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyToPath>>) -> Result<(), ConfigError> {

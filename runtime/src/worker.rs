@@ -999,7 +999,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
                         });
                     }
                     run.event(None, Kind::Warning, "FailedMount", &e.0);
-                    if !run.pause(backoff.next_delay(&ctx.backoff, Duration::ZERO)).await {
+                    if !run.pause(backoff.next_delay(&volumes::MOUNT_RETRY, Duration::ZERO)).await {
                         break None;
                     }
                 }
