@@ -229,12 +229,16 @@ fn misbehaving_guests_are_contained_and_reported_and_the_node_stays_ready() {
     // Other pods keep working beside it.
     cluster.apply(&pod("beside", "hello:v1", "Never", "", ""));
     cluster.wait_pod("beside", "completed beside the loop", START, |p| phase(p) == "Succeeded");
+    let asked = Instant::now();
     assert_eq!(cluster.ok(&["logs", "beside"]), "still here\n");
+    println!("kubectl logs of a quiet pod: {} ms", asked.elapsed().as_millis());
     assert_eq!(phase(&cluster.pod("spin")), "Running");
     assert!(node_ready(&cluster), "the node is not Ready beside a looping guest");
     let latency = delete(&cluster, "spin");
     println!("wasm loop: kubectl delete pod took {} ms (grace period 2 s)", latency.as_millis());
     delete(&cluster, "beside");
+    // The flood alone too, so its figures (the server's CPU among them) are its own.
+    wasm_flood(&cluster);
 
     // Everything else at once, while a sampler records the server's largest RSS.
     let done = AtomicBool::new(false);
@@ -250,7 +254,6 @@ fn misbehaving_guests_are_contained_and_reported_and_the_node_stays_ready() {
             s.spawn(|| wasm_deadline(&cluster)),
             s.spawn(|| wasm_memory_bomb(&cluster)),
             s.spawn(|| wasm_recursion(&cluster)),
-            s.spawn(|| wasm_flood(&cluster)),
             s.spawn(|| linux_fork_bomb(&cluster)),
             s.spawn(|| linux_memory_bomb(&cluster)),
             s.spawn(|| empty_dir_over_its_limit(&cluster, "evict-disk", "")),
@@ -275,12 +278,13 @@ fn misbehaving_guests_are_contained_and_reported_and_the_node_stays_ready() {
 /// activeDeadlineSeconds ends a looping guest: Failed, DeadlineExceeded.
 fn wasm_deadline(cluster: &Cluster) {
     let started = Instant::now();
-    cluster.apply(&pod("deadline", "loop:v1", "Never", "  activeDeadlineSeconds: 3\n", ""));
+    cluster.apply(&pod("deadline", "loop:v1", "Never", "  activeDeadlineSeconds: 5\n", ""));
     let p = cluster.wait_pod("deadline", "failed at its deadline", START, |p| phase(p) == "Failed");
-    println!("wasm deadline: activeDeadlineSeconds 3 → Failed after {} ms", started.elapsed().as_millis());
+    println!("wasm deadline: activeDeadlineSeconds 5 → Failed after {} ms", started.elapsed().as_millis());
     assert_eq!(p["status"]["reason"], "DeadlineExceeded", "{:#}", p["status"]);
     assert_eq!(p["status"]["message"], "Pod was active on the node longer than the specified deadline");
-    assert!(main_status(&p)["state"]["terminated"].is_object(), "{:#}", main_status(&p));
+    // Stopped (or never started, when the node was slower to start it than the deadline).
+    assert!(!main_status(&p)["state"]["running"].is_object(), "{:#}", main_status(&p));
     assert_eq!(event(cluster, "deadline", "DeadlineExceeded"), p["status"]["message"].as_str().unwrap());
     delete(cluster, "deadline");
 }
@@ -316,14 +320,16 @@ fn wasm_flood(cluster: &Cluster) {
     let started = Instant::now();
     let mut tail_ms = Vec::new();
     let mut largest = 0;
-    while started.elapsed() < Duration::from_secs(10) {
-        let asked = Instant::now();
-        let tail = cluster.ok(&["logs", "flood", "--tail=3"]);
-        tail_ms.push(asked.elapsed().as_millis());
-        assert_eq!(tail, "flooded\nflooded\nflooded\n");
-        largest = largest.max(size_of(&log_files(cluster, "flood")));
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let server_cpu = cpu_share(cluster.pid(), || {
+        while started.elapsed() < Duration::from_secs(10) {
+            let asked = Instant::now();
+            let tail = cluster.ok(&["logs", "flood", "--tail=3"]);
+            tail_ms.push(asked.elapsed().as_millis());
+            assert_eq!(tail, "flooded\nflooded\nflooded\n");
+            largest = largest.max(size_of(&log_files(cluster, "flood")));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
     let asked = Instant::now();
     assert!(node_ready(cluster), "the node is not Ready during the flood");
     let get_ms = asked.elapsed().as_millis();
@@ -331,7 +337,7 @@ fn wasm_flood(cluster: &Cluster) {
     let kept = size_of(&files);
     println!(
         "wasm flood: 10 s of output; log on disk {:.1} MiB in {} files (at most {:.1} MiB seen); kubectl logs \
-         --tail=3 took {:?} ms; kubectl get nodes {get_ms} ms",
+         --tail=3 took {:?} ms; kubectl get nodes {get_ms} ms; server CPU {server_cpu:.2} cores",
         mib(kept),
         files.len(),
         mib(largest),
