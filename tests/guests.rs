@@ -256,8 +256,8 @@ fn misbehaving_guests_are_contained_and_reported_and_the_node_stays_ready() {
             s.spawn(|| wasm_recursion(&cluster)),
             s.spawn(|| linux_fork_bomb(&cluster)),
             s.spawn(|| linux_memory_bomb(&cluster)),
-            s.spawn(|| empty_dir_over_its_limit(&cluster, "evict-disk", "")),
-            s.spawn(|| empty_dir_over_its_limit(&cluster, "evict-memory", "medium: Memory, ")),
+            s.spawn(|| empty_dir_over_its_limit(&cluster)),
+            s.spawn(|| memory_empty_dir_is_a_tmpfs_of_its_size_limit(&cluster)),
         ];
         let failed = cases.into_iter().filter_map(|c| c.join().err()).count();
         done.store(true, Ordering::Relaxed);
@@ -411,26 +411,55 @@ fn linux_memory_bomb(cluster: &Cluster) {
     delete(cluster, "linux-membomb");
 }
 
+const SCRATCH: &str = "    volumeMounts:\n    - name: scratch\n      mountPath: /scratch\n";
+
 /// dd past an emptyDir's sizeLimit 1Mi: the pod is evicted as the kubelet does.
-fn empty_dir_over_its_limit(cluster: &Cluster, name: &str, medium: &str) {
-    let volumes = format!("  volumes:\n  - name: scratch\n    emptyDir: {{{medium}sizeLimit: 1Mi}}\n");
-    let mounts = "    volumeMounts:\n    - name: scratch\n      mountPath: /scratch\n";
+fn empty_dir_over_its_limit(cluster: &Cluster) {
+    let volumes = "  volumes:\n  - name: scratch\n    emptyDir: {sizeLimit: 1Mi}\n";
     let script = "dd if=/dev/zero of=/scratch/fill bs=64k count=32; exec sleep 1000";
     let started = Instant::now();
-    cluster.apply(&busybox(name, "Always", script, &volumes, mounts));
-    let p = cluster.wait_pod(name, "was evicted", START, |p| phase(p) == "Failed");
-    let medium = if medium.is_empty() { "on disk" } else { "medium Memory" };
-    println!("emptyDir {medium} filled past sizeLimit 1Mi: evicted {} ms after apply", started.elapsed().as_millis());
+    cluster.apply(&busybox("evict", "Always", script, volumes, SCRATCH));
+    let p = cluster.wait_pod("evict", "was evicted", START, |p| phase(p) == "Failed");
+    println!("emptyDir filled past sizeLimit 1Mi: evicted {} ms after apply", started.elapsed().as_millis());
     assert_eq!(p["status"]["reason"], "Evicted", "{:#}", p["status"]);
     let message = p["status"]["message"].as_str().unwrap_or_default();
     assert_eq!(message.trim_end(), "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\".");
     assert!(main_status(&p)["state"]["terminated"].is_object(), "{:#}", main_status(&p));
     assert_eq!(main_status(&p)["restartCount"], 0, "an evicted pod's container restarted");
-    assert_eq!(event(cluster, name, "Evicted"), message);
+    assert_eq!(event(cluster, "evict", "Evicted"), message);
     let uid = uid(&p);
-    delete(cluster, name);
-    assert!(
-        cluster.eventually(Duration::from_secs(20), || pids_of_pod(&uid).is_empty()),
-        "the evicted pod's processes stay"
-    );
+    delete(cluster, "evict");
+    let gone = cluster.eventually(Duration::from_secs(20), || pids_of_pod(&uid).is_empty());
+    assert!(gone, "the evicted pod's processes stay");
+}
+
+/// A `medium: Memory` emptyDir is a tmpfs of its sizeLimit, as on Kubernetes: a write past it
+/// fails with ENOSPC (so usage never exceeds the limit and the pod is not evicted), and the
+/// mount goes with the pod.
+fn memory_empty_dir_is_a_tmpfs_of_its_size_limit(cluster: &Cluster) {
+    let volumes = "  volumes:\n  - name: scratch\n    emptyDir: {medium: Memory, sizeLimit: 1Mi}\n";
+    let script = "dd if=/dev/zero of=/scratch/fill bs=64k count=32; du -k /scratch; exec sleep 1000";
+    cluster.apply(&busybox("ram", "Always", script, volumes, SCRATCH));
+    let p = cluster.wait_pod("ram", "ran", START, |p| main_status(p)["state"]["running"].is_object());
+    let filled = cluster.eventually(Duration::from_secs(20), || cluster.ok(&["logs", "ram"]).contains("/scratch"));
+    let logs = cluster.ok(&["logs", "ram"]);
+    assert!(filled && logs.contains("No space left on device"), "{logs}");
+    let used_kib: u64 = logs
+        .lines()
+        .find(|l| l.ends_with("/scratch"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(used_kib <= 1024, "{used_kib} KiB in a 1Mi tmpfs");
+    // Past two eviction checks, still running.
+    std::thread::sleep(2 * Duration::from_secs(2) + Duration::from_secs(1));
+    let p2 = cluster.pod("ram");
+    assert_eq!(phase(&p2), "Running", "{:#}", p2["status"]);
+    println!("emptyDir medium Memory sizeLimit 1Mi: a tmpfs, dd stopped by ENOSPC at {used_kib} KiB, not evicted");
+    let uid = uid(&p);
+    let pod_dir = cluster.data_dir().join("agent/pods").join(&uid);
+    assert!(!common::mounts_under(&pod_dir.join("volumes")).is_empty(), "no tmpfs under {}", pod_dir.display());
+    delete(cluster, "ram");
+    let clean =
+        cluster.eventually(Duration::from_secs(20), || common::mounts_under(&pod_dir).is_empty() && !pod_dir.exists());
+    assert!(clean, "left behind: mounts {:?}", common::mounts_under(&pod_dir));
 }

@@ -55,6 +55,7 @@ async fn remove_unclaimed(ctx: &Context, workers: &HashMap<String, Worker>) {
             let uid = entry.file_name().to_string_lossy().to_string();
             if !claimed.contains(&uid) {
                 crate::sandbox::remove(&entry.path().join("sandbox"), &crate::linux::cgroup_parent(&uid));
+                crate::volumes::unmount_all(&entry.path().join("volumes"));
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

@@ -63,8 +63,12 @@ fn downward_files(
 async fn prepare(pod: &Pod, volume: &Volume, root: &Path, sources: &Sources) -> Result<PathBuf, ConfigError> {
     let dir = root.join(&volume.name);
     let io = |e: std::io::Error| ConfigError(format!("preparing volume {:?}: {e}", volume.name));
-    if volume.empty_dir.is_some() {
+    if let Some(empty_dir) = &volume.empty_dir {
         std::fs::create_dir_all(&dir).map_err(io)?;
+        if empty_dir.medium.as_deref() == Some("Memory") {
+            let size = empty_dir.size_limit.as_ref().and_then(|q| crate::worker::quantity_bytes(&q.0));
+            mount_tmpfs(&dir, size).map_err(io)?;
+        }
     } else if let Some(host) = &volume.host_path {
         let path = PathBuf::from(&host.path);
         match host.type_.as_deref() {
@@ -152,6 +156,42 @@ pub async fn prepare_all(pod: &Pod, root: &Path, sources: &Sources) -> Result<Ve
         out.push((volume.name.clone(), prepare(pod, volume, root, sources).await?));
     }
     Ok(out)
+}
+
+/// Makes `dir` a tmpfs, as the kubelet makes a `medium: Memory` emptyDir: `size` bytes (its
+/// sizeLimit; a write past it fails with ENOSPC) or the kernel's default, mode 0777. A tmpfs
+/// already there (an agent restart) is kept with what the pod wrote. [`unmount_all`] undoes it.
+fn mount_tmpfs(dir: &Path, size: Option<u64>) -> std::io::Result<()> {
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let options = match size {
+        Some(size) => format!("mode=0777,size={size}"),
+        None => "mode=0777".to_string(),
+    };
+    let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some(options.as_str()))
+        .map_err(|e| std::io::Error::other(format!("mounting a tmpfs: {e}")))
+}
+
+/// Whether `dir` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let device = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.dev()).ok();
+    match (device(dir), dir.parent().and_then(device)) {
+        (Some(own), Some(parent)) => own != parent,
+        _ => false,
+    }
+}
+
+/// Unmounts the tmpfs volumes of the pod whose volumes are under `root`, before its directory
+/// is removed.
+pub fn unmount_all(root: &Path) {
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        if is_mount_point(&entry.path()) {
+            let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
 }
 
 /// A container's mounts from its volumeMounts. configMap and secret volumes are always read-only.

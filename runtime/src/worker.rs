@@ -1072,6 +1072,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     let cgroup_parent = linux::cgroup_parent(&uid);
     let _ = tokio::task::spawn_blocking(move || {
         crate::sandbox::remove(&pod_dir.join("sandbox"), &cgroup_parent);
+        volumes::unmount_all(&pod_dir.join("volumes"));
         let _ = std::fs::remove_dir_all(&pod_dir);
     })
     .await;
