@@ -1,11 +1,11 @@
 //! The node ending a running pod on its own, as the kubelet does, when the pod breaks a limit the
 //! node enforces rather than the runtime:
 //!
-//! - an emptyDir volume (either medium: this agent keeps both on disk) using more than its
-//!   `sizeLimit`, measured like `du` every [`PERIOD`] → the pod is evicted: phase Failed, reason
-//!   `Evicted`, message `Usage of EmptyDir volume "NAME" exceeds the limit "LIMIT". `, a Warning
-//!   `Evicted` event, its containers killed at once (grace 0, as the kubelet's local storage
-//!   eviction);
+//! - an emptyDir volume using more than its `sizeLimit`, measured like `du` every [`PERIOD`] (a
+//!   `medium: Memory` one is a tmpfs of that size, so it cannot) → the pod is evicted: phase
+//!   Failed, reason `Evicted`, message `Usage of EmptyDir volume "NAME" exceeds the limit
+//!   "LIMIT". `, a Warning `Evicted` event, its containers killed at once (grace 0, as the
+//!   kubelet's local storage eviction);
 //! - `activeDeadlineSeconds` passed since the pod started → phase Failed, reason
 //!   `DeadlineExceeded`, containers stopped with the pod's grace period.
 //!
