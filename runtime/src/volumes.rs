@@ -20,10 +20,7 @@ pub const MOUNT_RETRY: BackoffPolicy =
 /// Writes `data` as files under `dir`, honouring `items` (key → path) when given.
 fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyToPath>>) -> Result<(), ConfigError> {
     let io = |e: std::io::Error| ConfigError(format!("writing volume files in {}: {e}", dir.display()));
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io)?;
-    }
-    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut files = Vec::new();
     for (key, value) in data {
         let relative = match items {
             Some(items) => match items.iter().find(|i| i.key == key) {
@@ -35,11 +32,25 @@ fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyT
         if relative.split('/').any(|part| part == "..") {
             return Err(ConfigError(format!("volume path {relative:?} must not contain '..'")));
         }
+        files.push((relative, value));
+    }
+    // The directory is kept (a running container may have it bind-mounted, after an agent
+    // restart): what is no longer wanted goes, each file is replaced whole by a rename.
+    std::fs::create_dir_all(dir).map_err(io)?;
+    for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
+        let name = entry.file_name();
+        let wanted = files.iter().any(|(relative, _)| relative.split('/').next() == name.to_str());
+        if !wanted {
+            let path = entry.path();
+            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }.map_err(io)?;
+        }
+    }
+    for (relative, value) in files {
         let path = dir.join(&relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        std::fs::write(&path, value).map_err(io)?;
+        crate::service_account::replace(&path, &value).map_err(io)?;
     }
     Ok(())
 }
@@ -220,4 +231,33 @@ pub fn mounts(pod: &Pod, container: &Container, volumes: &[(String, PathBuf)]) -
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_files_are_rewritten_in_the_same_directory() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cfg");
+        let files =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        write_files(&dir, files(&[("a", "1"), ("nested/b", "2")]), None).unwrap();
+        let inode = std::fs::metadata(&dir).unwrap().ino();
+        write_files(&dir, files(&[("a", "3"), ("c", "4")]), None).unwrap();
+        // Kept (a container's bind mount still shows it), stale entries gone, files replaced.
+        assert_eq!(std::fs::metadata(&dir).unwrap().ino(), inode);
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "3");
+        assert_eq!(std::fs::read_to_string(dir.join("c")).unwrap(), "4");
+        assert!(!dir.join("nested").exists());
+        let items = vec![KeyToPath { key: "a".into(), path: "renamed".into(), mode: None }];
+        write_files(&dir, files(&[("a", "5"), ("c", "6")]), Some(&items)).unwrap();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["renamed"]);
+        assert!(write_files(&dir, files(&[("../escape", "x")]), None).is_err());
+    }
 }
