@@ -165,6 +165,7 @@ mod tests {
         assert_eq!(identity.user().groups, ["dev", crate::auth::AUTHENTICATED]);
 
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::OrganizationName, "dev");
         assert!(ClientCertificate::from_der(params.self_signed(&key).unwrap().der()).is_none());
         assert!(ClientCertificate::from_der(b"not a certificate").is_none());
