@@ -245,6 +245,13 @@ impl NodeAuthorizer {
         cache.graph.linked(node, kind, namespace, name)
     }
 
+    /// Whether the node may read or write pod `namespace/name`: it is bound to the node, or it
+    /// is not there at all (the request then answers NotFound, as Kubernetes does).
+    fn pod_reachable(&self, node: &str, namespace: &str, name: &str) -> bool {
+        self.linked(node, Kind::Pod, namespace, name)
+            || self.store.get(&crate::store::ObjectKey::new("pods", namespace, name)).is_none()
+    }
+
     pub fn authorize(&self, attributes: &Attributes) -> Decision {
         let Some(node) = attributes.user.node_name() else {
             return Decision::NoOpinion(String::new());
@@ -283,12 +290,15 @@ impl NodeAuthorizer {
                         ))
                     }
                 }
-                "get" | "delete" => allow_if(self.linked(node, Kind::Pod, &r.namespace, &r.name)),
+                "get" => allow_if(self.pod_reachable(node, &r.namespace, &r.name)),
+                // NodeRestriction lets it delete only pods bound to it (and answers NotFound for
+                // a pod already gone, as the agent's last delete may find).
+                "delete" => Decision::Allow,
                 _ => no_relationship(),
             },
-            ("", "pods", "status") => allow_if(
-                matches!(verb, "get" | "update" | "patch") && self.linked(node, Kind::Pod, &r.namespace, &r.name),
-            ),
+            ("", "pods", "status") => {
+                allow_if(matches!(verb, "get" | "update" | "patch") && self.pod_reachable(node, &r.namespace, &r.name))
+            }
             ("", "events", "") | ("events.k8s.io", "events", "") => {
                 allow_if(matches!(verb, "create" | "update" | "patch"))
             }
@@ -411,7 +421,7 @@ mod tests {
         assert_eq!(decide("list", "secrets", "", ""), denied);
         assert_eq!(decide("get", "pods", "", "db"), denied);
         assert_eq!(decide("patch", "pods", "status", "db"), denied);
-        assert_eq!(decide("delete", "pods", "", "db"), denied);
+        assert_eq!(decide("get", "pods", "", "gone"), Decision::Allow, "a missing pod is NotFound");
         assert_eq!(decide("create", "pods", "eviction", "web"), denied);
         assert_eq!(decide("update", "secrets", "", "web-secret"), denied);
 

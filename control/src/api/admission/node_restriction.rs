@@ -1,11 +1,281 @@
-//! The NodeRestriction plugin: a node may change only its own Node and the pods bound to it.
+//! The NodeRestriction plugin, as Kubernetes' (`plugin/pkg/admission/noderestriction`): a node
+//! (`system:node:NAME`) may change only its own Node — never its taints, nor labels under
+//! `node-restriction.kubernetes.io/` or Kubernetes label namespaces a kubelet does not set —
+//! its own Lease, and only the pods bound to it (their status; deleting them). The node
+//! authorizer lets these requests through by kind; this plugin checks them against the objects.
 
 use serde_json::Value;
 
-use super::Request;
+use super::{Operation, Request};
 use crate::api::ApiState;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::registry::kinds::Subresource;
 
-pub fn validate(_state: &ApiState, _request: &Request<'_>, _object: &Value, _old: Option<&Value>) -> Result<()> {
+/// The label namespace only administrators may set on nodes.
+const NODE_RESTRICTION_LABELS: &str = "node-restriction.kubernetes.io";
+
+/// The namespace of nodes' Leases.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+pub fn validate(_state: &ApiState, request: &Request<'_>, object: &Value, old: Option<&Value>) -> Result<()> {
+    let Some(node) = request.user.node_name() else { return Ok(()) };
+    check(node, request, object, old).map_err(|reason| forbidden(request, object, &reason))
+}
+
+/// Kubernetes' admission Forbidden: `pods "web" is forbidden: node "a" can only ...`.
+fn forbidden(request: &Request<'_>, object: &Value, reason: &str) -> Error {
+    let resource = if request.resource.group.is_empty() {
+        request.resource.plural.to_string()
+    } else {
+        format!("{}.{}", request.resource.plural, request.resource.group)
+    };
+    let name =
+        if request.name.is_empty() { object["metadata"]["name"].as_str().unwrap_or_default() } else { request.name };
+    Error::Forbidden(format!("{resource} {name:?} is forbidden: {reason}"))
+}
+
+/// Why node `node` may not make this write, if it may not.
+fn check(node: &str, request: &Request<'_>, object: &Value, old: Option<&Value>) -> std::result::Result<(), String> {
+    let resource = request.resource;
+    match (resource.group, resource.kind, request.subresource) {
+        ("", "Node", None | Some(Subresource::Status)) => admit_node(node, request, object, old),
+        ("", "Pod", None) => admit_pod(node, request, object),
+        ("", "Pod", Some(Subresource::Status)) => match (request.operation, old) {
+            (Operation::Update, Some(old)) => {
+                if bound_to(old) != node {
+                    Err(format!("node {node:?} can only update pod status for pods with spec.nodeName set to itself"))
+                } else if old["metadata"]["labels"] != object["metadata"]["labels"] {
+                    Err(format!("node {node:?} cannot update labels through pod status"))
+                } else {
+                    Ok(())
+                }
+            }
+            (operation, _) => Err(format!("unexpected operation {:?}", operation_name(operation))),
+        },
+        ("", "Pod", Some(Subresource::Eviction)) => {
+            // The object of an eviction is the Eviction; the stored pod is `old` when given.
+            match old {
+                Some(pod) if bound_to(pod) == node => Ok(()),
+                _ => Err(format!("node {node} can only evict pods with spec.nodeName set to itself")),
+            }
+        }
+        ("coordination.k8s.io", "Lease", None) => {
+            let name = if request.name.is_empty() {
+                object["metadata"]["name"].as_str().unwrap_or_default()
+            } else {
+                request.name
+            };
+            if request.namespace != NODE_LEASE_NAMESPACE || name != node {
+                Err("can only access node lease with the same name as the requesting node".to_string())
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+    }
+}
+
+fn bound_to(pod: &Value) -> &str {
+    pod["spec"]["nodeName"].as_str().unwrap_or_default()
+}
+
+fn admit_pod(node: &str, request: &Request<'_>, object: &Value) -> std::result::Result<(), String> {
+    match request.operation {
+        // For a delete `object` is the stored pod.
+        Operation::Delete if bound_to(object) == node => Ok(()),
+        Operation::Delete => Err(format!("node {node:?} can only delete pods with spec.nodeName set to itself")),
+        // Wharf has no static pods, so a node never has a mirror pod to create.
+        Operation::Create => Err(format!(
+            "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+        )),
+        Operation::Update => {
+            Err(format!("unexpected operation \"UPDATE\", node {node:?} can only create and delete mirror pods"))
+        }
+    }
+}
+
+fn admit_node(
+    node: &str,
+    request: &Request<'_>,
+    object: &Value,
+    old: Option<&Value>,
+) -> std::result::Result<(), String> {
+    let requested =
+        if request.name.is_empty() { object["metadata"]["name"].as_str().unwrap_or_default() } else { request.name };
+    if requested != node {
+        return Err(format!("node {node:?} is not allowed to modify node {requested:?}"));
+    }
+    let labels = |o: &Value| -> Vec<(String, String)> {
+        o["metadata"]["labels"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default()
+    };
+    match (request.operation, old) {
+        (Operation::Create, _) => {
+            let forbidden = forbidden_labels(&labels(object), &[]);
+            if !forbidden.is_empty() {
+                return Err(format!(
+                    "node {node:?} is not allowed to set the following labels: {}",
+                    forbidden.join(", ")
+                ));
+            }
+        }
+        (Operation::Update, Some(old)) => {
+            if object["spec"]["taints"] != old["spec"]["taints"] {
+                return Err(format!("node {node:?} is not allowed to modify taints"));
+            }
+            let forbidden = forbidden_labels(&labels(object), &labels(old));
+            if !forbidden.is_empty() {
+                return Err(format!("is not allowed to modify labels: {}", forbidden.join(", ")));
+            }
+        }
+        (Operation::Delete, _) => return Err(format!("node {node:?} is not allowed to delete node {requested:?}")),
+        (Operation::Update, None) => {}
+    }
     Ok(())
+}
+
+/// The labels changed between `new` and `old` that a node may not set, sorted.
+fn forbidden_labels(new: &[(String, String)], old: &[(String, String)]) -> Vec<String> {
+    let value = |labels: &[(String, String)], key: &str| labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let mut changed: Vec<String> = new
+        .iter()
+        .chain(old)
+        .map(|(k, _)| k.clone())
+        .filter(|k| value(new, k) != value(old, k))
+        .filter(|k| {
+            let namespace = k.split_once('/').map(|(ns, _)| ns).unwrap_or_default();
+            let restricted =
+                namespace == NODE_RESTRICTION_LABELS || namespace.ends_with(&format!(".{NODE_RESTRICTION_LABELS}"));
+            restricted || (is_kubernetes_label(namespace) && !is_kubelet_label(k))
+        })
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+fn is_kubernetes_label(namespace: &str) -> bool {
+    ["kubernetes.io", "k8s.io"].iter().any(|ns| namespace == *ns || namespace.ends_with(&format!(".{ns}")))
+}
+
+/// The labels a kubelet sets on its Node (Kubernetes' `kubeletapis.IsKubeletLabel`).
+fn is_kubelet_label(key: &str) -> bool {
+    const LABELS: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    const NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+    if LABELS.contains(&key) {
+        return true;
+    }
+    let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or_default();
+    NAMESPACES.iter().any(|ns| namespace == *ns || namespace.ends_with(&format!(".{ns}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::{NODES, User};
+    use crate::registry::kinds::{RESOURCES, ResourceInfo};
+
+    fn info(group: &str, kind: &str) -> &'static ResourceInfo {
+        RESOURCES.iter().find(|r| r.group == group && r.kind == kind).unwrap()
+    }
+
+    fn request<'a>(
+        user: &'a User,
+        operation: Operation,
+        kind: (&str, &str),
+        subresource: Option<Subresource>,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> Request<'a> {
+        Request { user, operation, resource: info(kind.0, kind.1), subresource, namespace, name, dry_run: false }
+    }
+
+    fn reason(request: &Request<'_>, object: &Value, old: Option<&Value>) -> String {
+        let node = request.user.node_name().unwrap();
+        check(node, request, object, old).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_node_writes_only_its_own_node_and_pods() {
+        let a = User::new("system:node:a", [NODES]);
+        let node = |name: &str, labels: Value, taints: Value| json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}});
+        let plain = node("a", json!({"kubernetes.io/hostname": "a"}), Value::Null);
+        let create = request(&a, Operation::Create, ("", "Node"), None, "", "");
+        assert_eq!(reason(&create, &plain, None), "");
+        let other = node("b", json!({}), Value::Null);
+        assert_eq!(reason(&create, &other, None), "node \"a\" is not allowed to modify node \"b\"");
+        let patch_b = request(&a, Operation::Update, ("", "Node"), None, "", "b");
+        assert_eq!(reason(&patch_b, &other, Some(&other)), "node \"a\" is not allowed to modify node \"b\"");
+        let labelled =
+            node("a", json!({"node-restriction.kubernetes.io/role": "db", "kubernetes.io/os": "linux"}), Value::Null);
+        assert_eq!(
+            reason(&create, &labelled, None),
+            "node \"a\" is not allowed to set the following labels: node-restriction.kubernetes.io/role"
+        );
+        let update = request(&a, Operation::Update, ("", "Node"), None, "", "a");
+        let relabelled = node("a", json!({"kubernetes.io/hostname": "a", "example.com/x": "1"}), Value::Null);
+        assert_eq!(reason(&update, &relabelled, Some(&plain)), "");
+        let untainted = node("a", json!({"kubernetes.io/hostname": "a"}), json!([]));
+        let tainted = node("a", json!({"kubernetes.io/hostname": "a"}), json!([{"key": "k", "effect": "NoSchedule"}]));
+        assert_eq!(reason(&update, &untainted, Some(&tainted)), "node \"a\" is not allowed to modify taints");
+        let k8s = node("a", json!({"kubernetes.io/hostname": "a", "kubernetes.io/role": "x"}), Value::Null);
+        assert_eq!(reason(&update, &k8s, Some(&plain)), "is not allowed to modify labels: kubernetes.io/role");
+
+        let pod = |node: &str| json!({"metadata": {"name": "p", "labels": {"app": "x"}}, "spec": {"nodeName": node}});
+        let status = request(&a, Operation::Update, ("", "Pod"), Some(Subresource::Status), "default", "p");
+        assert_eq!(reason(&status, &pod("a"), Some(&pod("a"))), "");
+        assert_eq!(
+            reason(&status, &pod("b"), Some(&pod("b"))),
+            "node \"a\" can only update pod status for pods with spec.nodeName set to itself"
+        );
+        let mut relabel = pod("a");
+        relabel["metadata"]["labels"] = json!({"app": "y"});
+        assert_eq!(reason(&status, &relabel, Some(&pod("a"))), "node \"a\" cannot update labels through pod status");
+        let delete = request(&a, Operation::Delete, ("", "Pod"), None, "default", "p");
+        assert_eq!(reason(&delete, &pod("a"), None), "");
+        assert_eq!(
+            reason(&delete, &pod("b"), None),
+            "node \"a\" can only delete pods with spec.nodeName set to itself"
+        );
+        let create_pod = request(&a, Operation::Create, ("", "Pod"), None, "default", "p");
+        assert!(reason(&create_pod, &pod("a"), None).contains("can only create mirror pods"));
+
+        let lease = |name: &'static str| {
+            request(&a, Operation::Update, ("coordination.k8s.io", "Lease"), None, "kube-node-lease", name)
+        };
+        assert_eq!(reason(&lease("a"), &json!({}), None), "");
+        assert_eq!(
+            reason(&lease("b"), &json!({}), None),
+            "can only access node lease with the same name as the requesting node"
+        );
+        assert_eq!(
+            forbidden(&patch_b, &other, "node \"a\" is not allowed to modify node \"b\"").to_string(),
+            Error::Forbidden("nodes \"b\" is forbidden: node \"a\" is not allowed to modify node \"b\"".into())
+                .to_string()
+        );
+    }
 }
