@@ -78,6 +78,9 @@ pub fn replace(file: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temporary, file)
 }
 
+/// How often a refresher looks whether its volume is still there.
+const WATCH_VOLUME: Duration = Duration::from_secs(30);
+
 /// The refresher of each token file, so a volume prepared again replaces its old refresher.
 static REFRESHERS: LazyLock<Mutex<HashMap<PathBuf, tokio::task::AbortHandle>>> = LazyLock::new(Default::default);
 
@@ -94,8 +97,15 @@ pub fn keep_fresh(
     let task = tokio::spawn(async move {
         let mut wait = refresh_after(lifetime);
         loop {
-            tokio::time::sleep(wait).await;
-            if !file.parent().is_some_and(Path::exists) {
+            // Looks every half minute whether the volume is still there, so a removed pod's
+            // refresher ends soon.
+            let due = tokio::time::Instant::now() + wait;
+            let mut gone = false;
+            while !gone && tokio::time::Instant::now() < due {
+                tokio::time::sleep_until(due.min(tokio::time::Instant::now() + WATCH_VOLUME)).await;
+                gone = !file.parent().is_some_and(Path::exists);
+            }
+            if gone {
                 break;
             }
             match request(&client, &pod, &projection).await {
