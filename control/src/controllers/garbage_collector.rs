@@ -451,9 +451,10 @@ async fn remove_references(api: &Api<DynamicObject>, name: &str, uid: &str, owne
     .await
 }
 
-/// The kinds the collector watches: every served kind but Events.
+/// The kinds the collector watches: every served kind but Events and the reviews (create-only:
+/// they cannot be listed, and a kind never listed would keep the collector from syncing).
 fn watched() -> impl Iterator<Item = (usize, &'static ResourceInfo)> {
-    RESOURCES.iter().enumerate().filter(|(_, r)| r.kind != "Event")
+    RESOURCES.iter().enumerate().filter(|(_, r)| r.kind != "Event" && !r.is_review())
 }
 
 /// Feeds the graph from the watches; opens `synced` once every kind was listed.
