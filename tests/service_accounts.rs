@@ -147,6 +147,31 @@ fn tokens_authenticate_as_their_service_account_until_it_is_deleted() {
                  name: early\n  namespace: fresh\nspec:\n  nodeSelector: {nowhere: \"true\"}\n  containers:\n  - name: main\n    \
                  image: busybox:v1\n";
     cluster.apply(fresh);
+
+    // kubectl create token --bound-object-kind Pod: the token names the pod and dies with it.
+    let bound = cluster
+        .ok(&[
+            "create",
+            "token",
+            "default",
+            "-n",
+            "team",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "mounted",
+        ])
+        .trim()
+        .to_string();
+    let user = whoami(&cluster, &bound);
+    assert_eq!(user["extra"]["authentication.kubernetes.io/pod-name"], serde_json::json!(["mounted"]), "{user:#}");
+    let missing = cluster.fails(
+        &["create", "token", "default", "-n", "team", "--bound-object-kind", "Pod", "--bound-object-name", "nope"],
+        None,
+    );
+    assert!(missing.contains("pods \"nope\" not found"), "{missing}");
+    cluster.ok(&["delete", "pod", "mounted", "-n", "team", "--wait=true", "--timeout=30s"]);
+    assert!(!as_token(&cluster, &bound, &["get", "--raw", "/version"]).status.success(), "the pod's token outlived it");
 }
 
 /// The last line of a log that starts with `prefix`, without it.
