@@ -599,10 +599,12 @@ impl PodRun {
             Some((shim.adopt(id, log.clone()).await?, log))
         };
         let Some((container, log)) = adopted.await else {
-            // Not running any more (or not reachable): what is left of it goes, a new one starts.
+            // Not running any more (or not reachable): what is left of it goes, a new one starts,
+            // counted as a restart.
             if let Err(e) = shim.remove(id).await {
                 tracing::warn!(container = %id, error = %e, "cannot remove a container that was not adopted");
             }
+            self.update(slot, |c| lost(c, &status));
             return None;
         };
         self.ctx.logs.set(&namespace, &pod_name, &uid, &spec.name, attempt, true);
@@ -723,9 +725,9 @@ impl PodRun {
                     mounts.push(file.clone());
                 }
             }
-            linux::verify_run_as_non_root(&self.pod, spec, artifact.config.user.as_deref())
+            let seccomp_dir = self.ctx.data_dir.join("seccomp");
+            linux = linux::linux_spec(&self.pod, spec, artifact.config.user.clone(), &seccomp_dir, self.ctx.pids_limit)
                 .map_err(|m| ("CreateContainerConfigError", m))?;
-            linux = linux::linux_spec(&self.pod, spec, artifact.config.user.clone(), self.ctx.pids_limit);
             linux.layers = artifact.layers.clone();
             linux.namespaces = sandbox.namespaces.clone();
             linux.hostname = pod_name.clone();
@@ -906,6 +908,22 @@ async fn adoptable_containers(ctx: &Context, pod: &Pod) -> BTreeMap<String, Cont
     adoptable
 }
 
+/// Counts a container the previous agent reported running, and that is gone now, as one that
+/// ended — as the kubelet reports a container it finds gone after a restart: `lastState`
+/// terminated with reason `Unknown` and exit code 255, one more restart.
+fn lost(c: &mut ContainerView, previous: &ContainerStatus) {
+    let now = Timestamp::now();
+    let started_at = previous.state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.as_ref());
+    c.last_state = Some(State::Terminated {
+        exit_code: 255,
+        reason: "Unknown".into(),
+        message: Some("The container could not be located when the node agent restarted".into()),
+        started_at: started_at.map_or(now, |t| t.0),
+        finished_at: now,
+    });
+    c.restart_count += 1;
+}
+
 /// Runs one pod to completion or until `stop` turns true, then (if stopped) deletes the pod
 /// object so the API server can let it go.
 pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<bool>) {
@@ -919,7 +937,7 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         .flatten()
         .map(|c| (c.name.clone(), c.restart_count))
         .collect();
-    let view = PodView {
+    let mut view = PodView {
         restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
         init: spec
             .init_containers
@@ -946,6 +964,16 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
         failure: None,
     };
     let adoptable = adoptable_containers(&ctx, &pod).await;
+    // App containers a previous agent reported running that no runtime holds any more (a Wasm
+    // guest runs inside the agent, so it died with it): the one started now is a restart.
+    for status in pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).into_iter().flatten() {
+        let was_running = status.state.as_ref().is_some_and(|s| s.running.is_some());
+        if was_running && !adoptable.contains_key(&status.name) {
+            if let Some(c) = view.app.iter_mut().find(|c| c.name == status.name) {
+                lost(c, status);
+            }
+        }
+    }
     let (halt, halted) = watch::channel(false);
     let run = Arc::new(PodRun {
         ctx: ctx.clone(),
