@@ -24,7 +24,7 @@ pub const MAX_EXPIRATION_SECONDS: i64 = 1 << 32;
 
 pub async fn create(
     state: &ApiState,
-    _user: &User,
+    user: &User,
     target: &Target,
     _query: &Query,
     headers: &HeaderMap,
@@ -37,6 +37,7 @@ pub async fn create(
     let namespace = target.namespace.as_deref().unwrap_or_default();
     let name = target.name.as_deref().unwrap_or_default();
     let request = request::decode(headers, body)?.object;
+    super::admission::node_restriction::admit_token_request(&state.store, user, namespace, name, &request)?;
     let answer = issue(&state.store, key, namespace, name, request)?;
     Ok(output::json(StatusCode::CREATED, &answer, &[]))
 }

@@ -3,7 +3,7 @@
 //! [`validate`] runs last and may only refuse. Each plugin is its own module.
 
 mod limit_range;
-mod node_restriction;
+pub(crate) mod node_restriction;
 mod pod_security;
 mod resource_quota;
 mod service_account;

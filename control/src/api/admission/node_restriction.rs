@@ -22,6 +22,42 @@ pub fn validate(_state: &ApiState, request: &Request<'_>, object: &Value, old: O
     check(node, request, object, old).map_err(|reason| forbidden(request, object, &reason))
 }
 
+/// A node's TokenRequest (`serviceaccounts/NAME/token`) must be bound to a pod, by name and uid,
+/// that is bound to the node, as Kubernetes' NodeRestriction has it. Other users pass.
+pub(crate) fn admit_token_request(
+    store: &crate::store::Store,
+    user: &crate::auth::User,
+    namespace: &str,
+    account: &str,
+    request: &Value,
+) -> Result<()> {
+    let Some(node) = user.node_name() else { return Ok(()) };
+    let refuse = |reason: &str| Error::Forbidden(format!("serviceaccounts {account:?} is forbidden: {reason}"));
+    let bound = &request["spec"]["boundObjectRef"];
+    let name = bound["name"].as_str().unwrap_or_default();
+    if bound["apiVersion"] != "v1" || bound["kind"] != "Pod" || name.is_empty() {
+        return Err(refuse("node requested token not bound to a pod"));
+    }
+    let uid = bound["uid"].as_str().unwrap_or_default();
+    if uid.is_empty() {
+        return Err(refuse("node requested token with a pod binding without a uid"));
+    }
+    let pod = store.get(&crate::store::ObjectKey::new("pods", namespace, name)).ok_or_else(|| Error::NotFound {
+        group: String::new(),
+        kind: "pods".into(),
+        name: name.into(),
+    })?;
+    if pod.object["metadata"]["uid"].as_str() != Some(uid) {
+        return Err(refuse(&format!(
+            "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+        )));
+    }
+    if bound_to(&pod.object) != node {
+        return Err(refuse("node requested token bound to a pod scheduled on a different node"));
+    }
+    Ok(())
+}
+
 /// Kubernetes' admission Forbidden: `pods "web" is forbidden: node "a" can only ...`.
 fn forbidden(request: &Request<'_>, object: &Value, reason: &str) -> Error {
     let resource = if request.resource.group.is_empty() {
@@ -198,6 +234,7 @@ mod tests {
     use super::*;
     use crate::auth::{NODES, User};
     use crate::registry::kinds::{RESOURCES, ResourceInfo};
+    use crate::store::{ObjectKey, Store, StoreOptions, Write};
 
     fn info(group: &str, kind: &str) -> &'static ResourceInfo {
         RESOURCES.iter().find(|r| r.group == group && r.kind == kind).unwrap()
@@ -277,5 +314,28 @@ mod tests {
             Error::Forbidden("nodes \"b\" is forbidden: node \"a\" is not allowed to modify node \"b\"".into())
                 .to_string()
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_gets_tokens_only_for_its_own_pods() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap();
+        for (name, node) in [("mine", "a"), ("theirs", "b")] {
+            let pod = json!({"metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+                "spec": {"nodeName": node}});
+            store.write(Write::Create { key: ObjectKey::new("pods", "default", name), object: pod }).await.unwrap();
+        }
+        let a = User::new("system:node:a", [NODES]);
+        let token = |name: &str, uid: &str| json!({"spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}}});
+        let admit = |request: &Value| admit_token_request(&store, &a, "default", "default", request);
+        assert!(admit(&token("mine", "uid-mine")).is_ok());
+        let message = |request: &Value| admit(request).unwrap_err().to_string();
+        assert!(message(&token("theirs", "uid-theirs")).contains("bound to a pod scheduled on a different node"));
+        assert!(message(&token("mine", "")).contains("with a pod binding without a uid"));
+        assert!(message(&token("mine", "old")).contains("does not match the UID in record"));
+        assert!(message(&json!({"spec": {}})).contains("node requested token not bound to a pod"));
+        assert!(matches!(admit(&token("gone", "x")), Err(Error::NotFound { .. })));
+        let alice = User::new("alice", Vec::<String>::new());
+        assert!(admit_token_request(&store, &alice, "default", "default", &json!({})).is_ok());
     }
 }
