@@ -4,8 +4,9 @@
 //! runs compliant Linux and Wasm pods; `baseline` refuses host namespaces and privileged
 //! containers; `warn` warns about a Deployment and still creates it; labelling a namespace warns
 //! about the pods already there. A default container has no_new_privs, a seccomp filter and the
-//! default capability set; a privileged one every capability of the node; runAsNonRoot on an image
-//! that runs as root is CreateContainerConfigError with kubelet's message.
+//! default capability set; a privileged one every capability of the node; a Localhost seccomp
+//! profile is the node's file; runAsNonRoot on an image that runs as root is
+//! CreateContainerConfigError with kubelet's message.
 
 mod common;
 
@@ -323,6 +324,29 @@ fn linux_containers_are_confined_by_default() {
     );
     assert_eq!(status_field(&logs, "NoNewPrivs"), "0");
     assert_eq!(status_field(&logs, "Seccomp"), "0");
+
+    // A Localhost seccomp profile is the node's file below its seccomp directory.
+    let profiles = cluster.data_dir().join("agent/seccomp/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(
+        profiles.join("deny-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let localhost = "    securityContext:\n      seccompProfile:\n        type: Localhost\n        \
+        localhostProfile: profiles/deny-mkdir.json\n";
+    let script = format!("mkdir /tmp/made 2>&1 || echo refused; {REPORT}");
+    cluster.apply(&pod("localhost", "default", "busybox:v1", &sh(&script), "", localhost));
+    let logs = report(&cluster, "localhost", "default");
+    assert!(logs.contains("Operation not permitted\nrefused\n"), "{logs}");
+    assert_eq!(status_field(&logs, "Seccomp"), "2");
+    let missing = localhost.replace("deny-mkdir.json", "missing.json");
+    cluster.apply(&pod("no-profile", "default", "busybox:v1", &sh("sleep 3600"), "", &missing));
+    let refused = cluster.wait_pod("no-profile", "refused to start", START, |pod| {
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerError"
+    });
+    let message = refused["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot load seccomp profile") && message.contains("missing.json"), "{message}");
 
     // runAsNonRoot on an image that runs as root: kubelet's refusal.
     let non_root = "  securityContext:\n    runAsNonRoot: true\n";

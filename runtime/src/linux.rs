@@ -5,29 +5,41 @@
 //! Safer than a kubelet by default: a container runs with no_new_privs unless it is privileged
 //! or sets `allowPrivilegeEscalation: true` (a kubelet sets it only for `false`), so a setuid
 //! binary or file capability cannot raise a process above the default capability set.
+//!
+//! A `Localhost` seccomp profile names a file below the agent's `DATA_DIR/seccomp/` (a kubelet's
+//! is `/var/lib/kubelet/seccomp/`), in the OCI runtime spec's `linux.seccomp` format.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use std::path::{Component, Path};
+
+use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile};
 use wharf_shim::{LinuxSpec, Seccomp};
 
 use crate::worker::quantity_millis;
 
 /// The Linux part of `container`'s spec. `layers`, `namespaces` and `hostname` come from the
-/// image and the sandbox and are filled by the caller.
-pub fn linux_spec(pod: &Pod, container: &Container, image_user: Option<String>, pids_limit: i64) -> LinuxSpec {
+/// image and the sandbox and are filled by the caller. `Localhost` seccomp profiles are found
+/// in `seccomp_dir`. Errs (kubelet's CreateContainerConfigError) when `runAsNonRoot` cannot hold
+/// ([`verify_run_as_non_root`]) or a Localhost profile's path leaves `seccomp_dir`.
+pub fn linux_spec(
+    pod: &Pod,
+    container: &Container,
+    image_user: Option<String>,
+    seccomp_dir: &Path,
+    pids_limit: i64,
+) -> Result<LinuxSpec, String> {
+    verify_run_as_non_root(pod, container, image_user.as_deref())?;
     let pod_spec = pod.spec.as_ref();
     let pod_sc = pod_spec.and_then(|s| s.security_context.as_ref());
     let sc = container.security_context.as_ref();
     let caps = sc.and_then(|s| s.capabilities.as_ref());
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
-    let seccomp_type = sc
-        .and_then(|s| s.seccomp_profile.as_ref())
-        .or(pod_sc.and_then(|s| s.seccomp_profile.as_ref()))
-        .map(|p| p.type_.as_str());
+    let seccomp_profile =
+        sc.and_then(|s| s.seccomp_profile.as_ref()).or(pod_sc.and_then(|s| s.seccomp_profile.as_ref()));
     let mut supplemental_groups: Vec<i64> = pod_sc.and_then(|s| s.supplemental_groups.clone()).unwrap_or_default();
     if let Some(fs_group) = pod_sc.and_then(|s| s.fs_group) {
         supplemental_groups.push(fs_group);
     }
-    LinuxSpec {
+    Ok(LinuxSpec {
         image_user,
         run_as_user: sc.and_then(|s| s.run_as_user).or(pod_sc.and_then(|s| s.run_as_user)),
         run_as_group: sc.and_then(|s| s.run_as_group).or(pod_sc.and_then(|s| s.run_as_group)),
@@ -38,7 +50,7 @@ pub fn linux_spec(pod: &Pod, container: &Container, image_user: Option<String>, 
         no_new_privileges: !privileged && sc.and_then(|s| s.allow_privilege_escalation) != Some(true),
         capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
-        seccomp: if seccomp_type == Some("Unconfined") { Seccomp::Unconfined } else { Seccomp::RuntimeDefault },
+        seccomp: seccomp(seccomp_profile, seccomp_dir)?,
         cpu_request_millis: container
             .resources
             .as_ref()
@@ -48,6 +60,26 @@ pub fn linux_spec(pod: &Pod, container: &Container, image_user: Option<String>, 
         pids_limit: (pids_limit > 0).then_some(pids_limit),
         cgroup_parent: cgroup_parent(pod.metadata.uid.as_deref().unwrap_or_default()),
         ..Default::default()
+    })
+}
+
+/// The filter a `seccompProfile` asks for: RuntimeDefault unless it says otherwise.
+fn seccomp(profile: Option<&SeccompProfile>, seccomp_dir: &Path) -> Result<Seccomp, String> {
+    let Some(profile) = profile else { return Ok(Seccomp::RuntimeDefault) };
+    match profile.type_.as_str() {
+        "Unconfined" => Ok(Seccomp::Unconfined),
+        "Localhost" => {
+            let name = profile.localhost_profile.as_deref().unwrap_or_default();
+            let path = Path::new(name);
+            if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+                return Err(format!(
+                    "seccomp profile {name:?}: a Localhost profile must be a relative path below the node's seccomp \
+                     directory"
+                ));
+            }
+            Ok(Seccomp::Localhost(seccomp_dir.join(path)))
+        }
+        _ => Ok(Seccomp::RuntimeDefault),
     }
 }
 
@@ -133,7 +165,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let spec = linux_spec(&pod, &container, Some("nobody".into()), 1024);
+        let spec = linux_spec(&pod, &container, Some("nobody".into()), Path::new("/sc"), 1024).unwrap();
         assert_eq!(spec.run_as_user, Some(1001));
         assert_eq!(spec.run_as_group, Some(1000));
         assert!(spec.run_as_non_root && spec.no_new_privileges && spec.read_only_root_filesystem);
@@ -150,7 +182,8 @@ mod tests {
 
     #[test]
     fn defaults_are_unprivileged_with_the_runtime_seccomp_profile() {
-        let spec = linux_spec(&pod(PodSecurityContext::default()), &Container::default(), None, 0);
+        let spec =
+            linux_spec(&pod(PodSecurityContext::default()), &Container::default(), None, Path::new("/sc"), 0).unwrap();
         assert_eq!(spec.seccomp, Seccomp::RuntimeDefault);
         assert!(!spec.privileged && spec.no_new_privileges && !spec.run_as_non_root);
         assert_eq!(spec.pids_limit, None);
@@ -161,11 +194,46 @@ mod tests {
     fn no_new_privs_unless_escalation_is_asked_for_or_privileged() {
         let with = |sc: SecurityContext| {
             let container = Container { security_context: Some(sc), ..Default::default() };
-            linux_spec(&pod(PodSecurityContext::default()), &container, None, 0).no_new_privileges
+            linux_spec(&pod(PodSecurityContext::default()), &container, None, Path::new("/sc"), 0)
+                .unwrap()
+                .no_new_privileges
         };
         assert!(with(SecurityContext { allow_privilege_escalation: Some(false), ..Default::default() }));
         assert!(!with(SecurityContext { allow_privilege_escalation: Some(true), ..Default::default() }));
         assert!(!with(SecurityContext { privileged: Some(true), ..Default::default() }));
+    }
+
+    #[test]
+    fn seccomp_profiles() {
+        let dir = Path::new("/data/seccomp");
+        let profile = |type_: &str, localhost: Option<&str>| SeccompProfile {
+            type_: type_.into(),
+            localhost_profile: localhost.map(str::to_string),
+        };
+        assert_eq!(seccomp(None, dir), Ok(Seccomp::RuntimeDefault));
+        assert_eq!(seccomp(Some(&profile("RuntimeDefault", None)), dir), Ok(Seccomp::RuntimeDefault));
+        assert_eq!(seccomp(Some(&profile("Unconfined", None)), dir), Ok(Seccomp::Unconfined));
+        assert_eq!(
+            seccomp(Some(&profile("Localhost", Some("profiles/audit.json"))), dir),
+            Ok(Seccomp::Localhost("/data/seccomp/profiles/audit.json".into()))
+        );
+        for bad in ["", "/etc/passwd", "../x.json", "a/../../x.json"] {
+            let err = seccomp(Some(&profile("Localhost", Some(bad))), dir).unwrap_err();
+            assert!(err.contains("relative path"), "{bad}: {err}");
+        }
+        // The container's profile wins over the pod's.
+        let mut p =
+            pod(PodSecurityContext { seccomp_profile: Some(profile("Unconfined", None)), ..Default::default() });
+        p.metadata.name = Some("p".into());
+        let container = Container {
+            security_context: Some(SecurityContext {
+                seccomp_profile: Some(profile("Localhost", Some("mine.json"))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let spec = linux_spec(&p, &container, None, dir, 0).unwrap();
+        assert_eq!(spec.seccomp, Seccomp::Localhost("/data/seccomp/mine.json".into()));
     }
 
     #[test]

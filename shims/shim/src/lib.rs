@@ -113,12 +113,15 @@ pub struct SandboxNamespace {
 }
 
 /// `seccompProfile.type`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Seccomp {
     /// The container runtime's default filter (Kubernetes' `RuntimeDefault`).
     #[default]
     RuntimeDefault,
     Unconfined,
+    /// Kubernetes' `Localhost`: the filter in this file (the OCI runtime spec's `linux.seccomp`
+    /// JSON), which the agent resolved below its seccomp directory.
+    Localhost(PathBuf),
 }
 
 /// The Linux part of a container: its root filesystem, the pod sandbox it joins, identity,

@@ -29,6 +29,8 @@
 //! - CAP_SYSLOG: `syslog`.
 
 use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
 
 use libcontainer::oci_spec::runtime::{
     Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator,
@@ -143,6 +145,23 @@ pub(crate) fn runtime_default(capabilities: &HashSet<Capability>) -> LinuxSeccom
     seccomp
 }
 
+/// The largest Localhost profile read.
+const PROFILE_MAX: u64 = 1 << 20;
+
+/// A `Localhost` profile: the file at `path`, in the OCI runtime spec's `linux.seccomp` format.
+/// Errs with what is wrong with it (the agent reports CreateContainerError, as a kubelet).
+pub(crate) fn localhost(path: &Path) -> Result<LinuxSeccomp, String> {
+    let cannot = |what: String| format!("cannot load seccomp profile {:?}: {what}", path.display().to_string());
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(PROFILE_MAX + 1).read_to_end(&mut text))
+        .map_err(|e| cannot(e.to_string()))?;
+    if text.len() as u64 > PROFILE_MAX {
+        return Err(cannot(format!("larger than {PROFILE_MAX} bytes")));
+    }
+    serde_json::from_slice(&text).map_err(|e| cannot(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +203,24 @@ mod tests {
         }
         assert!(denied.contains("kexec_load") && denied.contains("init_module"));
         assert!(!seccomp.syscalls().as_ref().unwrap().iter().any(|s| s.names() == &["clone"]));
+    }
+
+    #[test]
+    fn localhost_profiles_are_read_from_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deny-mkdir.json");
+        std::fs::write(
+            &path,
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+        )
+        .unwrap();
+        let profile = localhost(&path).unwrap();
+        assert_eq!(profile.default_action(), LinuxSeccompAction::ScmpActAllow);
+        assert_eq!(profile.syscalls().as_ref().unwrap()[0].names(), &["mkdir", "mkdirat"]);
+
+        let missing = localhost(&dir.path().join("nope.json")).unwrap_err();
+        assert!(missing.starts_with("cannot load seccomp profile") && missing.contains("nope.json"), "{missing}");
+        std::fs::write(&path, "not json").unwrap();
+        assert!(localhost(&path).unwrap_err().contains("deny-mkdir.json"));
     }
 }

@@ -96,10 +96,12 @@ pub(crate) fn runtime_spec(
         .set_resources(Some(resources(spec, host)?))
         .set_masked_paths(Some(if linux.privileged { vec![] } else { strings(&MASKED_PATHS) }))
         .set_readonly_paths(Some(if linux.privileged { vec![] } else { strings(&READONLY_PATHS) }))
-        .set_seccomp(
-            (!linux.privileged && linux.seccomp == Seccomp::RuntimeDefault)
-                .then(|| seccomp::runtime_default(&capabilities)),
-        );
+        .set_seccomp(match &linux.seccomp {
+            _ if linux.privileged => None,
+            Seccomp::RuntimeDefault => Some(seccomp::runtime_default(&capabilities)),
+            Seccomp::Unconfined => None,
+            Seccomp::Localhost(path) => Some(seccomp::localhost(path).map_err(invalid)?),
+        });
     runtime.set_linux(Some(oci_linux));
     Ok(runtime)
 }
@@ -477,6 +479,27 @@ mod tests {
         assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
         assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), Some(true));
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+    }
+
+    #[test]
+    fn a_localhost_profile_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::fs::write(&path, r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}"#).unwrap();
+        let spec = generate(&container(LinuxSpec { seccomp: Seccomp::Localhost(path), ..Default::default() }));
+        let seccomp = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert_eq!(seccomp.default_action(), libcontainer::oci_spec::runtime::LinuxSeccompAction::ScmpActErrno);
+
+        let missing = LinuxSpec { seccomp: Seccomp::Localhost(dir.path().join("none.json")), ..Default::default() };
+        let err = runtime_spec(&container(missing), Path::new("/r"), &identity(), &host()).unwrap_err();
+        assert!(matches!(&err, ShimError::InvalidArtifact(m) if m.contains("none.json")), "{err}");
+        // Privileged containers are unconfined whatever the profile says.
+        let privileged = LinuxSpec {
+            privileged: true,
+            seccomp: Seccomp::Localhost(dir.path().join("none.json")),
+            ..Default::default()
+        };
+        assert!(generate(&container(privileged)).linux().as_ref().unwrap().seccomp().is_none());
     }
 
     #[test]
