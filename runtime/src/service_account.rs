@@ -146,6 +146,61 @@ mod tests {
         assert_eq!(refresh_after(Duration::ZERO), Duration::from_secs(1));
     }
 
+    #[tokio::test]
+    async fn the_token_is_requested_for_the_pod_and_written_anew_before_it_expires() {
+        use std::sync::{Arc, Mutex};
+        let asked: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+        let seen = asked.clone();
+        let service = tower::service_fn(move |request: hyper::Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                let path = request.uri().path().to_string();
+                let body = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((path, serde_json::from_slice(&body).unwrap()));
+                    seen.len()
+                };
+                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+                let answer = serde_json::json!({
+                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {},
+                    "status": {"token": format!("token-{n}"), "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}
+                });
+                let body = kube::client::Body::from(serde_json::to_vec(&answer).unwrap());
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+            }
+        });
+        let client = kube::Client::new(service, "default");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "apps", "uid": "uid-1"},
+            "spec": {"serviceAccountName": "builder", "containers": []}
+        }))
+        .unwrap();
+        let projection =
+            ServiceAccountTokenProjection { path: "token".into(), expiration_seconds: Some(3607), audience: None };
+        let first = project(&client, &pod, &projection).await.unwrap();
+        assert_eq!(first.token, "token-1");
+        assert!(first.lifetime > Duration::from_secs(3500), "{:?}", first.lifetime);
+        let (path, body) = asked.lock().unwrap()[0].clone();
+        assert_eq!(path, "/api/v1/namespaces/apps/serviceaccounts/builder/token");
+        assert_eq!(body["spec"]["expirationSeconds"], 3607);
+        assert_eq!(
+            body["spec"]["boundObjectRef"],
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-1"})
+        );
+
+        // A token with no life left is replaced a second later.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        replace(&file, first.token.as_bytes()).unwrap();
+        keep_fresh(client, pod, projection, file.clone(), Duration::ZERO);
+        let started = std::time::Instant::now();
+        while std::fs::read_to_string(&file).unwrap() != "token-2" {
+            assert!(started.elapsed() < Duration::from_secs(20), "the token was not refreshed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     #[test]
     fn a_token_file_is_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
