@@ -427,6 +427,12 @@ fn empty_dir_over_its_limit(cluster: &Cluster) {
     assert!(main_status(&p)["state"]["terminated"].is_object(), "{:#}", main_status(&p));
     assert_eq!(main_status(&p)["restartCount"], 0, "an evicted pod's container restarted");
     assert_eq!(event(cluster, "evict", "Evicted"), message);
+    let conditions = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let disrupted = conditions.iter().find(|c| c["type"] == "DisruptionTarget");
+    assert!(
+        disrupted.is_some_and(|c| c["status"] == "True" && c["reason"] == "TerminationByKubelet"),
+        "{conditions:#?}"
+    );
     let uid = uid(&p);
     delete(cluster, "evict");
     let gone = cluster.eventually(Duration::from_secs(20), || pids_of_pod(&uid).is_empty());

@@ -204,6 +204,13 @@ pub fn pod_status(view: &PodView) -> Value {
     if let Some((reason, message)) = &view.failure {
         status["reason"] = reason.clone().into();
         status["message"] = message.clone().into();
+        // The kubelet marks a pod it evicted as disrupted by itself.
+        if reason == crate::eviction::EVICTED {
+            let mut disrupted = condition("DisruptionTarget", true, None, &now);
+            disrupted["reason"] = "TerminationByKubelet".into();
+            disrupted["message"] = message.clone().into();
+            status["conditions"].as_array_mut().expect("conditions").push(disrupted);
+        }
     }
     status
 }
@@ -284,6 +291,21 @@ mod tests {
         assert_eq!(phase(&v), "Running");
         let status = pod_status(&v);
         assert!(status["conditions"].as_array().unwrap().iter().all(|c| c["status"] == "True"));
+    }
+
+    #[test]
+    fn an_evicted_pod_is_failed_and_marked_disrupted_by_the_kubelet() {
+        let mut v = view("Always", vec![done(137)]);
+        v.failure = Some(("Evicted".into(), "Usage of EmptyDir volume \"x\" exceeds the limit \"1Mi\". ".into()));
+        assert_eq!(phase(&v), "Failed");
+        let status = pod_status(&v);
+        assert_eq!(status["reason"], "Evicted");
+        let conditions = status["conditions"].as_array().unwrap();
+        let disrupted = conditions.iter().find(|c| c["type"] == "DisruptionTarget").unwrap();
+        assert_eq!((&disrupted["status"], &disrupted["reason"]), (&"True".into(), &"TerminationByKubelet".into()));
+        assert_eq!(disrupted["message"], status["message"]);
+        v.failure = Some(("DeadlineExceeded".into(), "late".into()));
+        assert!(pod_status(&v)["conditions"].as_array().unwrap().iter().all(|c| c["type"] != "DisruptionTarget"));
     }
 
     #[test]
