@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -259,7 +259,7 @@ fn certificate_kubeconfig(cluster: &Cluster, user: &str, groups: &[&str]) -> Pat
 }
 
 /// kubectl with another kubeconfig.
-fn kubectl_as(cluster: &Cluster, kubeconfig: &PathBuf, args: &[&str]) -> Output {
+fn kubectl_as(cluster: &Cluster, kubeconfig: &Path, args: &[&str]) -> Output {
     let config = kubeconfig.to_str().unwrap();
     cluster.kubectl_with(args, None, &[("KUBECONFIG", config)])
 }
