@@ -20,7 +20,7 @@ pub const FINALIZER: &str = "kubernetes";
 /// Deletes what is left in `namespace`; returns how many objects still remain.
 async fn empty(client: &kube::Client, namespace: &str) -> Result<usize, ReconcileError> {
     let mut remaining = 0;
-    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+    for r in RESOURCES.iter().filter(|r| r.namespaced && !r.is_review()) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource(r));
         let left = api.list_metadata(&ListParams::default()).await?;
         if left.items.is_empty() {

@@ -282,7 +282,13 @@ pub fn strict_error_for(kind: &str, version: &str, unknown: &[String], duplicate
 /// The values of the `Warning` headers of `fieldValidation=Warn`, one per problem:
 /// `299 - "unknown field \"spec.foo\""`.
 pub fn warnings(unknown: &[String], duplicates: &[String]) -> Vec<String> {
-    strict_errors(unknown, duplicates).iter().map(|text| format!("299 - {}", header_quote(text))).collect()
+    strict_errors(unknown, duplicates).iter().map(|text| warning(text)).collect()
+}
+
+/// A `Warning` header's value, as kube-apiserver sends it: `299 - "text"` (an HTTP
+/// quoted-string), which kubectl prints as `Warning: text`.
+pub fn warning(text: &str) -> String {
+    format!("299 - {}", header_quote(text))
 }
 
 /// Go's `strconv.Quote` for the strings that occur in field paths.

@@ -44,7 +44,8 @@ impl Request<'_> {
     }
 }
 
-/// The mutating plugins, on a create or update after defaulting. Returns warnings for the client.
+/// The mutating plugins, on a create or update after defaulting. Returns warnings for the client
+/// (plugins push plain text; they leave here as `Warning` header values).
 pub async fn mutate(
     state: &ApiState,
     request: &Request<'_>,
@@ -58,7 +59,7 @@ pub async fn mutate(
     }
     service_account::mutate(state, request, object)?;
     limit_range::mutate(state, request, object, old, &mut warnings)?;
-    Ok(warnings)
+    Ok(headers(warnings))
 }
 
 /// The validating plugins, after the object passed validation; for a delete `object` is the
@@ -75,5 +76,10 @@ pub async fn validate(
     pod_security::validate(state, request, object, old, &mut warnings)?;
     limit_range::validate(state, request, object, old)?;
     resource_quota::validate(state, request, object, old).await?;
-    Ok(warnings)
+    Ok(headers(warnings))
+}
+
+/// The plugins' warnings (plain text) as `Warning` header values.
+fn headers(warnings: Vec<String>) -> Vec<String> {
+    warnings.iter().map(|w| crate::registry::fields::warning(w)).collect()
 }

@@ -106,21 +106,6 @@ fn pod_parts(object: &Value) -> Option<(BTreeMap<String, String>, PodSpec)> {
     Some((annotations, spec))
 }
 
-/// A `Warning` header's value, as kube-apiserver sends it: `299 - "text"` (an HTTP
-/// quoted-string), which kubectl prints as `Warning: text`.
-fn warning(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 10);
-    quoted.push_str("299 - \"");
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    quoted
-}
-
 /// `violates PodSecurity "restricted:latest": reason (detail), ...` without the verb.
 fn summary(policy: Policy, violations: &[checks::Violation]) -> String {
     let list: Vec<String> = violations.iter().map(checks::Violation::to_string).collect();
@@ -168,7 +153,7 @@ pub fn validate(
         if policy.warn != policy.enforce {
             let warned = evaluate(policy.warn, &annotations, &spec);
             if !warned.is_empty() {
-                warnings.push(warning(&format!("would violate {}", summary(policy.warn, &warned))));
+                warnings.push(format!("would violate {}", summary(policy.warn, &warned)));
             }
         }
         audit(request, policy, &annotations, &spec);
@@ -197,7 +182,7 @@ pub fn validate(
         seen.push(level);
         let violations = evaluate(level, &annotations, &spec);
         if !violations.is_empty() {
-            warnings.push(warning(&format!("would violate {}", summary(level, &violations))));
+            warnings.push(format!("would violate {}", summary(level, &violations)));
         }
     }
     audit(request, policy, &annotations, &spec);
@@ -273,7 +258,7 @@ fn validate_namespace(
             evaluated.push((stored.key.name.clone(), violations.iter().map(|v| v.reason.clone()).collect()));
         }
     }
-    warnings.extend(existing_pod_warnings(request.name, new_policy, evaluated).iter().map(|w| warning(w)));
+    warnings.extend(existing_pod_warnings(request.name, new_policy, evaluated));
     Ok(())
 }
 
@@ -366,14 +351,6 @@ mod tests {
             ]
         );
         assert!(existing_pod_warnings("apps", Policy::RESTRICTED_LATEST, vec![]).is_empty());
-    }
-
-    #[test]
-    fn warnings_are_header_values() {
-        assert_eq!(
-            warning(r#"would violate PodSecurity "restricted:latest": x"#),
-            r#"299 - "would violate PodSecurity \"restricted:latest\": x""#
-        );
     }
 
     #[test]
