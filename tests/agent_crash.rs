@@ -142,11 +142,6 @@ fn node_ready(cluster: &Cluster) -> bool {
     cluster.ok(&["get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) == "True"
 }
 
-fn host_veth(ip: &str) -> String {
-    let ip: std::net::Ipv4Addr = ip.parse().expect("a pod IP");
-    format!("wv{:08x}", u32::from(ip))
-}
-
 fn veths() -> BTreeSet<String> {
     let out = Command::new("ip").args(["-o", "link", "show", "type", "veth"]).output().expect("ip runs");
     String::from_utf8_lossy(&out.stdout)
@@ -188,10 +183,20 @@ fn leftovers(agent: &NodeAgent, pod: &PodView) -> Vec<String> {
     if dir.exists() {
         found.push(format!("{}: directory {}", pod.name, dir.display()));
     }
-    if !pod.ip.is_empty() && veths().contains(&host_veth(&pod.ip)) {
-        found.push(format!("{}: veth {} of {}", pod.name, host_veth(&pod.ip), pod.ip));
-    }
+    // (Its veth is checked with the node's: its address may already be a new pod's.)
     found
+}
+
+/// The pod veths on the host (`wv` + the pod IP in hex) whose address is in `cidr`, by address.
+fn pod_veths(cidr: &str) -> BTreeSet<String> {
+    let net: ipnet::Ipv4Net = cidr.parse().expect("a podCIDR");
+    veths()
+        .iter()
+        .filter_map(|name| u32::from_str_radix(name.strip_prefix("wv")?, 16).ok())
+        .map(std::net::Ipv4Addr::from)
+        .filter(|ip| net.contains(ip))
+        .map(|ip| ip.to_string())
+        .collect()
 }
 
 #[test]
@@ -303,7 +308,13 @@ fn a_killed_agent_restarts_without_duplicates_or_orphans() {
     for pod in &doomed {
         assert!(!names_now.contains(&pod.name.as_str()), "{} is still listed", pod.name);
     }
-    // Nothing else either: the node holds pod directories exactly for the pods it runs.
+    // Nothing else either: the node holds veths and pod directories exactly for its pods.
+    let cidr = cluster.ok(&["get", "node", NODE, "-o", "jsonpath={.spec.podCIDR}"]);
+    let addresses: BTreeSet<String> = after.iter().map(|p| p.ip.clone()).collect();
+    let stray_veths: Vec<String> = pod_veths(&cidr).difference(&addresses).cloned().collect();
+    if !stray_veths.is_empty() {
+        orphans.push(format!("veths of addresses no pod has: {stray_veths:?}"));
+    }
     let dirs: BTreeSet<String> = std::fs::read_dir(agent.dir.path().join("pods"))
         .into_iter()
         .flatten()

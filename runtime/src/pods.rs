@@ -68,6 +68,10 @@ pub async fn run(ctx: Arc<Context>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node.name));
     let mut events = watcher(pods, config).default_backoff().boxed();
     let mut workers: HashMap<String, Worker> = HashMap::new();
+    // Deleted pods the (re)list found with no worker: released only once what the runtimes hold
+    // of them is removed (at `InitDone`), so an object is never gone while its containers run.
+    let mut listing = true;
+    let mut to_release: Vec<Pod> = Vec::new();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -87,6 +91,7 @@ pub async fn run(ctx: Arc<Context>) {
                             let _ = worker.stop.send(true);
                         }
                     }
+                    None if deleting && listing => to_release.push(pod),
                     None if deleting => release(&ctx, &pod).await,
                     // Finished before this agent started: nothing to run again.
                     None if terminal(&pod) => {}
@@ -102,8 +107,17 @@ pub async fn run(ctx: Arc<Context>) {
                     let _ = worker.stop.send(true);
                 }
             }
-            watcher::Event::InitDone => remove_unclaimed(&ctx, &workers).await,
-            watcher::Event::Init => {}
+            watcher::Event::InitDone => {
+                remove_unclaimed(&ctx, &workers).await;
+                listing = false;
+                for pod in to_release.drain(..) {
+                    release(&ctx, &pod).await;
+                }
+            }
+            watcher::Event::Init => {
+                listing = true;
+                to_release.clear();
+            }
         }
     }
 }

@@ -968,10 +968,11 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     // guest runs inside the agent, so it died with it): the one started now is a restart.
     for status in pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).into_iter().flatten() {
         let was_running = status.state.as_ref().is_some_and(|s| s.running.is_some());
-        if was_running && !adoptable.contains_key(&status.name) {
-            if let Some(c) = view.app.iter_mut().find(|c| c.name == status.name) {
-                lost(c, status);
-            }
+        if was_running
+            && !adoptable.contains_key(&status.name)
+            && let Some(c) = view.app.iter_mut().find(|c| c.name == status.name)
+        {
+            lost(c, status);
         }
     }
     let (halt, halted) = watch::channel(false);

@@ -1,0 +1,282 @@
+//! A node cut off from the cluster: two agents, each in a network namespace of its own wired to
+//! the host by a veth; a Deployment's Linux pods run on both. Node B's link goes down, so B can
+//! neither reach the API nor be reached: B goes NotReady, its pods are marked for deletion and
+//! replaced on A. As with the kubelet, B's agent does not stop its pods while it is cut off (it
+//! cannot tell a partition from a slow API server); when its link comes back it sees they were
+//! deleted and stops them — in the end each replica runs exactly once, on the host as in kubectl.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, NetworkSlot, busybox_layout, cgroups_of_pod, mounts_under, pids_of_pod};
+use serde_json::Value;
+
+const REPLICAS: usize = 4;
+/// Leases of 4 s renewed every second; a node is NotReady 4 s after its last renewal and its pods
+/// tolerate that for 3 s.
+const LEASE: [&str; 2] = ["--node-lease-duration-seconds", "4"];
+
+fn sh(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs (install iproute2)");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The test's two hosts: network namespaces `wharf-p<octet>-{a,b}` (172.16.OCTET.2 and .3) with
+/// an `uplink` veth to the bridge `wpb<octet>` (.1, where the API server listens). Removed on drop.
+struct Hosts {
+    octet: u8,
+}
+
+impl Hosts {
+    fn netns(&self, letter: char) -> String {
+        format!("wharf-p{}-{letter}", self.octet)
+    }
+
+    fn address(&self, letter: char) -> String {
+        format!("172.16.{}.{}", self.octet, if letter == 'a' { 2 } else { 3 })
+    }
+
+    fn bridge(&self) -> String {
+        format!("wpb{}", self.octet)
+    }
+
+    fn make(octet: u8) -> Self {
+        let hosts = Hosts { octet };
+        hosts.remove();
+        sh(&["link", "add", &hosts.bridge(), "type", "bridge"]);
+        sh(&["addr", "add", &format!("172.16.{octet}.1/24"), "dev", &hosts.bridge()]);
+        sh(&["link", "set", &hosts.bridge(), "up"]);
+        for letter in ['a', 'b'] {
+            let (netns, outside) = (hosts.netns(letter), format!("wp{octet}{letter}"));
+            sh(&["netns", "add", &netns]);
+            sh(&["link", "add", &outside, "type", "veth", "peer", "name", "uplink", "netns", &netns]);
+            sh(&["link", "set", &outside, "master", &hosts.bridge(), "up"]);
+            sh(&["-n", &netns, "link", "set", "lo", "up"]);
+            sh(&["-n", &netns, "addr", "add", &format!("{}/24", hosts.address(letter)), "dev", "uplink"]);
+            sh(&["-n", &netns, "link", "set", "uplink", "up"]);
+            sh(&["-n", &netns, "route", "add", "default", "via", &format!("172.16.{octet}.1")]);
+        }
+        hosts
+    }
+
+    /// Sets the host's own end of its link up or down.
+    fn link(&self, letter: char, up: bool) {
+        sh(&["-n", &self.netns(letter), "link", "set", "uplink", if up { "up" } else { "down" }]);
+        if up {
+            // The default route went with the link.
+            let _ = Command::new("ip")
+                .args(["-n", &self.netns(letter), "route", "replace", "default", "via"])
+                .arg(format!("172.16.{}.1", self.octet))
+                .status();
+        }
+    }
+
+    fn remove(&self) {
+        for letter in ['a', 'b'] {
+            let _ = Command::new("ip").args(["netns", "del", &self.netns(letter)]).stderr(Stdio::null()).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// `wharf agent` in a host's network namespace; killed, with what its pods left, on drop.
+struct NetnsAgent {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl NetnsAgent {
+    /// `nsenter --net`, not `ip netns exec` (which remounts /sys and hides the cgroups).
+    fn start(cluster: &Cluster, hosts: &Hosts, letter: char, name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let address = hosts.address(letter);
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", hosts.netns(letter)))
+            .arg(env!("CARGO_BIN_EXE_wharf"))
+            .args(["agent", "--server", &cluster.url, "--token-file"])
+            .arg(cluster.data_dir().join("node-token"))
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", &format!("{address}:0"), "--node-ip", &address])
+            .args(["--gateway-listen", &format!("{address}:0")])
+            .args(LEASE)
+            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,libcgroups=error".into()))
+            .spawn()
+            .expect("nsenter runs wharf agent (install util-linux)");
+        NetnsAgent { dir, child }
+    }
+}
+
+impl Drop for NetnsAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for uid in std::fs::read_dir(self.dir.path().join("pods")).into_iter().flatten().flatten() {
+            for pid in pids_of_pod(&uid.file_name().to_string_lossy()) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+        for mount in mounts_under(self.dir.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
+        for uid in std::fs::read_dir(self.dir.path().join("pods")).into_iter().flatten().flatten() {
+            let mut cgroups = cgroups_of_pod(&uid.file_name().to_string_lossy());
+            cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+            for cgroup in cgroups {
+                let _ = std::fs::remove_dir(cgroup);
+            }
+        }
+    }
+}
+
+fn deployment() -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {REPLICAS}\n  \
+         selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    \
+         spec:\n      nodeSelector:\n        wharf-test: partition\n      terminationGracePeriodSeconds: 2\n      \
+         containers:\n      - name: main\n        image: busybox:v1\n        \
+         command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n"
+    )
+}
+
+#[derive(Debug, Clone)]
+struct PodView {
+    uid: String,
+    node: String,
+    ready: bool,
+    deleting: bool,
+}
+
+fn pods(cluster: &Cluster) -> Vec<PodView> {
+    let out = cluster.kubectl(&["get", "pods", "-l", "app=web", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| PodView {
+            uid: p["metadata"]["uid"].as_str().unwrap_or_default().into(),
+            node: p["spec"]["nodeName"].as_str().unwrap_or_default().into(),
+            ready: p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+            deleting: p["metadata"].get("deletionTimestamp").is_some(),
+        })
+        .collect()
+}
+
+fn ready_on(pods: &[PodView], node: &str) -> usize {
+    pods.iter().filter(|p| p.node == node && p.ready && !p.deleting).count()
+}
+
+fn node_ready(cluster: &Cluster, node: &str) -> String {
+    cluster.ok(&["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+}
+
+/// Pod uid → its processes on the host, for every pod uid in `uids`.
+fn processes(uids: &[String]) -> BTreeMap<String, usize> {
+    uids.iter().map(|uid| (uid.clone(), pids_of_pod(uid).len())).collect()
+}
+
+#[test]
+fn a_cut_off_node_is_replaced_and_stops_its_stale_pods_when_it_returns() {
+    let slot = NetworkSlot::take();
+    let hosts = Hosts::make(slot.octet);
+    let server = format!("172.16.{}.1:0", slot.octet);
+    let cluster = Cluster::start_with(&[
+        "--listen",
+        &server,
+        "--backoff-base-ms",
+        "300",
+        "--node-monitor-grace-period",
+        "4s",
+        LEASE[0],
+        LEASE[1],
+        "--default-not-ready-toleration-seconds",
+        "3",
+        "--default-unreachable-toleration-seconds",
+        "3",
+    ]);
+    cluster.import(&busybox_layout(cluster.data_dir()), "busybox:v1");
+    let (a, b) = (format!("part-a-{}", slot.octet), format!("part-b-{}", slot.octet));
+    let _agent_a = NetnsAgent::start(&cluster, &hosts, 'a', &a);
+    let _agent_b = NetnsAgent::start(&cluster, &hosts, 'b', &b);
+    cluster.wait_nodes_ready(3, Duration::from_secs(60));
+    cluster.ok(&["label", "node", &a, &b, "wharf-test=partition"]);
+
+    cluster.apply(&deployment());
+    let spread = cluster.eventually(Duration::from_secs(60), || {
+        let pods = pods(&cluster);
+        let (on_a, on_b) = (ready_on(&pods, &a), ready_on(&pods, &b));
+        on_a + on_b == REPLICAS && on_a > 0 && on_b > 0
+    });
+    assert!(spread, "{REPLICAS} pods never ran on both nodes:\n{}", cluster.ok(&["get", "pods", "-o", "wide"]));
+    let stale: Vec<PodView> = pods(&cluster).into_iter().filter(|p| p.node == b).collect();
+    let stale_uids: Vec<String> = stale.iter().map(|p| p.uid.clone()).collect();
+    assert!(processes(&stale_uids).values().all(|n| *n > 0), "B's pods run no process");
+    println!("{REPLICAS} pods Ready, {} of them on {b}", stale.len());
+
+    hosts.link('b', false);
+    let cut = Instant::now();
+    let not_ready = cluster.eventually(Duration::from_secs(60), || node_ready(&cluster, &b) != "True");
+    assert!(not_ready, "{b} stayed Ready with its link down:\n{}", cluster.ok(&["get", "nodes"]));
+    let not_ready_after = cut.elapsed();
+    println!("{b} NotReady ({}) {not_ready_after:?} after its link went down", node_ready(&cluster, &b));
+
+    let replaced = cluster.eventually(Duration::from_secs(60), || {
+        let pods = pods(&cluster);
+        ready_on(&pods, &a) == REPLICAS
+            && stale.iter().all(|s| pods.iter().find(|p| p.uid == s.uid).is_none_or(|p| p.deleting))
+    });
+    assert!(replaced, "B's pods were never replaced on A:\n{}", cluster.ok(&["get", "pods", "-o", "wide"]));
+    let replaced_after = cut.elapsed();
+    println!("all {REPLICAS} replicas Ready on {a} {replaced_after:?} after the cut, B's marked for deletion");
+    // Cut off, B keeps running what it had (as a kubelet does: a partition is not a deletion).
+    let while_cut = processes(&stale_uids);
+    println!("while cut off, B's stale pods' processes: {while_cut:?}");
+
+    hosts.link('b', true);
+    let reconnected = Instant::now();
+    let mut left = BTreeMap::new();
+    let stopped = cluster.eventually(Duration::from_secs(60), || {
+        left = processes(&stale_uids);
+        let listed = pods(&cluster);
+        left.values().all(|n| *n == 0) && !listed.iter().any(|p| stale_uids.contains(&p.uid))
+    });
+    let stopped_after = reconnected.elapsed();
+    assert!(
+        stopped,
+        "B's stale pods still run or are still listed {stopped_after:?} after it came back: {left:?}\n{}",
+        cluster.ok(&["get", "pods", "-o", "wide"])
+    );
+    println!("B's stale pods stopped and gone {stopped_after:?} after its link came back");
+    let back = cluster.eventually(Duration::from_secs(30), || node_ready(&cluster, &b) == "True");
+    assert!(back, "{b} never came back Ready:\n{}", cluster.ok(&["get", "nodes"]));
+    println!("{b} Ready again {:?} after its link came back", reconnected.elapsed());
+
+    // Each replica exactly once: kubectl's view and the host's processes.
+    let final_pods = pods(&cluster);
+    assert_eq!(final_pods.len(), REPLICAS, "{}", cluster.ok(&["get", "pods", "-o", "wide"]));
+    assert!(final_pods.iter().all(|p| p.ready && !p.deleting && p.node == a), "{final_pods:?}");
+    let uids: Vec<String> = final_pods.iter().map(|p| p.uid.clone()).collect();
+    let running = processes(&uids);
+    assert!(running.values().all(|n| *n > 0), "a replica runs no process: {running:?}");
+    let stale_running = processes(&stale_uids);
+    assert!(stale_running.values().all(|n| *n == 0), "stale copies still run: {stale_running:?}");
+    println!(
+        "figures: NotReady after {not_ready_after:?}, replaced on A after {replaced_after:?}, stale pods stopped \
+         {stopped_after:?} after reconnect; replicas running once each: {}",
+        running.len()
+    );
+}
