@@ -105,35 +105,49 @@ struct RoleRef {
     name: String,
 }
 
-/// The RBAC objects arranged for lookups by subject.
+/// The roles bound to users and to groups (ServiceAccounts are users), in one scope.
+#[derive(Default)]
+struct BySubject {
+    users: HashMap<String, Vec<RoleRef>>,
+    groups: HashMap<String, Vec<RoleRef>>,
+}
+
+impl BySubject {
+    /// Records a binding's subject; unknown kinds are skipped. A ServiceAccount's namespace
+    /// defaults to the binding's.
+    fn add(&mut self, subject: &Value, binding_namespace: &str, role: &RoleRef) {
+        let Some(name) = subject["name"].as_str() else { return };
+        let (map, key) = match subject["kind"].as_str() {
+            Some("User") => (&mut self.users, name.to_string()),
+            Some("Group") => (&mut self.groups, name.to_string()),
+            Some("ServiceAccount") => {
+                let ns = subject["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or(binding_namespace);
+                (&mut self.users, format!("system:serviceaccount:{ns}:{name}"))
+            }
+            _ => return,
+        };
+        map.entry(key).or_default().push(role.clone());
+    }
+
+    /// The roles bound to `user` or one of its groups.
+    fn of<'a>(&'a self, user: &'a User) -> impl Iterator<Item = &'a RoleRef> {
+        let groups = user.groups.iter().flat_map(|g| self.groups.get(g).into_iter().flatten());
+        self.users.get(&user.name).into_iter().flatten().chain(groups)
+    }
+}
+
+/// The RBAC objects arranged for lookups by subject (no allocation per lookup).
 #[derive(Default)]
 pub struct Index {
     cluster_roles: HashMap<String, Arc<Vec<Rule>>>,
-    roles: HashMap<(String, String), Arc<Vec<Rule>>>,
-    /// subject key → ClusterRoles bound cluster-wide.
-    cluster_bindings: HashMap<String, Vec<String>>,
-    /// (namespace, subject key) → roles bound in that namespace.
-    bindings: HashMap<(String, String), Vec<RoleRef>>,
+    /// namespace → name → rules.
+    roles: HashMap<String, HashMap<String, Arc<Vec<Rule>>>>,
+    /// ClusterRoleBindings.
+    cluster_bindings: BySubject,
+    /// namespace → its RoleBindings.
+    bindings: HashMap<String, BySubject>,
     /// How many bindings the index holds (for figures).
     pub binding_count: usize,
-}
-
-const USER: &str = "user:";
-const GROUP_KEY: &str = "group:";
-
-/// A binding's subject as an index key; None for unknown kinds. ServiceAccounts become their
-/// user name, their namespace defaulting to the binding's.
-fn subject_key(subject: &Value, binding_namespace: &str) -> Option<String> {
-    let name = subject["name"].as_str()?;
-    match subject["kind"].as_str()? {
-        "User" => Some(format!("{USER}{name}")),
-        "Group" => Some(format!("{GROUP_KEY}{name}")),
-        "ServiceAccount" => {
-            let ns = subject["namespace"].as_str().filter(|s| !s.is_empty()).unwrap_or(binding_namespace);
-            Some(format!("{USER}system:serviceaccount:{ns}:{name}"))
-        }
-        _ => None,
-    }
 }
 
 fn role_ref(binding: &Value) -> Option<RoleRef> {
@@ -166,71 +180,48 @@ impl Index {
             index.cluster_roles.insert(stored.key.name.clone(), Arc::new(Rule::parse_all(&stored.object["rules"])));
         }
         for stored in all("roles") {
-            let key = (stored.key.namespace.clone(), stored.key.name.clone());
-            index.roles.insert(key, Arc::new(Rule::parse_all(&stored.object["rules"])));
+            let rules = Arc::new(Rule::parse_all(&stored.object["rules"]));
+            index.roles.entry(stored.key.namespace.clone()).or_default().insert(stored.key.name.clone(), rules);
         }
         for stored in all("clusterrolebindings") {
-            let Some(RoleRef { cluster: true, name }) = role_ref(&stored.object) else { continue };
+            let Some(role @ RoleRef { cluster: true, .. }) = role_ref(&stored.object) else { continue };
             index.binding_count += 1;
             for subject in stored.object["subjects"].as_array().into_iter().flatten() {
-                if let Some(key) = subject_key(subject, "") {
-                    index.cluster_bindings.entry(key).or_default().push(name.clone());
-                }
+                index.cluster_bindings.add(subject, "", &role);
             }
         }
         for stored in all("rolebindings") {
             let Some(role) = role_ref(&stored.object) else { continue };
             index.binding_count += 1;
             let ns = &stored.key.namespace;
+            let bindings = index.bindings.entry(ns.clone()).or_default();
             for subject in stored.object["subjects"].as_array().into_iter().flatten() {
-                if let Some(key) = subject_key(subject, ns) {
-                    index.bindings.entry((ns.clone(), key)).or_default().push(role.clone());
-                }
+                bindings.add(subject, ns, &role);
             }
         }
         index
     }
 
-    fn subject_keys(user: &User) -> Vec<String> {
-        let mut keys = Vec::with_capacity(user.groups.len() + 1);
-        keys.push(format!("{USER}{}", user.name));
-        keys.extend(user.groups.iter().map(|g| format!("{GROUP_KEY}{g}")));
-        keys
+    /// The rules of the role `role` refers to, from a binding in `namespace`.
+    fn rules(&self, role: &RoleRef, namespace: &str) -> Option<&Arc<Vec<Rule>>> {
+        if role.cluster { self.cluster_roles.get(&role.name) } else { self.roles.get(namespace)?.get(&role.name) }
     }
 
     /// Calls `visit` with the rules of every role bound to `user` that applies in `namespace`
     /// (cluster-wide bindings first), until it returns true; returns whether it did, and the
     /// errors met (bindings to roles that do not exist), as Kubernetes' rule visitor.
     fn visit(&self, user: &User, namespace: &str, mut visit: impl FnMut(&Rule) -> bool) -> (bool, Vec<String>) {
-        let keys = Self::subject_keys(user);
         let mut errors = Vec::new();
-        let mut rules_of = |role: &RoleRef, ns: &str| -> Option<Arc<Vec<Rule>>> {
-            let found = if role.cluster {
-                self.cluster_roles.get(&role.name).cloned()
-            } else {
-                self.roles.get(&(ns.to_string(), role.name.clone())).cloned()
-            };
-            if found.is_none() {
-                let kind = if role.cluster { "clusterrole" } else { "role" };
-                errors.push(format!("{kind}.{GROUP} {:?} not found", role.name));
-            }
-            found
-        };
-        for key in &keys {
-            for name in self.cluster_bindings.get(key).into_iter().flatten() {
-                let role = RoleRef { cluster: true, name: name.clone() };
-                if rules_of(&role, "").is_some_and(|rules| rules.iter().any(&mut visit)) {
-                    return (true, Vec::new());
-                }
-            }
-        }
-        if !namespace.is_empty() {
-            for key in keys {
-                let at = (namespace.to_string(), key);
-                for role in self.bindings.get(&at).into_iter().flatten() {
-                    if rules_of(role, namespace).is_some_and(|rules| rules.iter().any(&mut visit)) {
-                        return (true, Vec::new());
-                    }
+        let cluster = self.cluster_bindings.of(user).map(|role| (role, ""));
+        let local = self.bindings.get(namespace).filter(|_| !namespace.is_empty());
+        let local = local.into_iter().flat_map(|b| b.of(user)).map(|role| (role, namespace));
+        for (role, ns) in cluster.chain(local) {
+            match self.rules(role, ns) {
+                Some(rules) if rules.iter().any(&mut visit) => return (true, Vec::new()),
+                Some(_) => {}
+                None => {
+                    let kind = if role.cluster { "clusterrole" } else { "role" };
+                    errors.push(format!("{kind}.{GROUP} {:?} not found", role.name));
                 }
             }
         }
@@ -468,12 +459,7 @@ pub fn confirm_no_escalation(
                 return Ok(());
             }
             let index = authz.rbac.index();
-            let rules = if role.cluster {
-                index.cluster_roles.get(&role.name)
-            } else {
-                index.roles.get(&(request.namespace.to_string(), role.name.clone()))
-            };
-            match rules {
+            match index.rules(&role, request.namespace) {
                 Some(rules) => rules.to_vec(),
                 None => {
                     let kind = if role.cluster { "clusterroles" } else { "roles" };
