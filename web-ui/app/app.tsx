@@ -2,9 +2,9 @@
 // route table. Views live in views/, one area per file.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, again, get, onSignOut, setToken, token } from './api/client';
+import { ApiError, again, onSignOut, request, setToken, token } from './api/client';
 import { RESOURCES } from './api/resources';
-import { useList } from './api/watch';
+import { canNow, ref, useAccess, useAllowedList, useMayCreateIn, useWhoAmI } from './api/access';
 import { Modal } from './components/modal';
 import { Link, match, navigate, useRoute } from './router';
 import { namespace, search, theme, useShared } from './state';
@@ -19,15 +19,23 @@ import { EventsTimeline } from './views/events';
 import { ObjectDetail } from './views/detail';
 import { CreateFromYaml } from './views/yaml';
 
-const NAV: { href: string; title: string; key: string }[] = [
+// `list`: the list the entry's page shows first (its "No access" note when the user may not list it).
+const NAV: { href: string; title: string; key: string; list?: keyof typeof RESOURCES }[] = [
   { href: '/', title: 'Overview', key: 'o' },
-  { href: '/nodes', title: 'Nodes', key: 'n' },
-  { href: '/workloads', title: 'Workloads', key: 'w' },
-  { href: '/functions', title: 'Functions', key: 'f' },
-  { href: '/services', title: 'Services', key: 's' },
-  { href: '/config', title: 'Config & Secrets', key: 'c' },
-  { href: '/events', title: 'Events', key: 'e' },
+  { href: '/nodes', title: 'Nodes', key: 'n', list: 'nodes' },
+  { href: '/workloads', title: 'Workloads', key: 'w', list: 'deployments' },
+  { href: '/functions', title: 'Functions', key: 'f', list: 'functions' },
+  { href: '/services', title: 'Services', key: 's', list: 'services' },
+  { href: '/config', title: 'Config & Secrets', key: 'c', list: 'configmaps' },
+  { href: '/events', title: 'Events', key: 'e', list: 'events' },
 ];
+
+/** Whether the user may list the nav entry's kind where the switcher points; undefined while not known. */
+function mayList(can: typeof canNow, entry: (typeof NAV)[number], ns: string | null): boolean | undefined {
+  if (!entry.list) return true;
+  const res = RESOURCES[entry.list];
+  return can('list', ref(res), res.namespaced ? ns : null);
+}
 
 const ROUTES: { pattern: string; view: (p: Record<string, string>) => preact.ComponentChildren }[] = [
   { pattern: '/', view: () => <Overview /> },
@@ -61,7 +69,12 @@ function SignIn(props: { onSignedIn: () => void }) {
     setError('');
     setToken(value.trim());
     try {
-      await again(() => get('/api/v1/namespaces?limit=1'));
+      // Who the token is (SelfSubjectReview): every authenticated user may ask, whatever RBAC grants them.
+      await again(() =>
+        request('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+          body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+        }),
+      );
       props.onSignedIn();
     } catch (err) {
       setToken(null);
@@ -108,6 +121,9 @@ function Shell() {
     }
   }
   const section = '/' + (route.path.split('/')[1] ?? '');
+  const can = useAccess();
+  const ns = useShared(namespace);
+  const mayCreate = useMayCreateIn(ns ?? 'default');
   return (
     <div class="shell">
       <a class="skip" href="#main">
@@ -122,6 +138,7 @@ function Shell() {
             <li key={n.href}>
               <Link href={n.href} aria-current={section === n.href || (n.href === '/object' && section === '/object') ? 'page' : undefined}>
                 {n.title}
+                {mayList(can, n, ns) === false && <span class="nav-note"> · No access</span>}
               </Link>
             </li>
           ))}
@@ -139,14 +156,16 @@ function Shell() {
             value={useShared(search)}
             onInput={(e) => search.set(e.currentTarget.value)}
           />
-          <button class="primary" onClick={() => navigate('/create')}>
-            + Create
-          </button>
+          {mayCreate !== false && (
+            <button class="primary" onClick={() => navigate('/create')}>
+              + Create
+            </button>
+          )}
           <ThemeSwitch />
           <button class="icon" aria-label="Keyboard shortcuts" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}>
             ?
           </button>
-          <button onClick={() => setToken(null)}>Sign out</button>
+          <AccountMenu />
         </header>
         <main id="main" tabIndex={-1}>
           {content}
@@ -159,7 +178,7 @@ function Shell() {
 
 function NamespaceSwitcher() {
   const current = useShared(namespace);
-  const { items } = useList(RESOURCES.namespaces);
+  const { items } = useAllowedList(RESOURCES.namespaces);
   const names = items.map((n) => n.metadata.name).sort();
   if (current && !names.includes(current)) names.unshift(current);
   return (
@@ -172,6 +191,37 @@ function NamespaceSwitcher() {
         ))}
       </select>
     </label>
+  );
+}
+
+/** Who is signed in (SelfSubjectReview: name and groups), and Sign out. */
+function AccountMenu() {
+  const who = useWhoAmI();
+  const [open, setOpen] = useState(false);
+  return (
+    <div class="account">
+      <button
+        aria-haspopup="true"
+        aria-expanded={open}
+        aria-controls="account-menu"
+        aria-label={`Account: ${who?.username ?? 'signed in'}`}
+        onClick={() => setOpen(!open)}
+      >
+        {who?.username ?? '…'}
+        <span aria-hidden="true"> ▾</span>
+      </button>
+      {open && (
+        <div id="account-menu" class="account-menu" role="group" aria-label="Account">
+          <p>
+            Signed in as <strong class="account-user">{who?.username ?? 'unknown'}</strong>
+          </p>
+          <p class="muted">
+            Groups: <span class="account-groups">{(who?.groups ?? []).join(', ') || 'none'}</span>
+          </p>
+          <button onClick={() => setToken(null)}>Sign out</button>
+        </div>
+      )}
+    </div>
   );
 }
 

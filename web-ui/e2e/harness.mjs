@@ -104,6 +104,12 @@ export async function open({ theme, signIn = true, path = '/', token = TOKEN, na
   }
 }
 
+/** Opens a browser signed in with another user's token (open()'s options otherwise). */
+export async function openAs(token, options = {}) {
+  if (!token) throw new Error('openAs needs a token');
+  return open({ ...options, token });
+}
+
 /** Fills the sign-in form with the token and submits it; waits until the shell (main navigation) shows. */
 export async function signInWith(page, token = TOKEN) {
   await page.locator('#token').fill(token);

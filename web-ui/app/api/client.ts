@@ -89,8 +89,21 @@ export async function send(method: string, path: string, options: RequestOptions
     if ((e as Error).name === 'AbortError') throw e;
     throw new ApiError({ code: 0, reason: 'NetworkError', message: `cannot reach the API server: ${(e as Error).message}` });
   }
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) {
+    const error = await errorOf(response);
+    // A refused write means what the dashboard knows of the user's rights is stale (not the reviews asking it).
+    if (error.code === 403 && method !== 'GET' && !path.includes('/selfsubject')) forbiddenListeners.forEach((f) => f());
+    throw error;
+  }
   return response;
+}
+
+const forbiddenListeners = new Set<() => void>();
+
+/** Called when a write is refused (403): api/access.ts asks the server again what the user may do. */
+export function onForbidden(listener: () => void): () => void {
+  forbiddenListeners.add(listener);
+  return () => forbiddenListeners.delete(listener);
 }
 
 /** The ApiError of a failed response, from its Status body when it has one. */

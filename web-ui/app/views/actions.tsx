@@ -7,6 +7,7 @@ import { ApiError, again, request } from '../api/client';
 import { RESOURCES, apiVersionOf, collectionPath, detailHref, listHref, objectPath } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
 import { useList } from '../api/watch';
+import { ref, useAccess } from '../api/access';
 import { Age, Pill, managedBy } from '../components/badges';
 import { Modal } from '../components/modal';
 import { ErrorBox } from '../components/page';
@@ -130,6 +131,12 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
   const name = o.metadata.name;
   const kind = res.kind;
   const close = () => setDialog(null);
+  const can = useAccess();
+  const ns = o.metadata.namespace ?? null;
+  const mayScale = can('patch', ref(res), ns, 'scale', name);
+  const mayPatch = can('patch', ref(res), ns, '', name);
+  const mayDelete = can('delete', ref(res), ns, '', name);
+  const mayCreateJob = can('create', ref(RESOURCES.jobs), ns);
 
   const run = async (what: () => Promise<unknown>) => {
     setBusy(true);
@@ -144,12 +151,19 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
   };
 
   // A compact button says what it acts on, so a row's buttons have names of their own.
-  const button = (label: string, icon: string, onClick: () => void, extra?: { danger?: boolean; disabled?: boolean }) => (
+  // What RBAC allows: refused → no button; not known yet → the button, disabled (no flicker).
+  const button = (
+    label: string,
+    icon: string,
+    onClick: () => void,
+    extra?: { danger?: boolean; disabled?: boolean; allowed?: boolean | undefined },
+  ) =>
+    extra?.allowed === false ? null : (
     <button
       class={`${compact ? 'compact' : ''} ${extra?.danger && !compact ? 'danger-outline' : ''}`}
       aria-label={compact ? `${label} ${name}` : undefined}
       title={compact ? `${label} ${kind} ${name}` : undefined}
-      disabled={busy || extra?.disabled}
+      disabled={busy || extra?.disabled || (extra !== undefined && 'allowed' in extra && extra.allowed === undefined)}
       onClick={onClick}
     >
       {compact ? (
@@ -169,13 +183,18 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
   const deleting = !!o.metadata.deletionTimestamp;
   return (
     <div class={`object-actions${compact ? ' compact' : ''}`} role="group" aria-label={`Actions for ${name}`}>
-      {SCALABLE.has(res.name) && button('Scale', '⇕', () => setDialog('scale'), { disabled: deleting })}
-      {RESTARTABLE.has(res.name) && button('Restart', '↻', () => setDialog('restart'), { disabled: deleting })}
-      {res.name === 'deployments' && !compact && button('Roll back', '↶', () => setDialog('rollback'), { disabled: deleting })}
+      {SCALABLE.has(res.name) && button('Scale', '⇕', () => setDialog('scale'), { disabled: deleting, allowed: mayScale })}
+      {RESTARTABLE.has(res.name) && button('Restart', '↻', () => setDialog('restart'), { disabled: deleting, allowed: mayPatch })}
+      {res.name === 'deployments' &&
+        !compact &&
+        button('Roll back', '↶', () => setDialog('rollback'), { disabled: deleting, allowed: mayPatch })}
       {res.name === 'cronjobs' &&
-        button(suspended ? 'Resume' : 'Suspend', suspended ? '▶' : '‖', () => run(() => setSuspended(o, !suspended)))}
-      {res.name === 'cronjobs' && button('Trigger', '⚡', () => run(async () => setCreated(await trigger(o))), { disabled: deleting })}
-      {button('Delete', '✕', () => setDialog('delete'), { danger: true })}
+        button(suspended ? 'Resume' : 'Suspend', suspended ? '▶' : '‖', () => run(() => setSuspended(o, !suspended)), {
+          allowed: mayPatch,
+        })}
+      {res.name === 'cronjobs' &&
+        button('Trigger', '⚡', () => run(async () => setCreated(await trigger(o))), { disabled: deleting, allowed: mayCreateJob })}
+      {button('Delete', '✕', () => setDialog('delete'), { danger: true, allowed: mayDelete })}
       {created && !compact && (
         <span class="action-notice" role="status">
           Created{' '}

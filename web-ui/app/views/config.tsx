@@ -4,7 +4,6 @@
 import { useMemo, useState } from 'preact/hooks';
 import { RESOURCES, detailHref } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
-import { useList } from '../api/watch';
 import { Age, ageSort } from '../components/badges';
 import { Modal } from '../components/modal';
 import { ErrorBox, Loading, Page } from '../components/page';
@@ -12,6 +11,8 @@ import { DataTable } from '../components/table';
 import type { Column } from '../components/table';
 import { Link } from '../router';
 import { namespace, parseSearch, search, useShared } from '../state';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
 import '../styles/config.css';
 
 interface Entry {
@@ -149,7 +150,7 @@ function columns(res: Resource, withNamespace: boolean, open: (o: K8sObject) => 
 
 function ConfigTable(props: { res: Resource; ns: string | null; labelSelector: string }) {
   const { res, ns } = props;
-  const list = useList(res, { namespace: ns, labelSelector: props.labelSelector || undefined });
+  const list = useAllowedList(res, { namespace: ns, labelSelector: props.labelSelector || undefined });
   // The dialog follows the live object (its name), so an edit shows while it is open.
   const [openName, setOpenName] = useState<{ namespace?: string; name: string } | null>(null);
   const cols = useMemo(() => columns(res, ns === null, (o) => setOpenName({ namespace: o.metadata.namespace, name: o.metadata.name })), [res, ns]);
@@ -158,7 +159,9 @@ function ConfigTable(props: { res: Resource; ns: string | null; labelSelector: s
     <section class="config-section" aria-labelledby={`config-${res.name}`}>
       <h2 id={`config-${res.name}`}>{res.title}</h2>
       <ErrorBox error={list.loaded ? null : list.error} />
-      {!list.loaded && !list.error ? (
+      {list.denied ? (
+        <NoAccess res={res} namespace={ns} />
+      ) : !list.loaded && !list.error ? (
         <Loading />
       ) : (
         <DataTable

@@ -13,6 +13,7 @@ import type { Column } from '../components/table';
 import { DataTable } from '../components/table';
 import { Link, setQuery, useRoute } from '../router';
 import { ObjectActions } from './actions';
+import { canNow, mayNot, ref, useAccess } from '../api/access';
 import { ObjectEvents } from './events';
 import { InvokePanel } from './functions';
 import { ContainerLogs, MergedLogs, Terminal } from './logs';
@@ -378,15 +379,17 @@ function ObjectYaml(props: { object: K8sObject }) {
   const [showManaged, setShowManaged] = useState(false);
   const secret = props.object.kind === 'Secret';
   const [reveal, setReveal] = useState(false);
+  const can = useAccess();
+  const mayReveal = secret && can('get', ref(RESOURCES.secrets), props.object.metadata.namespace ?? null, '', props.object.metadata.name) === true;
   const [text, setText] = useState<string | null>(null);
   const [copied, setCopied] = useState('');
   useEffect(() => {
     let gone = false;
-    const o = secret && !reveal ? maskSecret(props.object) : props.object;
+    const o = secret && !(reveal && mayReveal) ? maskSecret(props.object) : props.object;
     const shown = showManaged ? o : { ...o, metadata: { ...o.metadata, managedFields: undefined } };
     void import('./yaml-text').then(({ toYaml }) => !gone && setText(toYaml(JSON.parse(JSON.stringify(shown)))));
     return () => void (gone = true);
-  }, [props.object, showManaged, reveal]);
+  }, [props.object, showManaged, reveal, mayReveal]);
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(text ?? '');
@@ -404,8 +407,8 @@ function ObjectYaml(props: { object: K8sObject }) {
           managedFields
         </label>
         {secret && (
-          <label>
-            <input type="checkbox" checked={reveal} onChange={(e) => setReveal((e.currentTarget as HTMLInputElement).checked)} /> Reveal
+          <label title={mayReveal ? undefined : mayNot('read the values of this Secret.')}>
+            <input type="checkbox" checked={reveal && mayReveal} disabled={!mayReveal} onChange={(e) => setReveal((e.currentTarget as HTMLInputElement).checked)} /> Reveal
             values
           </label>
         )}
@@ -562,7 +565,14 @@ function Related(props: { res: Resource; object: K8sObject }) {
 // ---------------------------------------------------------------------------------------------
 // The page
 
-function tabsOf(res: Resource, o: K8sObject) {
+/** A tab the user may not use is left out; while RBAC's answer is not known it says so. */
+function guarded(allowed: boolean | undefined, render: () => ComponentChildren): (() => ComponentChildren) | null {
+  if (allowed === false) return null;
+  if (allowed === undefined) return () => <Loading />;
+  return render;
+}
+
+function tabsOf(res: Resource, o: K8sObject, can: typeof canNow) {
   const tabs: { id: string; title: string; render: () => ComponentChildren }[] = [
     { id: 'summary', title: 'Summary', render: () => <Summary res={res} object={o} /> },
     { id: 'yaml', title: 'YAML', render: () => <ObjectYaml object={o} /> },
@@ -571,11 +581,11 @@ function tabsOf(res: Resource, o: K8sObject) {
   ];
   const ns = o.metadata.namespace ?? 'default';
   if (res.name === 'pods') {
-    tabs.push(
-      { id: 'logs', title: 'Logs', render: () => <ContainerLogs pod={o} /> },
-      { id: 'terminal', title: 'Terminal', render: () => <Terminal pod={o} /> },
-      { id: 'metrics', title: 'Metrics', render: () => <PodMetricsPanel pod={o} /> },
-    );
+    tabs.push({ id: 'logs', title: 'Logs', render: () => <ContainerLogs pod={o} /> });
+    // `kubectl exec` is a create of pods/exec.
+    const terminal = guarded(can('create', ref(res), ns, 'exec', o.metadata.name), () => <Terminal pod={o} />);
+    if (terminal) tabs.push({ id: 'terminal', title: 'Terminal', render: terminal });
+    tabs.push({ id: 'metrics', title: 'Metrics', render: () => <PodMetricsPanel pod={o} /> });
   }
   if (res.name === 'deployments')
     tabs.push({
@@ -583,12 +593,19 @@ function tabsOf(res: Resource, o: K8sObject) {
       title: 'Logs',
       render: () => <MergedLogs namespace={ns} selector={selectorText(o.spec?.selector)} title={`Logs of ${o.metadata.name}`} />,
     });
-  if (res.name === 'functions')
+  if (res.name === 'functions') {
     tabs.push(
       { id: 'logs', title: 'Logs', render: () => <MergedLogs fn={o} /> },
       { id: 'metrics', title: 'Metrics', render: () => <FunctionMetricsPanel fn={o} /> },
-      { id: 'invoke', title: 'Invoke', render: () => <InvokePanel fn={o} /> },
     );
+    // Invoking goes through functions/proxy (a POST is a create, a GET a get).
+    const get = can('get', ref(res), ns, 'proxy', o.metadata.name);
+    const create = can('create', ref(res), ns, 'proxy', o.metadata.name);
+    const invoke = guarded(get === true || create === true ? true : get === false && create === false ? false : undefined, () => (
+      <InvokePanel fn={o} />
+    ));
+    if (invoke) tabs.push({ id: 'invoke', title: 'Invoke', render: invoke });
+  }
   return tabs;
 }
 
@@ -627,6 +644,7 @@ export function ObjectDetail(props: { resource: string; namespace: string | null
   const { object, loaded, error } = useObject(res, props.namespace, props.name);
   const { query } = useRoute();
   const seen = useRef<string | null>(null);
+  const can = useAccess();
   const key = `${props.resource}/${props.namespace}/${props.name}`;
   if (object) seen.current = key;
   const editing = query.get('edit') === '1';
@@ -675,16 +693,26 @@ export function ObjectDetail(props: { resource: string; namespace: string | null
       actions={
         <>
           <ObjectActions resource={res} object={object} />
-          <button onClick={() => setQuery('edit', '1')}>Edit YAML</button>
+          <EditYamlButton res={res} object={object} allowed={can('update', ref(res), object.metadata.namespace ?? null, '', object.metadata.name)} />
         </>
       }
     >
-      <Tabs tabs={tabsOf(res, object)} />
+      <Tabs tabs={tabsOf(res, object, can)} />
       {editing && snapshot && (
         <Modal title={`Edit ${res.kind} ${object.metadata.name}`} wide onClose={() => setQuery('edit', null)}>
           <YamlEditor resource={res} object={snapshot} onDone={() => setQuery('edit', null)} />
         </Modal>
       )}
     </Page>
+  );
+}
+
+/** "Edit YAML" (a PUT of the object): hidden when the user may not update it, disabled while not known. */
+function EditYamlButton(props: { res: Resource; object: K8sObject; allowed: boolean | undefined }) {
+  if (props.allowed === false) return null;
+  return (
+    <button disabled={props.allowed === undefined} onClick={() => setQuery('edit', '1')}>
+      Edit YAML
+    </button>
   );
 }

@@ -9,6 +9,8 @@ import type { LiveList } from '../api/watch';
 import { Age, Pill } from '../components/badges';
 import { ErrorBox, Loading, Page } from '../components/page';
 import { DataTable } from '../components/table';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
 import type { Column } from '../components/table';
 import { Link } from '../router';
 import { namespace, parseSearch, search, useShared } from '../state';
@@ -97,7 +99,7 @@ function useFiltered(items: K8sObject[], filter: TypeFilter) {
 export function EventsTimeline() {
   const ns = useShared(namespace);
   const { labelSelector } = parseSearch(useShared(search));
-  const list = useList(RESOURCES.events, { namespace: ns, labelSelector: labelSelector || undefined });
+  const list = useAllowedList(RESOURCES.events, { namespace: ns, labelSelector: labelSelector || undefined });
   const [filter, setFilter] = useState<TypeFilter>('all');
   const { rows, counts } = useFiltered(list.items, filter);
   const cols = useMemo(() => columns(ns === null, true), [ns]);
@@ -107,14 +109,15 @@ export function EventsTimeline() {
       subtitle={`${ns === null ? 'All namespaces' : `Namespace ${ns}`} · live, newest first`}
       actions={<TypeSelect value={filter} onChange={setFilter} counts={counts} />}
     >
-      <EventsTable list={list} rows={rows} columns={cols} searchText={searchText} empty={filter === 'all' ? 'No events.' : `No ${filter} events.`} />
+      <EventsTable list={list} namespace={ns} rows={rows} columns={cols} searchText={searchText} empty={filter === 'all' ? 'No events.' : `No ${filter} events.`} />
     </Page>
   );
 }
 
 /** A live list of events, newest first, once loaded (its error shows only until then: the informer retries). */
 function EventsTable(props: {
-  list: LiveList;
+  list: LiveList & { denied?: boolean };
+  namespace?: string | null;
   rows: K8sObject[];
   columns: Column<K8sObject>[];
   searchText?: (e: K8sObject) => string;
@@ -125,7 +128,9 @@ function EventsTable(props: {
   return (
     <>
       <ErrorBox error={list.loaded ? null : list.error} />
-      {!list.loaded && !list.error ? (
+      {list.denied ? (
+        <NoAccess res={RESOURCES.events} namespace={props.namespace ?? null} />
+      ) : !list.loaded && !list.error ? (
         <Loading />
       ) : (
         <DataTable
@@ -161,7 +166,7 @@ export function ObjectEvents(props: { object: K8sObject }) {
       <div class="object-events-head">
         <TypeSelect value={filter} onChange={setFilter} counts={counts} />
       </div>
-      <EventsTable list={list} rows={rows} columns={cols} empty={`No events about this ${kind ?? 'object'}.`} maxHeight={420} />
+      <EventsTable list={list} namespace={ns} rows={rows} columns={cols} empty={`No events about this ${kind ?? 'object'}.`} maxHeight={420} />
     </div>
   );
 }

@@ -18,6 +18,9 @@ import { namespace, parseSearch, search, useNow, useShared } from '../state';
 import { SAMPLE_INTERVAL_MS, formatRate, formatSeconds, useFunctionLatency } from './metrics';
 import { invocationRate, recordInvocations } from '../components/rates';
 import '../styles/functions.css';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
+import { ref, useCan } from '../api/access';
 
 /** The label on a Linux-image Function's Deployment and pods (control/src/controllers/function.rs). */
 const FUNCTION_LABEL = 'wharf.dev/function';
@@ -96,7 +99,7 @@ function Latency(props: { fn: K8sObject }) {
 export function FunctionsList() {
   const ns = useShared(namespace);
   const { labelSelector } = parseSearch(useShared(search));
-  const list = useList(RESOURCES.functions, { namespace: ns, labelSelector: labelSelector || undefined });
+  const list = useAllowedList(RESOURCES.functions, { namespace: ns, labelSelector: labelSelector || undefined });
   const deployments = useList(RESOURCES.deployments, { namespace: ns, labelSelector: FUNCTION_LABEL });
   const now = useNow(2000);
   // Note each new invocation count as the watch brings it, before this render reads the rates.
@@ -137,11 +140,7 @@ export function FunctionsList() {
     {
       key: 'actions',
       title: 'Actions',
-      render: (f) => (
-        <button class="small" aria-label={`Invoke ${f.metadata.name}`} onClick={() => setInvoking(f)}>
-          Invoke
-        </button>
-      ),
+      render: (f) => <InvokeButton fn={f} onClick={() => setInvoking(f)} />,
     },
   ];
 
@@ -149,13 +148,12 @@ export function FunctionsList() {
     <Page
       title="Functions"
       subtitle={ns === null ? 'All namespaces' : `Namespace ${ns}`}
-      actions={
-        <button class="primary" onClick={() => setDeploying(true)}>
-          Deploy function
-        </button>
-      }
+      actions={<DeployButton namespace={ns ?? 'default'} onClick={() => setDeploying(true)} />}
     >
       <ErrorBox error={list.error} />
+      {list.denied ? (
+        <NoAccess res={RESOURCES.functions} namespace={ns} />
+      ) : (
       <DataTable
         label="Functions"
         rows={list.items}
@@ -165,6 +163,7 @@ export function FunctionsList() {
         initialSort={{ key: 'name' }}
         empty={list.loaded ? 'No functions here. Deploy one from an image or a .wasm component.' : 'Loading…'}
       />
+      )}
       {deploying && <DeployDialog namespace={ns ?? 'default'} onClose={() => setDeploying(false)} />}
       {invoking && (
         <Modal title={`Invoke ${invoking.metadata.name}`} wide onClose={() => setInvoking(null)}>
@@ -860,5 +859,29 @@ export function InvokePanel(props: { fn: K8sObject }) {
         )}
       </section>
     </form>
+  );
+}
+
+/** "Deploy function" (a create of a Function): hidden when the user may not, disabled while not known. */
+function DeployButton(props: { namespace: string; onClick: () => void }) {
+  const allowed = useCan('create', ref(RESOURCES.functions), props.namespace);
+  if (allowed === false) return null;
+  return (
+    <button class="primary" disabled={allowed === undefined} onClick={props.onClick}>
+      Deploy function
+    </button>
+  );
+}
+
+/** A row's Invoke (through functions/proxy): hidden when the user may not. */
+function InvokeButton(props: { fn: K8sObject; onClick: () => void }) {
+  const ns = props.fn.metadata.namespace ?? null;
+  const get = useCan('get', ref(RESOURCES.functions), ns, 'proxy', props.fn.metadata.name);
+  const create = useCan('create', ref(RESOURCES.functions), ns, 'proxy', props.fn.metadata.name);
+  if (get === false && create === false) return null;
+  return (
+    <button class="small" aria-label={`Invoke ${props.fn.metadata.name}`} disabled={get !== true && create !== true} onClick={props.onClick}>
+      Invoke
+    </button>
   );
 }

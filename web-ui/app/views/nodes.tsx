@@ -12,6 +12,9 @@ import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, podStatus } from '
 import { ErrorBox, Loading, Page, Tabs } from '../components/page';
 import type { Column } from '../components/table';
 import { DataTable } from '../components/table';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
+import { ref, useCan } from '../api/access';
 import { Link } from '../router';
 import { NodeMetricsPanel, formatBytes, formatCpu, parseQuantity, useAllNodeMetrics, useNodeMetrics } from './metrics';
 import '../styles/nodes.css';
@@ -152,6 +155,8 @@ export function CordonButton(props: { node: K8sObject }) {
   const [error, setError] = useState<string | null>(null);
   const cordoned = !!props.node.spec?.unschedulable;
   const name = props.node.metadata.name;
+  // kubectl cordon patches the Node: hidden for users who may not.
+  const allowed = useCan('patch', ref(RESOURCES.nodes), null, '', name);
   const toggle = async () => {
     setBusy(true);
     setError(null);
@@ -163,11 +168,12 @@ export function CordonButton(props: { node: K8sObject }) {
       setBusy(false);
     }
   };
+  if (allowed === false) return null;
   return (
     <span class="cordon">
       <button
         onClick={toggle}
-        disabled={busy}
+        disabled={busy || allowed === undefined}
         title={cordoned ? `Let the scheduler place new pods on ${name} again` : `Stop the scheduler from placing new pods on ${name}`}
       >
         {cordoned ? 'Uncordon' : 'Cordon'}
@@ -216,8 +222,8 @@ function Resource(props: { node: K8sObject; k: 'cpu' | 'memory'; requested: numb
 }
 
 export function NodesList() {
-  const nodes = useList(RESOURCES.nodes);
-  const pods = useList(RESOURCES.pods);
+  const nodes = useAllowedList(RESOURCES.nodes);
+  const pods = useAllowedList(RESOURCES.pods);
   const metrics = useAllNodeMetrics();
   const loads = useMemo(() => {
     const loads = new Map<string, NodeLoad>();
@@ -283,7 +289,9 @@ export function NodesList() {
       }
     >
       <ErrorBox error={nodes.error} />
-      {!nodes.loaded && !nodes.error ? (
+      {nodes.denied ? (
+        <NoAccess res={RESOURCES.nodes} namespace={null} />
+      ) : !nodes.loaded && !nodes.error ? (
         <Loading />
       ) : (
         <DataTable

@@ -4,9 +4,10 @@
 import { useMemo } from 'preact/hooks';
 import type { K8sObject } from '../api/resources';
 import { RESOURCES, detailHref, resourceOfKind } from '../api/resources';
-import { useList } from '../api/watch';
 import { Age, Pill, containerRuntimes } from '../components/badges';
 import { ErrorBox, Loading, Page } from '../components/page';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
 import { Link } from '../router';
 import { namespace, useNow, useShared } from '../state';
 import { formatRate } from './metrics';
@@ -84,20 +85,21 @@ export function podStats(pods: K8sObject[], ns: string | null): PodStats {
 
 export function Overview() {
   const ns = useShared(namespace);
-  const nodes = useList(RESOURCES.nodes);
+  const nodes = useAllowedList(RESOURCES.nodes);
   // One informer of all pods serves the per-node counts and, filtered, the selected namespace's.
-  const allPods = useList(RESOURCES.pods);
+  const allPods = useAllowedList(RESOURCES.pods);
   // A user who may not list pods in every namespace still sees the selected one's.
-  const scoped = useList(allPods.error?.code === 403 && ns ? RESOURCES.pods : null, { namespace: ns });
-  const pods = allPods.error?.code === 403 && ns ? scoped : allPods;
+  const narrow = (allPods.denied || allPods.error?.code === 403) && !!ns;
+  const scoped = useAllowedList(narrow ? RESOURCES.pods : null, { namespace: ns });
+  const pods = narrow ? scoped : allPods;
   const stats = useMemo(() => podStats(pods.items, ns), [pods.items, ns]);
   const scope = ns === null ? 'all namespaces' : `namespace ${ns}`;
   return (
     <Page title="Overview" subtitle={`Pods, warnings and functions of ${scope}; nodes of the cluster.`}>
       <div class="overview">
-        <NodesCard nodes={nodes.items} loaded={nodes.loaded} error={nodes.error} byNode={stats.byNode} />
-        <PodsCard stats={stats} loaded={pods.loaded} error={pods.error} />
-        <RuntimesCard stats={stats} loaded={pods.loaded} />
+        <NodesCard nodes={nodes.items} loaded={nodes.loaded} error={nodes.error} byNode={stats.byNode} denied={nodes.denied} />
+        <PodsCard stats={stats} loaded={pods.loaded} error={pods.error} denied={pods.denied} ns={ns} />
+        <RuntimesCard stats={stats} loaded={pods.loaded} denied={pods.denied} ns={ns} />
         <WarningsCard ns={ns} />
         <TopFunctionsCard ns={ns} />
       </div>
@@ -119,13 +121,15 @@ function Card(props: { id: string; title: string; more?: { href: string; text: s
 
 const NODES_SHOWN = 12;
 
-function NodesCard(props: { nodes: K8sObject[]; loaded: boolean; error: Error | null; byNode: Map<string, NodeLoad> }) {
+function NodesCard(props: { nodes: K8sObject[]; loaded: boolean; error: Error | null; byNode: Map<string, NodeLoad>; denied: boolean }) {
   const sorted = useMemo(() => [...props.nodes].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name)), [props.nodes]);
   const ready = props.nodes.filter(isReady).length;
   return (
     <Card id="nodes" title="Nodes" more={{ href: '/nodes', text: 'All nodes' }}>
       <ErrorBox error={props.error} />
-      {!props.loaded && !props.error ? (
+      {props.denied ? (
+        <NoAccess res={RESOURCES.nodes} namespace={null} />
+      ) : !props.loaded && !props.error ? (
         <Loading />
       ) : (
         <>
@@ -175,12 +179,14 @@ function Stacked(props: { label: string; parts: { name: string; value: number; c
   );
 }
 
-function PodsCard(props: { stats: PodStats; loaded: boolean; error: Error | null }) {
+function PodsCard(props: { stats: PodStats; loaded: boolean; error: Error | null; denied: boolean; ns: string | null }) {
   const { phases, total } = props.stats;
   return (
     <Card id="pods" title="Pods" more={{ href: '/workloads/pods', text: 'All pods' }}>
       <ErrorBox error={props.error} />
-      {!props.loaded && !props.error ? (
+      {props.denied ? (
+        <NoAccess res={RESOURCES.pods} namespace={props.ns} />
+      ) : !props.loaded && !props.error ? (
         <Loading />
       ) : (
         <>
@@ -208,11 +214,13 @@ function PodsCard(props: { stats: PodStats; loaded: boolean; error: Error | null
   );
 }
 
-function RuntimesCard(props: { stats: PodStats; loaded: boolean }) {
+function RuntimesCard(props: { stats: PodStats; loaded: boolean; denied: boolean; ns: string | null }) {
   const { containers, pods } = props.stats;
   return (
     <Card id="runtimes" title="Runtimes">
-      {!props.loaded ? (
+      {props.denied ? (
+        <NoAccess res={RESOURCES.pods} namespace={props.ns} />
+      ) : !props.loaded ? (
         <Loading />
       ) : (
         <>
@@ -253,7 +261,7 @@ function RuntimesCard(props: { stats: PodStats; loaded: boolean }) {
 const WARNINGS_SHOWN = 8;
 
 function WarningsCard(props: { ns: string | null }) {
-  const events = useList(RESOURCES.events, { namespace: props.ns, fieldSelector: 'type=Warning' });
+  const events = useAllowedList(RESOURCES.events, { namespace: props.ns, fieldSelector: 'type=Warning' });
   const recent = useMemo(
     () =>
       events.items
@@ -266,7 +274,9 @@ function WarningsCard(props: { ns: string | null }) {
   return (
     <Card id="warnings" title="Warnings" more={{ href: '/events', text: 'All events' }} wide>
       <ErrorBox error={events.error} />
-      {!events.loaded && !events.error ? (
+      {events.denied ? (
+        <NoAccess res={RESOURCES.events} namespace={props.ns} />
+      ) : !events.loaded && !events.error ? (
         <Loading />
       ) : recent.length === 0 ? (
         <p class="muted">No warnings. All quiet.</p>
@@ -308,7 +318,7 @@ function WarningsCard(props: { ns: string | null }) {
 const FUNCTIONS_SHOWN = 8;
 
 function TopFunctionsCard(props: { ns: string | null }) {
-  const functions = useList(RESOURCES.functions, { namespace: props.ns });
+  const functions = useAllowedList(RESOURCES.functions, { namespace: props.ns });
   // Rates decay while no change comes: recompute them every 5 s as well.
   const tick = useNow(5000);
   // Record a change when a watch event brings one (the list changes), not on the clock's tick.
@@ -331,7 +341,9 @@ function TopFunctionsCard(props: { ns: string | null }) {
   return (
     <Card id="functions" title="Top functions" more={{ href: '/functions', text: 'All functions' }}>
       <ErrorBox error={functions.error} />
-      {!functions.loaded && !functions.error ? (
+      {functions.denied ? (
+        <NoAccess res={RESOURCES.functions} namespace={props.ns} />
+      ) : !functions.loaded && !functions.error ? (
         <Loading />
       ) : top.length === 0 ? (
         <p class="muted">

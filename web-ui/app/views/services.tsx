@@ -4,10 +4,11 @@
 import { useMemo, useState } from 'preact/hooks';
 import { RESOURCES, detailHref, resourceOfKind, selectorText } from '../api/resources';
 import type { K8sObject } from '../api/resources';
-import { useList } from '../api/watch';
 import { Age, ageSort } from '../components/badges';
 import { ErrorBox, Loading, Page } from '../components/page';
 import { DataTable } from '../components/table';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
 import type { Column } from '../components/table';
 import { Link } from '../router';
 import { namespace, parseSearch, search, useShared } from '../state';
@@ -168,8 +169,8 @@ function EndpointsPanel(props: { service: K8sObject; entry?: ServiceEndpoints; o
 export function ServicesList() {
   const ns = useShared(namespace);
   const { labelSelector } = parseSearch(useShared(search));
-  const services = useList(RESOURCES.services, { namespace: ns, labelSelector: labelSelector || undefined });
-  const slices = useList(RESOURCES.endpointslices, { namespace: ns });
+  const services = useAllowedList(RESOURCES.services, { namespace: ns, labelSelector: labelSelector || undefined });
+  const slices = useAllowedList(RESOURCES.endpointslices, { namespace: ns });
   const byService = useMemo(() => endpointsByService(slices.items), [slices.items]);
   const [selected, setSelected] = useState<string | null>(null);
   const selectedService = selected ? services.items.find((s) => keyOf(s.metadata.namespace, s.metadata.name) === selected) : undefined;
@@ -236,7 +237,9 @@ export function ServicesList() {
   return (
     <Page title="Services" subtitle={ns === null ? 'All namespaces' : `Namespace ${ns}`}>
       <ErrorBox error={(services.loaded ? null : services.error) ?? (slices.loaded ? null : slices.error)} />
-      {!services.loaded && !services.error ? (
+      {services.denied ? (
+        <NoAccess res={RESOURCES.services} namespace={ns} />
+      ) : !services.loaded && !services.error ? (
         <Loading />
       ) : (
         <DataTable

@@ -6,7 +6,6 @@ import { useMemo } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { RESOURCES, detailHref, resourceOfKind, selectorText } from '../api/resources';
 import type { K8sObject, Resource } from '../api/resources';
-import { useList } from '../api/watch';
 import { Age, Pill, RuntimeBadge, ageSort, containerRuntimes, managedBy, podStatus } from '../components/badges';
 import type { Runtime } from '../components/badges';
 import { ErrorBox, Page } from '../components/page';
@@ -15,6 +14,8 @@ import type { Column } from '../components/table';
 import { Link } from '../router';
 import { namespace as namespaceState, parseSearch, search, useShared } from '../state';
 import { ObjectActions } from './actions';
+import { useAllowedList } from '../api/access';
+import { NoAccess } from './no-access';
 import '../styles/workloads.css';
 
 const KINDS = ['deployments', 'replicasets', 'daemonsets', 'statefulsets', 'jobs', 'cronjobs', 'pods'] as const;
@@ -41,15 +42,18 @@ function KindTable(props: { kind: Kind; res: Resource }) {
   const { kind, res } = props;
   const ns = useShared(namespaceState);
   const { labelSelector } = parseSearch(useShared(search));
-  const list = useList(res, { namespace: ns, labelSelector: labelSelector || undefined });
+  const list = useAllowedList(res, { namespace: ns, labelSelector: labelSelector || undefined });
   // Deployments show the runtimes their pods run on: from the pods of the same namespace.
-  const pods = useList(kind === 'deployments' ? RESOURCES.pods : null, { namespace: ns });
+  const pods = useAllowedList(kind === 'deployments' ? RESOURCES.pods : null, { namespace: ns });
   const podRuntimes = useMemo(() => (kind === 'deployments' ? runtimesByDeployment(pods.items) : null), [kind, pods.items]);
   const columns = useMemo(() => columnsFor(kind, res, ns === null, podRuntimes), [kind, res, ns, podRuntimes]);
   return (
     <>
       {/* Once listed, the informer retries a broken watch by itself (and keeps its last error until the next change). */}
       <ErrorBox error={list.loaded ? null : list.error} />
+      {list.denied ? (
+        <NoAccess res={res} namespace={ns} />
+      ) : (
       <DataTable
         label={res.title}
         rows={list.items}
@@ -69,6 +73,7 @@ function KindTable(props: { kind: Kind; res: Resource }) {
           )
         }
       />
+      )}
     </>
   );
 }

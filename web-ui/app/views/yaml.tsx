@@ -6,7 +6,8 @@ import { ApiError, request, send, withQuery } from '../api/client';
 import type { K8sObject, Resource } from '../api/resources';
 import { collectionPath, detailHref, objectPath, resourceOfKind } from '../api/resources';
 import { Link } from '../router';
-import { namespace as selectedNamespace } from '../state';
+import { namespace as selectedNamespace, useShared } from '../state';
+import { mayNot, ref, useCan, useMayCreateIn } from '../api/access';
 import { Page } from '../components/page';
 import type { EditorHandle } from './yaml-editor';
 import type { DiffLine, LineProblem, ParsedObject } from './yaml-text';
@@ -278,6 +279,9 @@ function YamlWorkbench(props: {
   initial: string;
   edit: { res: Resource; object: K8sObject } | null;
   onApplied?: (refs: ObjectRef[]) => void;
+  /** What RBAC says of writing here: false disables Dry run and Apply with `deniedMessage`; undefined (not known yet) disables them. */
+  allowed?: boolean | undefined;
+  deniedMessage?: string;
 }) {
   const editor = useRef<EditorHandle | null>(null);
   const [ready, setReady] = useState(false);
@@ -331,13 +335,28 @@ function YamlWorkbench(props: {
         }}
       />
       <div class="actions">
-        <button disabled={!ready || busy !== ''} onClick={() => run(false)}>
+        <button
+          disabled={!ready || busy !== '' || props.allowed !== true}
+          title={props.allowed === false ? props.deniedMessage : undefined}
+          onClick={() => run(false)}
+        >
           {busy === 'dry' ? 'Dry running…' : 'Dry run'}
         </button>
-        <button class="primary" disabled={!ready || busy !== ''} onClick={() => run(true)}>
+        <button
+          class="primary"
+          disabled={!ready || busy !== '' || props.allowed !== true}
+          title={props.allowed === false ? props.deniedMessage : undefined}
+          onClick={() => run(true)}
+        >
           {busy === 'apply' ? 'Applying…' : 'Apply'}
         </button>
-        <span class="muted">Dry run asks the server (dryRun=All) and shows what would change; Apply dry-runs every object first.</span>
+        {props.allowed === false ? (
+          <span class="muted no-access" role="note">
+            {props.deniedMessage}
+          </span>
+        ) : (
+          <span class="muted">Dry run asks the server (dryRun=All) and shows what would change; Apply dry-runs every object first.</span>
+        )}
       </div>
       <Results outcome={outcome} mode={props.mode} />
     </div>
@@ -345,9 +364,17 @@ function YamlWorkbench(props: {
 }
 
 export function CreateFromYaml() {
+  const ns = useShared(selectedNamespace) ?? 'default';
+  const allowed = useMayCreateIn(ns);
   return (
     <Page title="Create from YAML" subtitle="One or more objects, separated by ---; objects without a namespace go to the selected one.">
-      <YamlWorkbench mode="create" initial="" edit={null} />
+      <YamlWorkbench
+        mode="create"
+        initial=""
+        edit={null}
+        allowed={allowed}
+        deniedMessage={mayNot(`create objects in namespace ${ns}.`)}
+      />
     </Page>
   );
 }
@@ -358,9 +385,12 @@ export function YamlEditor(props: { resource: Resource; object: K8sObject; onDon
   useEffect(() => {
     void loadText().then(({ toYaml }) => setInitial(toYaml(editable(props.object))));
   }, []);
+  const allowed = useCan('update', ref(props.resource), props.object.metadata.namespace ?? null, '', props.object.metadata.name);
   if (initial === null) return <div class="loading" aria-busy="true">Loading…</div>;
   return (
     <YamlWorkbench
+      allowed={allowed}
+      deniedMessage={mayNot(`update ${props.resource.kind} ${props.object.metadata.name}.`)}
       mode="edit"
       initial={initial}
       edit={{ res: props.resource, object: props.object }}
