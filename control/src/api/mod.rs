@@ -211,9 +211,12 @@ async fn route(
     }
     let path = uri.path().trim_end_matches('/');
     let query = parsed.query?;
-    let target = parsed.target?;
+    // metrics.k8s.io is served outside the resource table: its paths name no table resource.
+    let metrics = path.starts_with(resource_metrics::PREFIX);
+    let target = if metrics { None } else { parsed.target? };
     let attributes = match &target {
         Some(target) => Attributes::resource(user, method, target, &query, path),
+        None if metrics => resource_metrics::attributes(user, method, path, &query),
         None => Attributes::non_resource(user, method, uri.path()),
     };
     state.authz.check(&attributes)?;

@@ -295,6 +295,40 @@ fn not_found(plural: &str, name: &str) -> Error {
     Error::NotFound { group: GROUP.into(), kind: plural.into(), name: name.into() }
 }
 
+/// The authorization attributes of a `metrics.k8s.io` request (`path` under [`PREFIX`]): `get`
+/// or `list` of `nodes` or `pods`, as RBAC rules name them.
+pub fn attributes(user: crate::auth::User, method: &Method, path: &str, query: &Query) -> crate::auth::Attributes {
+    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (namespace, resource, name) = match segments.as_slice() {
+        ["namespaces", namespace, resource] => (*namespace, *resource, ""),
+        ["namespaces", namespace, resource, name] => (*namespace, *resource, *name),
+        [resource, name] => ("", *resource, *name),
+        [resource, ..] => ("", *resource, ""),
+        [] => ("", "", ""),
+    };
+    let verb = match *method {
+        Method::GET | Method::HEAD if query.flag("watch") => "watch",
+        Method::GET | Method::HEAD if !name.is_empty() => "get",
+        Method::GET | Method::HEAD => "list",
+        _ => "",
+    };
+    crate::auth::Attributes {
+        user,
+        verb: verb.into(),
+        resource: Some(crate::auth::ResourceAttributes {
+            group: GROUP.into(),
+            version: "v1beta1".into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            label_selector: query.get("labelSelector").unwrap_or_default().to_string(),
+            ..Default::default()
+        }),
+        path: path.into(),
+    }
+}
+
 /// Serves a GET under [`PREFIX`].
 pub async fn serve(state: &ApiState, method: &Method, path: &str, query: &Query) -> Result<Response> {
     if *method != Method::GET {
