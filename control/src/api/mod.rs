@@ -108,7 +108,8 @@ pub fn router(state: Arc<ApiState>, dashboard: Option<Router>) -> Router {
         .route("/cacerts", get(cacerts))
         .route(multiwatch::PATH, axum::routing::any(multiwatch::serve));
     if dashboard.is_some() {
-        app = app.route("/", get(root));
+        // Other methods on `/` get the API's answer (a Status), not a bare 405.
+        app = app.route("/", get(root).fallback(dispatch));
     }
     let app = app.fallback(dispatch).with_state(state);
     match dashboard {

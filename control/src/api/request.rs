@@ -193,6 +193,11 @@ pub struct Body {
 pub fn decode(headers: &HeaderMap, bytes: &[u8]) -> Result<Body> {
     match content_type(headers).as_str() {
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            // serde_yaml stops at 128 levels only after libyaml has parsed the whole body: a
+            // small body of deeply nested flow collections would hold a worker for seconds.
+            if yaml_flow_depth(bytes) > MAX_YAML_DEPTH {
+                return Err(Error::BadRequest("error decoding YAML: recursion limit exceeded".into()));
+            }
             let object: Value =
                 serde_yaml::from_slice(bytes).map_err(|e| Error::BadRequest(format!("error decoding YAML: {e}")))?;
             Ok(Body { object, duplicates: Vec::new() })
@@ -206,6 +211,45 @@ pub fn decode(headers: &HeaderMap, bytes: &[u8]) -> Result<Body> {
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"
         ))),
     }
+}
+
+/// Deeper than serde_yaml's own recursion limit (128), so nothing it accepts is refused.
+const MAX_YAML_DEPTH: usize = 200;
+
+/// The deepest nesting of YAML flow collections (`[`, `{`) in a body, outside quoted scalars and
+/// comments; stops counting once past [`MAX_YAML_DEPTH`].
+fn yaml_flow_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() && deepest <= MAX_YAML_DEPTH {
+        match bytes[i] {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'\'' if i == 0 || !bytes[i - 1].is_ascii_alphanumeric() => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'\'' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -250,6 +294,24 @@ mod tests {
         assert_eq!((t.resource.kind, t.subresource), ("Node", Some(Subresource::Proxy)));
         assert_eq!(proxy_subpath(path, &t), "/metrics/resource");
         assert!(matches!(parse_path("/api/v1/namespaces/a/pods/p/log/x"), Err(Error::NoRoute)));
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_parsing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "application/yaml".parse().unwrap());
+        let deep = format!("spec: {}1{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let e = decode(&headers, deep.as_bytes()).err().expect("refused");
+        assert!(matches!(e, Error::BadRequest(ref m) if m.contains("recursion limit")), "{e:?}");
+        // Brackets in quoted scalars and comments do not count; real manifests decode.
+        let quoted = format!(
+            "a: \"{}\"\nb: '{}' # {}\nc: [[1], {{d: [2]}}]\n",
+            "[".repeat(500),
+            "{".repeat(500),
+            "[".repeat(500)
+        );
+        let body = decode(&headers, quoted.as_bytes()).expect("decodes");
+        assert_eq!(body.object["c"][1]["d"][0], 2);
     }
 
     #[test]

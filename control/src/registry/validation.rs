@@ -620,8 +620,12 @@ impl Quantity {
             let number: String = n.iter().map(|d| char::from(b'0' + d)).collect();
             return format!("{sign}{number}{suffix}");
         }
-        // The largest multiple of three not above the exponent keeps the mantissa whole.
-        let scale = (q.exp.div_euclid(3) * 3).min(18);
+        // The largest multiple of three not above the exponent keeps the mantissa whole; past
+        // `E` only the exponent form can say it (`1e1000000000` must not become a billion digits).
+        let scale = match q.format {
+            Format::DecimalExponent => q.exp.div_euclid(3) * 3,
+            _ => (q.exp.div_euclid(3) * 3).min(18),
+        };
         let mut mantissa = q.digits.clone();
         mantissa.extend(std::iter::repeat_n(0, usize::try_from(q.exp - scale).unwrap_or(0)));
         let number: String = mantissa.iter().map(|d| char::from(b'0' + d)).collect();
