@@ -3,7 +3,8 @@
 //! neither reach the API nor be reached: B goes NotReady, its pods are marked for deletion and
 //! replaced on A. As with the kubelet, B's agent does not stop its pods while it is cut off (it
 //! cannot tell a partition from a slow API server); when its link comes back it sees they were
-//! deleted and stops them — in the end each replica runs exactly once, on the host as in kubectl.
+//! deleted (also the one force-deleted, gone from its new list after the API server restarted)
+//! and stops them — in the end each replica runs exactly once, on the host as in kubectl.
 
 mod common;
 
@@ -150,6 +151,7 @@ fn deployment() -> String {
 
 #[derive(Debug, Clone)]
 struct PodView {
+    name: String,
     uid: String,
     node: String,
     ready: bool,
@@ -164,6 +166,7 @@ fn pods(cluster: &Cluster) -> Vec<PodView> {
         .into_iter()
         .flatten()
         .map(|p| PodView {
+            name: p["metadata"]["name"].as_str().unwrap_or_default().into(),
             uid: p["metadata"]["uid"].as_str().unwrap_or_default().into(),
             node: p["spec"]["nodeName"].as_str().unwrap_or_default().into(),
             ready: p["status"]["conditions"]
@@ -194,7 +197,7 @@ fn a_cut_off_node_is_replaced_and_stops_its_stale_pods_when_it_returns() {
     let slot = NetworkSlot::take();
     let hosts = Hosts::make(slot.octet);
     let server = format!("172.16.{}.1:0", slot.octet);
-    let cluster = Cluster::start_with(&[
+    let mut cluster = Cluster::start_with(&[
         "--listen",
         &server,
         "--backoff-base-ms",
@@ -245,6 +248,13 @@ fn a_cut_off_node_is_replaced_and_stops_its_stale_pods_when_it_returns() {
     // Cut off, B keeps running what it had (as a kubelet does: a partition is not a deletion).
     let while_cut = processes(&stale_uids);
     println!("while cut off, B's stale pods' processes: {while_cut:?}");
+    // A user force-deletes one of the pods stuck Terminating, and the API server restarts: B's
+    // watch cannot carry on where it was, so B learns what happened from a new list — in which
+    // the force-deleted pod is simply missing.
+    let forced = stale[0].name.clone();
+    let _ = cluster.kubectl(&["delete", "pod", &forced, "--grace-period=0", "--force"]);
+    cluster.restart();
+    println!("force-deleted {forced} and restarted the API server while {b} was cut off");
 
     hosts.link('b', true);
     let reconnected = Instant::now();

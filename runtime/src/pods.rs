@@ -2,7 +2,7 @@
 //! worker per pod: starts it for a new pod, tells it to stop when the pod is being deleted or
 //! is gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -72,6 +72,9 @@ pub async fn run(ctx: Arc<Context>) {
     // of them is removed (at `InitDone`), so an object is never gone while its containers run.
     let mut listing = true;
     let mut to_release: Vec<Pod> = Vec::new();
+    // The pods the (re)list found: a worker whose pod it did not find stops at `InitDone` (its
+    // pod was deleted while the watch was down, e.g. force-deleted while this node was cut off).
+    let mut listed: HashSet<String> = HashSet::new();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -84,6 +87,9 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 let deleting = pod.metadata.deletion_timestamp.is_some();
+                if listing {
+                    listed.insert(uid.clone());
+                }
                 workers.retain(|_, w| !w.task.is_finished());
                 match workers.get(&uid) {
                     Some(worker) => {
@@ -108,6 +114,12 @@ pub async fn run(ctx: Arc<Context>) {
                 }
             }
             watcher::Event::InitDone => {
+                for (uid, worker) in &workers {
+                    if !listed.contains(uid) {
+                        tracing::info!(pod = %uid, "stopping a pod that is gone from the API server");
+                        let _ = worker.stop.send(true);
+                    }
+                }
                 remove_unclaimed(&ctx, &workers).await;
                 listing = false;
                 for pod in to_release.drain(..) {
@@ -117,6 +129,7 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Event::Init => {
                 listing = true;
                 to_release.clear();
+                listed.clear();
             }
         }
     }
