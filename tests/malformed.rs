@@ -383,6 +383,9 @@ fn any_request() -> impl Strategy<Value = Request> {
     })
 }
 
+/// A status and body, or why there was no answer.
+type Answer = Result<(u16, Vec<u8>), String>;
+
 /// What was answered, for the figures.
 #[derive(Default)]
 struct Tally {
@@ -577,7 +580,7 @@ fn tls_config(cluster: &Cluster) -> rustls::ClientConfig {
 /// Sends one batch with [`IN_FLIGHT`] requests at a time; the wrong answers.
 async fn send_batch(client: &Arc<Client>, tally: &Arc<Mutex<Tally>>, batch: Vec<Request>) -> Vec<String> {
     use futures::StreamExt;
-    let answers: Vec<(Request, Result<(u16, Vec<u8>), String>, f64)> = futures::stream::iter(batch)
+    let answers: Vec<(Request, Answer, f64)> = futures::stream::iter(batch)
         .map(|r| {
             let client = client.clone();
             async move {
