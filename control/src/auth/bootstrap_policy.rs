@@ -166,6 +166,12 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["wharf.dev"], &["functions", "functions/status", "functions/log"], READ),
             ],
         ),
+        // What metrics-server adds, so `kubectl top` works for viewers too.
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            &[(&to_view, "true"), (&to_edit, "true"), (&to_admin, "true")],
+            vec![rule(&["metrics.k8s.io"], &["pods", "nodes"], READ)],
+        ),
         cluster_role(
             "system:basic-user",
             &[],
@@ -383,8 +389,14 @@ mod tests {
         let roles = cluster_roles();
         let view = roles.iter().find(|r| r["metadata"]["name"] == "view").unwrap();
         let rules = aggregate("view", &view["aggregationRule"], &roles);
-        let base = roles.iter().find(|r| r["metadata"]["name"] == "system:aggregate-to-view").unwrap();
-        assert_eq!(Value::Array(rules), base["rules"]);
+        // The rules of every role labelled aggregate-to-view, in order, each once.
+        let base: Vec<Value> = ["system:aggregate-to-view", "system:aggregated-metrics-reader"]
+            .iter()
+            .flat_map(|name| {
+                roles.iter().find(|r| r["metadata"]["name"] == *name).unwrap()["rules"].as_array().unwrap().clone()
+            })
+            .collect();
+        assert_eq!(rules, base);
         let edit = roles.iter().find(|r| r["metadata"]["name"] == "edit").unwrap();
         // view is labelled aggregate-to-edit: edit gets view's (still empty here) and edit's own.
         let rules = aggregate("edit", &edit["aggregationRule"], &roles);
