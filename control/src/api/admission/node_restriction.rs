@@ -95,6 +95,27 @@ fn check(node: &str, request: &Request<'_>, object: &Value, old: Option<&Value>)
                 _ => Err(format!("node {node} can only evict pods with spec.nodeName set to itself")),
             }
         }
+        // The gateway reports its load on a Function in its own annotation; nothing else.
+        ("wharf.dev", "Function", None) => {
+            let own = format!("{}{node}", crate::controllers::function::LOAD_PREFIX);
+            let rest = |function: &Value| {
+                let mut function = function.clone();
+                if let Some(meta) = function["metadata"].as_object_mut() {
+                    meta.remove("resourceVersion");
+                    if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                        annotations.remove(&own);
+                    }
+                    if meta.get("annotations").and_then(Value::as_object).is_some_and(|a| a.is_empty()) {
+                        meta.remove("annotations");
+                    }
+                }
+                function
+            };
+            match (request.operation, old) {
+                (Operation::Update, Some(old)) if rest(old) == rest(object) => Ok(()),
+                _ => Err(format!("node {node:?} may only change the annotation {own:?} of functions")),
+            }
+        }
         ("coordination.k8s.io", "Lease", None) => {
             let name = if request.name.is_empty() {
                 object["metadata"]["name"].as_str().unwrap_or_default()
@@ -309,6 +330,19 @@ mod tests {
             reason(&lease("b"), &json!({}), None),
             "can only access node lease with the same name as the requesting node"
         );
+        let function = |annotations: Value, image: &str| json!({"metadata": {"name": "f", "annotations": annotations, "resourceVersion": "7"}, "spec": {"image": image}});
+        let report = request(&a, Operation::Update, ("wharf.dev", "Function"), None, "default", "f");
+        let before = function(json!({"load.wharf.dev/b": "{}"}), "fn:v1");
+        let reported = function(json!({"load.wharf.dev/a": "{\"inFlight\":1}", "load.wharf.dev/b": "{}"}), "fn:v1");
+        assert_eq!(reason(&report, &reported, Some(&before)), "");
+        let others = function(json!({"load.wharf.dev/b": "{\"inFlight\":9}"}), "fn:v1");
+        let respecced = function(json!({"load.wharf.dev/b": "{}"}), "evil:v1");
+        for changed in [others, respecced] {
+            assert_eq!(
+                reason(&report, &changed, Some(&before)),
+                "node \"a\" may only change the annotation \"load.wharf.dev/a\" of functions"
+            );
+        }
         assert_eq!(
             forbidden(&patch_b, &other, "node \"a\" is not allowed to modify node \"b\"").to_string(),
             Error::Forbidden("nodes \"b\" is forbidden: node \"a\" is not allowed to modify node \"b\"".into())
