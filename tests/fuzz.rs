@@ -5,7 +5,7 @@
 //! Built with `--sanitizer none`: Wharf's code denies `unsafe`, so AddressSanitizer would find
 //! little and double the build and run time; what the fuzzers look for is panics (index, unwrap,
 //! overflow — the `--dev` build keeps overflow checks), stack overflows, hangs and memory blowups.
-//! `WHARF_FUZZ_SECONDS` changes the time per target (default 25).
+//! `WHARF_FUZZ_SECONDS` changes the time per target (default 20).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -83,7 +83,7 @@ fn fuzz_targets_find_no_crash() {
         installed,
         "cargo-fuzz is not installed (cargo fuzz --version failed): install it with `cargo install cargo-fuzz --locked`"
     );
-    let seconds: u64 = std::env::var("WHARF_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
+    let seconds: u64 = std::env::var("WHARF_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
 
     let started = Instant::now();
     let build = cargo().args(["fuzz", "build"]).args(build_args()).output().expect("cargo fuzz build runs");

@@ -17,9 +17,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-/// Requests per proptest case and cases: 15 x 200 = 3,000 requests.
+/// Requests per proptest case and cases: 25 x 200 = 5,000 requests.
 const BATCH: usize = 200;
-const CASES: u32 = 15;
+const CASES: u32 = 25;
 /// Requests in flight at once.
 const IN_FLIGHT: usize = 8;
 

@@ -176,6 +176,10 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
     let namespace = target.namespace.clone().unwrap_or_default();
     let name = target.name.clone().unwrap_or_default();
     let (pod, container) = pod_container(state, target, query)?;
+    // Wrong numbers are the request's fault (400), not the agent's.
+    for key in ["tailLines", "sinceSeconds", "limitBytes"] {
+        query.number(key)?;
+    }
     let previous = query.flag("previous");
     let statuses = ["containerStatuses", "initContainerStatuses"]
         .iter()
@@ -220,7 +224,9 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
             let body = Body::from_stream(response.bytes_stream());
             Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response())
         }
-        reqwest::StatusCode::NOT_FOUND => Err(bad(response.text().await.unwrap_or_default())),
+        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::BAD_REQUEST => {
+            Err(bad(response.text().await.unwrap_or_default()))
+        }
         other => Err(Error::Unavailable(format!("the agent of node {node_name} answered {other}"))),
     }
 }
