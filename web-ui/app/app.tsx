@@ -198,8 +198,23 @@ function NamespaceSwitcher() {
 function AccountMenu() {
   const who = useWhoAmI();
   const [open, setOpen] = useState(false);
+  const box = useRef<HTMLDivElement>(null);
+  const route = useRoute();
+  useEffect(() => setOpen(false), [route.path]);
+  useEffect(() => {
+    if (!open) return;
+    // Closes on a click elsewhere or Escape, as menus do.
+    const onClick = (e: MouseEvent) => !box.current?.contains(e.target as Node) && setOpen(false);
+    const onKey = (e: KeyboardEvent) => e.key === 'Escape' && setOpen(false);
+    document.addEventListener('click', onClick);
+    document.addEventListener('keydown', onKey);
+    return () => {
+      document.removeEventListener('click', onClick);
+      document.removeEventListener('keydown', onKey);
+    };
+  }, [open]);
   return (
-    <div class="account">
+    <div class="account" ref={box}>
       <button
         aria-haspopup="true"
         aria-expanded={open}

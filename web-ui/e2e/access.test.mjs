@@ -1,7 +1,8 @@
 // Access: the dashboard hides what the signed-in user may not do, from RBAC's own answers. A user with only the
 // `view` role in the namespace sees the Deployment but no Scale, Restart, Delete or Edit YAML; no Terminal tab on
-// its pod; no Apply on /create; "No access" for Secrets and Nodes; their name in the account menu. Once an
-// administrator binds `edit` (kubectl), the periodic refresh brings the actions in without a reload.
+// its pod; no Apply on /create; "No access" for Secrets and Nodes (and Kubernetes' Forbidden message when they open
+// a Secret anyway); their name in the account menu. Once an administrator binds `edit` (kubectl), the periodic
+// refresh brings the actions in without a reload.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -114,6 +115,16 @@ test('the viewer may not Apply on /create, and sees "No access" for Secrets and 
   await goto(page, '/nodes');
   await page.getByRole('note', { name: 'No access to Nodes' }).waitFor();
   await expectNoSeriousAxeViolations(page, 'viewer Nodes');
+
+  // A call the API refuses shows Kubernetes' own message.
+  await goto(page, `/object/secrets/${ns}/db-password`);
+  await eventually(async () =>
+    assert.match(
+      await page.getByRole('alert').first().innerText(),
+      new RegExp(`secrets is forbidden: User "viewer" cannot list resource "secrets" in API group "" in the namespace "${ns}"`),
+    ),
+  );
+  assert.doesNotMatch(await page.locator('main').innerText(), /hunter2/);
 });
 
 test('once `edit` is bound, the actions appear at the next refresh', async () => {

@@ -187,6 +187,8 @@ export function ruleAllows(rule: ResourceRule, q: Omit<Question, 'namespace'>): 
 }
 
 function answer(q: Question, clusterScoped: boolean): boolean | undefined {
+  // No resource (useAllowedList of nothing): nothing to ask.
+  if (!q.resource) return undefined;
   checkSession();
   if (whoami.get('')?.value?.groups.includes('system:masters')) return true;
   if (!clusterScoped && q.namespace) {

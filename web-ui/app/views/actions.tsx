@@ -151,50 +151,49 @@ export function ObjectActions(props: { resource: Resource; object: K8sObject; co
   };
 
   // A compact button says what it acts on, so a row's buttons have names of their own.
-  // What RBAC allows: refused → no button; not known yet → the button, disabled (no flicker).
+  // `allowed`, what RBAC says: refused → no button; not known yet → the button, disabled (no flicker).
   const button = (
     label: string,
     icon: string,
     onClick: () => void,
-    extra?: { danger?: boolean; disabled?: boolean; allowed?: boolean | undefined },
+    allowed: boolean | undefined,
+    extra?: { danger?: boolean; disabled?: boolean },
   ) =>
-    extra?.allowed === false ? null : (
-    <button
-      class={`${compact ? 'compact' : ''} ${extra?.danger && !compact ? 'danger-outline' : ''}`}
-      aria-label={compact ? `${label} ${name}` : undefined}
-      title={compact ? `${label} ${kind} ${name}` : undefined}
-      disabled={busy || extra?.disabled || (extra !== undefined && 'allowed' in extra && extra.allowed === undefined)}
-      onClick={onClick}
-    >
-      {compact ? (
-        <span aria-hidden="true">{icon}</span>
-      ) : (
-        <>
-          <span aria-hidden="true" class="action-icon">
-            {icon}
-          </span>
-          {label}
-        </>
-      )}
-    </button>
-  );
+    allowed === false ? null : (
+      <button
+        class={`${compact ? 'compact' : ''} ${extra?.danger && !compact ? 'danger-outline' : ''}`}
+        aria-label={compact ? `${label} ${name}` : undefined}
+        title={compact ? `${label} ${kind} ${name}` : undefined}
+        disabled={busy || extra?.disabled || allowed === undefined}
+        onClick={onClick}
+      >
+        {compact ? (
+          <span aria-hidden="true">{icon}</span>
+        ) : (
+          <>
+            <span aria-hidden="true" class="action-icon">
+              {icon}
+            </span>
+            {label}
+          </>
+        )}
+      </button>
+    );
 
   const suspended = !!o.spec?.suspend;
   const deleting = !!o.metadata.deletionTimestamp;
   return (
     <div class={`object-actions${compact ? ' compact' : ''}`} role="group" aria-label={`Actions for ${name}`}>
-      {SCALABLE.has(res.name) && button('Scale', '⇕', () => setDialog('scale'), { disabled: deleting, allowed: mayScale })}
-      {RESTARTABLE.has(res.name) && button('Restart', '↻', () => setDialog('restart'), { disabled: deleting, allowed: mayPatch })}
+      {SCALABLE.has(res.name) && button('Scale', '⇕', () => setDialog('scale'), mayScale, { disabled: deleting })}
+      {RESTARTABLE.has(res.name) && button('Restart', '↻', () => setDialog('restart'), mayPatch, { disabled: deleting })}
       {res.name === 'deployments' &&
         !compact &&
-        button('Roll back', '↶', () => setDialog('rollback'), { disabled: deleting, allowed: mayPatch })}
+        button('Roll back', '↶', () => setDialog('rollback'), mayPatch, { disabled: deleting })}
       {res.name === 'cronjobs' &&
-        button(suspended ? 'Resume' : 'Suspend', suspended ? '▶' : '‖', () => run(() => setSuspended(o, !suspended)), {
-          allowed: mayPatch,
-        })}
+        button(suspended ? 'Resume' : 'Suspend', suspended ? '▶' : '‖', () => run(() => setSuspended(o, !suspended)), mayPatch)}
       {res.name === 'cronjobs' &&
-        button('Trigger', '⚡', () => run(async () => setCreated(await trigger(o))), { disabled: deleting, allowed: mayCreateJob })}
-      {button('Delete', '✕', () => setDialog('delete'), { danger: true, allowed: mayDelete })}
+        button('Trigger', '⚡', () => run(async () => setCreated(await trigger(o))), mayCreateJob, { disabled: deleting })}
+      {button('Delete', '✕', () => setDialog('delete'), mayDelete, { danger: true })}
       {created && !compact && (
         <span class="action-notice" role="status">
           Created{' '}

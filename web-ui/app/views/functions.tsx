@@ -154,15 +154,15 @@ export function FunctionsList() {
       {list.denied ? (
         <NoAccess res={RESOURCES.functions} namespace={ns} />
       ) : (
-      <DataTable
-        label="Functions"
-        rows={list.items}
-        columns={columns}
-        rowKey={(f) => `${f.metadata.namespace}/${f.metadata.name}`}
-        searchText={(f) => f.metadata.name}
-        initialSort={{ key: 'name' }}
-        empty={list.loaded ? 'No functions here. Deploy one from an image or a .wasm component.' : 'Loading…'}
-      />
+        <DataTable
+          label="Functions"
+          rows={list.items}
+          columns={columns}
+          rowKey={(f) => `${f.metadata.namespace}/${f.metadata.name}`}
+          searchText={(f) => f.metadata.name}
+          initialSort={{ key: 'name' }}
+          empty={list.loaded ? 'No functions here. Deploy one from an image or a .wasm component.' : 'Loading…'}
+        />
       )}
       {deploying && <DeployDialog namespace={ns ?? 'default'} onClose={() => setDeploying(false)} />}
       {invoking && (

@@ -54,25 +54,25 @@ function KindTable(props: { kind: Kind; res: Resource }) {
       {list.denied ? (
         <NoAccess res={res} namespace={ns} />
       ) : (
-      <DataTable
-        label={res.title}
-        rows={list.items}
-        columns={columns}
-        rowKey={(o) => o.metadata.uid ?? `${o.metadata.namespace}/${o.metadata.name}`}
-        searchText={(o) => o.metadata.name}
-        initialSort={{ key: 'name' }}
-        empty={
-          list.loaded ? (
-            <>
-              No {res.title.toLowerCase()}
-              {ns ? ` in namespace ${ns}` : ''}
-              {labelSelector ? ` matching ${labelSelector}` : ''}.
-            </>
-          ) : (
-            'Loading…'
-          )
-        }
-      />
+        <DataTable
+          label={res.title}
+          rows={list.items}
+          columns={columns}
+          rowKey={(o) => o.metadata.uid ?? `${o.metadata.namespace}/${o.metadata.name}`}
+          searchText={(o) => o.metadata.name}
+          initialSort={{ key: 'name' }}
+          empty={
+            list.loaded ? (
+              <>
+                No {res.title.toLowerCase()}
+                {ns ? ` in namespace ${ns}` : ''}
+                {labelSelector ? ` matching ${labelSelector}` : ''}.
+              </>
+            ) : (
+              'Loading…'
+            )
+          }
+        />
       )}
     </>
   );
