@@ -9,7 +9,7 @@
 //! A `Localhost` seccomp profile names a file below the agent's `DATA_DIR/seccomp/` (a kubelet's
 //! is `/var/lib/kubelet/seccomp/`), in the OCI runtime spec's `linux.seccomp` format.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile};
 use wharf_shim::{LinuxSpec, Seccomp};
@@ -70,14 +70,13 @@ fn seccomp(profile: Option<&SeccompProfile>, seccomp_dir: &Path) -> Result<Secco
         "Unconfined" => Ok(Seccomp::Unconfined),
         "Localhost" => {
             let name = profile.localhost_profile.as_deref().unwrap_or_default();
-            let path = Path::new(name);
-            if name.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            if !crate::volumes::descending(name) {
                 return Err(format!(
                     "seccomp profile {name:?}: a Localhost profile must be a relative path below the node's seccomp \
                      directory"
                 ));
             }
-            Ok(Seccomp::Localhost(seccomp_dir.join(path)))
+            Ok(Seccomp::Localhost(seccomp_dir.join(name)))
         }
         _ => Ok(Seccomp::RuntimeDefault),
     }

@@ -17,6 +17,12 @@ use crate::env::{ConfigError, Sources};
 pub const MOUNT_RETRY: BackoffPolicy =
     BackoffPolicy { base: Duration::from_millis(500), max: Duration::from_secs(122), reset_after: Duration::MAX };
 
+/// Whether `path` names something below the directory it is joined to: relative, not empty, no
+/// `..` or `.` (an absolute path would make `Path::join` leave the directory, as root).
+pub(crate) fn descending(path: &str) -> bool {
+    !path.is_empty() && Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Writes `data` as files under `dir`, honouring `items` (key → path) when given.
 fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyToPath>>) -> Result<(), ConfigError> {
     let io = |e: std::io::Error| ConfigError(format!("writing volume files in {}: {e}", dir.display()));
@@ -29,8 +35,8 @@ fn write_files(dir: &Path, data: Vec<(String, Vec<u8>)>, items: Option<&Vec<KeyT
             },
             None => key,
         };
-        if relative.split('/').any(|part| part == "..") {
-            return Err(ConfigError(format!("volume path {relative:?} must not contain '..'")));
+        if !descending(&relative) {
+            return Err(ConfigError(format!("volume path {relative:?} must be a relative path without '..'")));
         }
         files.push((relative, value));
     }
@@ -219,7 +225,7 @@ pub fn mounts(pod: &Pod, container: &Container, volumes: &[(String, PathBuf)]) -
         });
         let mut host_path = host.clone();
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
+            if !descending(sub) {
                 return Err(ConfigError(format!("subPath {sub:?} must be a relative path without '..'")));
             }
             host_path = host_path.join(sub);
@@ -259,5 +265,17 @@ mod tests {
         names.sort();
         assert_eq!(names, ["renamed"]);
         assert!(write_files(&dir, files(&[("../escape", "x")]), None).is_err());
+        // An absolute item path would be joined as itself: outside the volume, on the host.
+        let outside = root.path().join("outside");
+        let absolute = vec![KeyToPath { key: "a".into(), path: outside.display().to_string(), mode: None }];
+        assert!(write_files(&dir, files(&[("a", "x")]), Some(&absolute)).is_err());
+        assert!(!outside.exists());
+        assert!(
+            descending("a/b")
+                && !descending("/etc/x")
+                && !descending("a/../b")
+                && !descending("")
+                && !descending("./a")
+        );
     }
 }
