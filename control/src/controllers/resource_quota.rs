@@ -69,7 +69,7 @@ pub fn status(quota: &Value, objects: &[(&ResourceInfo, Value)], now: jiff::Time
         }
         for (k, v) in quota::usage(resource, obj, now) {
             if let Some(total) = used.get_mut(&k) {
-                *total += v;
+                *total = total.saturating_add(v);
             }
         }
     }

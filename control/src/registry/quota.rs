@@ -67,7 +67,9 @@ pub fn counted_by(name: &str) -> Option<String> {
 }
 
 fn add(usage: &mut Usage, name: impl Into<String>, amount: i128) {
-    *usage.entry(name.into()).or_default() += amount;
+    // Saturating: a quantity such as `1e40` is accepted, and two of them must not wrap around.
+    let total = usage.entry(name.into()).or_default();
+    *total = total.saturating_add(amount);
 }
 
 /// What `obj`, an object of `resource`, counts against quotas, as Kubernetes' evaluators compute
@@ -676,6 +678,17 @@ mod tests {
         let done = json!({"spec": pod["spec"], "status": {"phase": "Succeeded"}});
         let u = usage(res("pods"), &done, Timestamp::now());
         assert_eq!(u.keys().collect::<Vec<_>>(), ["count/pods"], "a finished pod is only an object");
+    }
+
+    #[test]
+    fn huge_quantities_saturate_instead_of_wrapping() {
+        let huge = json!({"requests": {"cpu": "1e40"}});
+        let pod = json!({"spec": {"containers": [
+            {"name": "a", "resources": huge},
+            {"name": "b", "resources": huge},
+        ]}, "status": {"phase": "Pending"}});
+        let u = usage(res("pods"), &pod, Timestamp::now());
+        assert_eq!(u["requests.cpu"], i128::MAX);
     }
 
     #[test]

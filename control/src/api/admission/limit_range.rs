@@ -206,7 +206,8 @@ fn pod_total(pod: &Value, field: &str) -> List {
     let mut sum: BTreeMap<String, i128> = BTreeMap::new();
     for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
         for (k, v) in c["resources"][field].as_object().into_iter().flatten() {
-            *sum.entry(k.clone()).or_default() += milli(v).unwrap_or(0);
+            let total = sum.entry(k.clone()).or_default();
+            *total = total.saturating_add(milli(v).unwrap_or(0));
         }
     }
     for c in pod["spec"]["initContainers"].as_array().into_iter().flatten() {

@@ -67,7 +67,8 @@ pub fn decide(quota: &Value, resource: &ResourceInfo, object: &Value, delta: &Us
         return Ok(None);
     }
     let now_used = |k: &str| used.get(k).copied().unwrap_or(0);
-    let exceeded: BTreeSet<String> = requested.iter().filter(|k| now_used(k) + delta[*k] > hard[*k]).cloned().collect();
+    let exceeded: BTreeSet<String> =
+        requested.iter().filter(|k| now_used(k).saturating_add(delta[*k]) > hard[*k]).cloned().collect();
     if !exceeded.is_empty() {
         // Used and hard as the quota states them; the request as Kubernetes prints quantities.
         let stated = |field: &str| {
@@ -87,7 +88,7 @@ pub fn decide(quota: &Value, resource: &ResourceInfo, object: &Value, delta: &Us
     }
     let mut new_used = quota["status"]["used"].clone();
     for k in &requested {
-        new_used[k.as_str()] = quota::render(k, now_used(k) + delta[k]).into();
+        new_used[k.as_str()] = quota::render(k, now_used(k).saturating_add(delta[k])).into();
     }
     Ok(Some(new_used))
 }
