@@ -231,6 +231,26 @@ pub const TOKEN_SECRET_TYPE: &str = "wharf.dev/token";
 pub const TOKEN_SECRET_PREFIX: &str = "wharf-token-";
 /// Where they live.
 pub const TOKEN_NAMESPACE: &str = "kube-system";
+
+/// Refuses a write of a Wharf token's Secret by anyone but `system:masters`: the Secret names
+/// the token's user and groups, so whoever may write Secrets in kube-system could otherwise mint
+/// a token for any group (Kubernetes limits bootstrap tokens' groups for the same reason).
+pub fn check_token_secret_write(
+    user: &User,
+    namespace: &str,
+    object: &serde_json::Value,
+    old: Option<&serde_json::Value>,
+) -> Result<()> {
+    let is_token = |secret: &serde_json::Value| secret["type"] == TOKEN_SECRET_TYPE;
+    if namespace != TOKEN_NAMESPACE || user.in_group(super::MASTERS) || !(is_token(object) || old.is_some_and(is_token))
+    {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "secrets {:?} is forbidden: only system:masters may write Secrets of type {TOKEN_SECRET_TYPE} (use `wharf token create`)",
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    )))
+}
 /// Characters in a token's id.
 pub const TOKEN_ID_LEN: usize = 6;
 /// Fewest characters in a token's secret (generated ones have [`GENERATED_SECRET_LEN`]).
@@ -369,6 +389,20 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_masters_write_token_secrets() {
+        let secret = serde_json::json!({"metadata": {"name": "wharf-token-abc123"}, "type": TOKEN_SECRET_TYPE});
+        let plain = serde_json::json!({"metadata": {"name": "x"}, "type": "Opaque"});
+        let editor = User::new("eve", ["dev"]);
+        let admin = User::new("admin", [crate::auth::MASTERS]);
+        assert!(check_token_secret_write(&editor, TOKEN_NAMESPACE, &secret, None).is_err());
+        // Nor may a token's Secret be turned into another type, or another Secret into one.
+        assert!(check_token_secret_write(&editor, TOKEN_NAMESPACE, &plain, Some(&secret)).is_err());
+        assert!(check_token_secret_write(&editor, TOKEN_NAMESPACE, &plain, None).is_ok());
+        assert!(check_token_secret_write(&editor, "default", &secret, None).is_ok());
+        assert!(check_token_secret_write(&admin, TOKEN_NAMESPACE, &secret, None).is_ok());
+    }
 
     #[test]
     fn credentials_come_from_the_header_or_the_bearer_subprotocol() {

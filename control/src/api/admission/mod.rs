@@ -72,6 +72,9 @@ pub async fn validate(
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     node_restriction::validate(state, request, object, old)?;
+    if request.is("", "Secret") && request.operation != Operation::Delete {
+        crate::auth::tokens::check_token_secret_write(request.user, request.namespace, object, old)?;
+    }
     crate::auth::rbac::confirm_no_escalation(&state.authz, request, object, old)?;
     pod_security::validate(state, request, object, old, &mut warnings)?;
     limit_range::validate(state, request, object, old)?;
