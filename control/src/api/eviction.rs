@@ -10,10 +10,12 @@ use super::ApiState;
 use super::output;
 use super::request::{Query, Target};
 use super::resources::{self, Decoded};
+use crate::auth::User;
 use crate::error::{Error, Result};
 
 pub(super) async fn evict(
     state: &ApiState,
+    user: &User,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -26,7 +28,7 @@ pub(super) async fn evict(
     }
     let opts = resources::delete_options_from(&eviction["deleteOptions"], query)?;
     let pod = Target { subresource: None, ..target.clone() };
-    resources::delete_one(state, &pod, name, &opts).await?;
+    resources::delete_one(state, user, &pod, name, &opts).await?;
     Ok(output::json(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -58,7 +58,7 @@ pub async fn handle(
         }
         ("POST", true, Some(Subresource::Binding)) => bind(state, &target, &query, headers, &body).await,
         ("POST", true, Some(Subresource::Eviction)) => {
-            super::eviction::evict(state, &target, &query, headers, &body).await
+            super::eviction::evict(state, user, &target, &query, headers, &body).await
         }
         ("PUT", true, _) if updatable(sub) => {
             let body = decoded(state, &target, &query, headers, &body)?;
@@ -68,7 +68,7 @@ pub async fn handle(
         }
         ("PATCH", true, _) if updatable(sub) => patch(state, user, &target, &query, headers, &body, output).await,
         ("DELETE", true, None) => delete(state, user, &target, &query, headers, &body, output).await,
-        ("DELETE", false, None) => delete_collection(state, &target, &query, headers, &body).await,
+        ("DELETE", false, None) => delete_collection(state, user, &target, &query, headers, &body).await,
         _ => Err(Error::MethodNotAllowed),
     }
 }
@@ -776,6 +776,7 @@ fn mark(resource: &ResourceInfo, obj: &Value, opts: &DeleteOptions, on_live_node
 /// Deletes one object (or marks it for deletion), returning what it answers with.
 pub(super) async fn delete_one(
     state: &ApiState,
+    user: &User,
     target: &Target,
     name: &str,
     opts: &DeleteOptions,
@@ -800,6 +801,16 @@ pub(super) async fn delete_one(
         if opts.resource_version.is_some_and(|rv| rv != stored.rev) {
             return Err(write_error(resource, name, WriteError::Conflict));
         }
+        let admission = admission::Request {
+            user,
+            operation: admission::Operation::Delete,
+            resource,
+            subresource: None,
+            namespace: target.namespace.as_deref().unwrap_or_default(),
+            name,
+            dry_run: opts.dry_run,
+        };
+        admission::validate(state, &admission, obj, None).await?;
         let node = obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty() && resource.kind == "Pod");
         let on_live_node = node.is_some_and(|n| state.store.get(&ObjectKey::new("nodes", "", n)).is_some());
         let write = match mark(resource, obj, opts, on_live_node, &strategy::now()) {
@@ -830,24 +841,13 @@ async fn delete(
 ) -> Result<Response> {
     let opts = delete_options(query, headers, body)?;
     let name = target.name.as_deref().unwrap_or_default();
-    if let Some(stored) = state.store.get(&key(target, name)) {
-        let admission = admission::Request {
-            user,
-            operation: admission::Operation::Delete,
-            resource: target.resource,
-            subresource: None,
-            namespace: target.namespace.as_deref().unwrap_or_default(),
-            name,
-            dry_run: opts.dry_run,
-        };
-        admission::validate(state, &admission, &stored.object, None).await?;
-    }
-    let stored = delete_one(state, target, name, &opts).await?;
+    let stored = delete_one(state, user, target, name, &opts).await?;
     Ok(output::object(target.resource, StatusCode::OK, &stored.object, Some(stored.json()), output, &[]))
 }
 
 async fn delete_collection(
     state: &ApiState,
+    user: &User,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -863,7 +863,7 @@ async fn delete_collection(
     for item in page.items {
         let item_target =
             Target { namespace: Some(item.key.namespace.clone()).filter(|n| !n.is_empty()), ..target.clone() };
-        match delete_one(state, &item_target, &item.key.name, &opts).await {
+        match delete_one(state, user, &item_target, &item.key.name, &opts).await {
             Ok(stored) => deleted.push(stored),
             Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),

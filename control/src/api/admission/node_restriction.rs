@@ -88,13 +88,6 @@ fn check(node: &str, request: &Request<'_>, object: &Value, old: Option<&Value>)
             }
             (operation, _) => Err(format!("unexpected operation {:?}", operation_name(operation))),
         },
-        ("", "Pod", Some(Subresource::Eviction)) => {
-            // The object of an eviction is the Eviction; the stored pod is `old` when given.
-            match old {
-                Some(pod) if bound_to(pod) == node => Ok(()),
-                _ => Err(format!("node {node} can only evict pods with spec.nodeName set to itself")),
-            }
-        }
         // The gateway reports its load on a Function in its own annotation; nothing else.
         ("wharf.dev", "Function", None) => {
             let own = format!("{}{node}", crate::controllers::function::LOAD_PREFIX);
