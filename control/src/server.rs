@@ -145,7 +145,7 @@ pub async fn run(
         .with_service_account_key(sa_key);
     let registry = crate::oci::Registry::open(dir.join("registry"))?;
     let state = Arc::new(
-        ApiState::new(store, auth, node_token.clone(), pki.ca_pem.clone(), registry, config.admission.clone())
+        ApiState::new(store, auth, pki.ca_pem.clone(), registry, config.admission.clone())
             .with_agent_identity(pki::apiserver_client_identity(&dir.join("pki"))?)?,
     );
     let app = api::router(state, config.dashboard.clone());

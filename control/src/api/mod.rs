@@ -55,8 +55,6 @@ pub struct ApiState {
     /// Decides what an authenticated user may do.
     pub authz: Authorizer,
     pub max_body: usize,
-    /// The cluster's join token.
-    pub node_token: String,
     pub agents: reqwest::Client,
     /// TLS toward agents for WebSockets (exec, port-forward), with the same client identity.
     pub agent_tls: Arc<rustls::ClientConfig>,
@@ -76,7 +74,6 @@ impl ApiState {
     pub fn new(
         store: Store,
         auth: Authenticator,
-        node_token: String,
         ca_pem: String,
         registry: crate::oci::Registry,
         admission: crate::server::AdmissionOptions,
@@ -86,7 +83,6 @@ impl ApiState {
             store,
             auth,
             max_body: MAX_BODY,
-            node_token,
             agents: logs::agent_client(),
             agent_tls: Arc::new(logs::agent_tls()),
             ca_pem,

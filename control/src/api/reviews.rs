@@ -186,7 +186,7 @@ fn user_info(user: &User) -> Value {
 /// A TokenReview's status: who the token authenticates as, if anyone.
 fn token(state: &ApiState, spec: &Value) -> Value {
     let token = spec["token"].as_str().unwrap_or_default().trim();
-    let user = (!token.is_empty()).then(|| state.auth.authenticate(Some(&format!("Bearer {token}")))).flatten();
+    let user = (!token.is_empty()).then(|| state.auth.authenticate_token(token)).flatten();
     match user {
         Some(user) => json!({"authenticated": true, "user": user_info(&user)}),
         None => json!({"authenticated": false, "user": {}}),
