@@ -228,7 +228,8 @@ fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
     const BLOCK: u64 = 64 << 10;
     let mut file = File::open(path)?;
     let mut start = file.metadata()?.len();
-    let mut tail: Vec<u8> = Vec::new();
+    // Blocks read backwards, joined once at the end.
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
     // A final newline ends the last line; more than `n` newlines before it mean `n` whole lines.
     let mut newlines = 0;
     while start > 0 && newlines <= n {
@@ -237,10 +238,11 @@ fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
         file.seek(SeekFrom::Start(from))?;
         file.read_exact(&mut block)?;
         newlines += block.iter().filter(|b| **b == b'\n').count();
-        block.extend_from_slice(&tail);
-        tail = block;
+        blocks.push(block);
         start = from;
     }
+    blocks.reverse();
+    let tail = blocks.concat();
     let text = String::from_utf8_lossy(&tail);
     let mut lines: Vec<&str> = text.lines().collect();
     if start > 0 {
