@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use futures::StreamExt;
-use history::{Op, OpKind, Outcome};
+use history::{Op, OpKind, Outcome, Rng, rev_of};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 
@@ -62,22 +62,6 @@ fn config_map(name: &str, id: &str, client: usize, rev: Option<i64>) -> ConfigMa
     cm.metadata.resource_version = rev.map(|r| r.to_string());
     cm.data = Some(data_for(id));
     cm
-}
-
-fn rev_of(cm: &ConfigMap) -> i64 {
-    cm.metadata.resource_version.as_deref().and_then(|r| r.parse().ok()).expect("a numeric resourceVersion")
-}
-
-/// A tiny deterministic generator (xorshift) for picking operations and objects.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 /// One client: a sequence of requests on its own objects, one at a time, as fast as answered.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use futures::{AsyncBufReadExt, StreamExt};
-use history::{Op, OpKind, Outcome};
+use history::{Op, OpKind, Outcome, Rng, rev_of};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
@@ -172,18 +172,6 @@ fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
     pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
 }
 
-/// A tiny deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 fn labels(tier: &str, shard: usize) -> Vec<(String, String)> {
     vec![("tier".to_string(), tier.to_string()), ("shard".to_string(), shard.to_string())]
 }
@@ -195,10 +183,6 @@ fn config_map(name: &str, id: &str, labels: &[(String, String)], rev: Option<i64
     cm.metadata.resource_version = rev.map(|r| r.to_string());
     cm.data = Some(BTreeMap::from([("op".to_string(), id.to_string())]));
     cm
-}
-
-fn rev_of(cm: &ConfigMap) -> i64 {
-    cm.metadata.resource_version.as_deref().and_then(|r| r.parse().ok()).expect("a numeric resourceVersion")
 }
 
 /// An object a writer owns: name, namespace, labels, resourceVersion, content id.

@@ -130,3 +130,20 @@ pub fn summary(durations: &mut [Duration]) -> String {
         durations.len()
     )
 }
+
+/// A tiny deterministic generator (xorshift) for picking operations and objects.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// The resourceVersion of a stored ConfigMap, as a number.
+pub fn rev_of(cm: &k8s_openapi::api::core::v1::ConfigMap) -> i64 {
+    cm.metadata.resource_version.as_deref().and_then(|r| r.parse().ok()).expect("a numeric resourceVersion")
+}
