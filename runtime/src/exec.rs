@@ -387,8 +387,6 @@ mod tests {
     use super::*;
     use crate::worker::LogIndex;
 
-    const TOKEN: &str = "node-secret";
-
     /// Runs exec'd commands as host processes: what a Linux shim does, without a container.
     struct HostProcesses {
         id: String,
@@ -500,10 +498,9 @@ mod tests {
         addr: SocketAddr,
         path: &str,
         protocols: &[&str],
-        token: &str,
     ) -> Result<(WebSocketStream<TcpStream>, String), tungstenite::Error> {
         let uri: tungstenite::http::Uri = format!("ws://{addr}{path}").parse().unwrap();
-        let mut request = ClientRequestBuilder::new(uri).with_header("Authorization", format!("Bearer {token}"));
+        let mut request = ClientRequestBuilder::new(uri);
         for protocol in protocols {
             request = request.with_sub_protocol(*protocol);
         }
@@ -551,7 +548,7 @@ mod tests {
         let agent = agent().await;
         let query = exec_query(&["sh", "-c", "echo out; echo err >&2; echo more"], &["stdout", "stderr"]);
         let (mut socket, protocol) =
-            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5], TOKEN).await.unwrap();
+            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5]).await.unwrap();
         assert_eq!(protocol, V5);
         let seen = transcript(&mut socket).await;
         assert_eq!(seen.stdout, "out\nmore\n");
@@ -564,8 +561,7 @@ mod tests {
     async fn output_larger_than_a_pipe_arrives_whole() {
         let agent = agent().await;
         let query = exec_query(&["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x"], &["stdout", "stderr"]);
-        let (mut socket, _) =
-            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5], TOKEN).await.unwrap();
+        let (mut socket, _) = connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5]).await.unwrap();
         let seen = transcript(&mut socket).await;
         assert_eq!(seen.stdout.len(), 300_000);
         assert!(seen.stdout.bytes().all(|b| b == b'x'));
@@ -576,8 +572,7 @@ mod tests {
     async fn a_non_zero_exit_is_reported_with_its_code() {
         let agent = agent().await;
         let query = exec_query(&["sh", "-c", "echo bye; exit 3"], &["stdout", "stderr"]);
-        let (mut socket, _) =
-            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5], TOKEN).await.unwrap();
+        let (mut socket, _) = connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5]).await.unwrap();
         let seen = transcript(&mut socket).await;
         assert_eq!(seen.stdout, "bye\n");
         assert_eq!(seen.status["reason"], "NonZeroExitCode");
@@ -588,8 +583,7 @@ mod tests {
     async fn stdin_reaches_the_command_and_its_close_is_end_of_file() {
         let agent = agent().await;
         let query = exec_query(&["cat"], &["stdin", "stdout", "stderr"]);
-        let (mut socket, _) =
-            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5], TOKEN).await.unwrap();
+        let (mut socket, _) = connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5]).await.unwrap();
         send(&mut socket, STDIN, b"hello ").await;
         send(&mut socket, STDIN, b"world\n").await;
         send(&mut socket, CLOSE, &[STDIN]).await;
@@ -607,8 +601,7 @@ mod tests {
     async fn terminal_sizes_are_passed_to_the_process() {
         let agent = agent().await;
         let query = exec_query(&["sh", "-c", "read line; echo got $line"], &["stdin", "stdout", "tty"]);
-        let (mut socket, _) =
-            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5], TOKEN).await.unwrap();
+        let (mut socket, _) = connect(agent.addr, &format!("/exec/default/web/app?{query}"), &[V5]).await.unwrap();
         send(&mut socket, RESIZE, br#"{"Width":120,"Height":40}"#).await;
         send(&mut socket, STDIN, b"x\n").await;
         let seen = transcript(&mut socket).await;
@@ -622,9 +615,7 @@ mod tests {
         let agent = agent().await;
         let query = exec_query(&["echo", "four"], &["stdout"]);
         let (mut socket, protocol) =
-            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &["v4.channel.k8s.io"], TOKEN)
-                .await
-                .unwrap();
+            connect(agent.addr, &format!("/exec/default/web/app?{query}"), &["v4.channel.k8s.io"]).await.unwrap();
         assert_eq!(protocol, "v4.channel.k8s.io");
         assert_eq!(transcript(&mut socket).await.stdout, "four\n");
     }
@@ -633,8 +624,7 @@ mod tests {
     async fn a_runtime_without_exec_says_so_on_the_error_channel() {
         let agent = agent().await;
         let query = exec_query(&["sh"], &["stdout"]);
-        let (mut socket, _) =
-            connect(agent.addr, &format!("/exec/default/web/wasm?{query}"), &[V5], TOKEN).await.unwrap();
+        let (mut socket, _) = connect(agent.addr, &format!("/exec/default/web/wasm?{query}"), &[V5]).await.unwrap();
         let seen = transcript(&mut socket).await;
         assert_eq!(seen.status["status"], "Failure");
         assert_eq!(seen.status["message"], "cannot exec in container \"wasm\": exec is not supported by this runtime");
@@ -655,21 +645,18 @@ mod tests {
         };
         let path = |pod: &str, container: &str, query: &str| format!("/exec/default/{pod}/{container}?{query}");
         assert_eq!(
-            refused(connect(agent.addr, &path("web", "nope", &query), &[V5], TOKEN).await),
+            refused(connect(agent.addr, &path("web", "nope", &query), &[V5]).await),
             (404, "container not found (\"nope\")".to_string())
         );
         assert_eq!(
-            refused(connect(agent.addr, &path("gone", "app", &query), &[V5], TOKEN).await),
+            refused(connect(agent.addr, &path("gone", "app", &query), &[V5]).await),
             (404, "container not found (\"app\")".to_string())
         );
         assert_eq!(
-            refused(connect(agent.addr, &path("web", "app", "stdout=true"), &[V5], TOKEN).await),
+            refused(connect(agent.addr, &path("web", "app", "stdout=true"), &[V5]).await),
             (400, "you must specify at least one command for the container".to_string())
         );
-        assert_eq!(
-            refused(connect(agent.addr, &path("web", "app", &query), &["v9.channel.k8s.io"], TOKEN).await).0,
-            400
-        );
+        assert_eq!(refused(connect(agent.addr, &path("web", "app", &query), &["v9.channel.k8s.io"]).await).0, 400);
     }
 
     #[test]
