@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use wharf_control::registry::kinds::{RESOURCES, ResourceInfo};
-use wharf_control::registry::{defaults, strategy, validation};
+use wharf_control::registry::{defaults, quota, strategy, validation};
 
 /// The kinds the targets exercise, picked by one fuzzed byte.
 pub fn kind(byte: u8) -> &'static ResourceInfo {
@@ -12,7 +12,7 @@ pub fn kind(byte: u8) -> &'static ResourceInfo {
 
 /// Places a decoded body as `create` does (metadata an object, the namespace of the request,
 /// apiVersion and kind of the resource), then runs the create strategy, defaulting and the
-/// per-kind validation, and validates the result as an update of itself.
+/// per-kind validation, the quota evaluator, and validates the result as an update of itself.
 pub fn default_and_validate(resource: &ResourceInfo, mut object: Value) {
     if !object.is_object() {
         return;
@@ -35,6 +35,11 @@ pub fn default_and_validate(resource: &ResourceInfo, mut object: Value) {
     strategy::prepare_create(resource, &mut object);
     defaults::apply(resource, &mut object);
     let _ = validation::validate(resource, &object, None);
+    // What the object counts against quotas, and whether it were itself a quota that covers it.
+    let usage = quota::usage(resource, &object, jiff::Timestamp::UNIX_EPOCH);
+    let _ = quota::to_json(&usage);
+    let _ = quota::in_scope(&object, resource, &object);
+    let _ = quota::to_json(&quota::list(&object["spec"]["hard"]));
     let mut updated = object.clone();
     strategy::prepare_update(resource, &mut updated, &object, None);
     let _ = validation::validate(resource, &updated, Some(&object));
