@@ -270,45 +270,10 @@ impl ClientCertVerifier for ApiServerOnly {
     }
 }
 
-/// The common names (OID 2.5.4.3) in a certificate's subject; empty when it does not parse.
+/// The common names in a certificate's subject; empty when it does not parse.
 fn common_names(cert: &[u8]) -> Vec<String> {
-    const COMMON_NAME: &[u64] = &[2, 5, 4, 3];
-    let fields = yasna::parse_der(cert, |r| {
-        r.read_sequence(|r| {
-            let tbs = r.next().read_sequence(|r| {
-                let mut fields = Vec::new();
-                while let Some(field) = r.read_optional(|r| r.read_der())? {
-                    fields.push(field);
-                }
-                Ok(fields)
-            })?;
-            r.next().read_der()?;
-            r.next().read_der()?;
-            Ok(tbs)
-        })
-    });
-    let Ok(fields) = fields else { return Vec::new() };
-    // [0] version (explicitly tagged, 0xa0) when present, serialNumber, signature, issuer,
-    // validity, subject.
-    let versioned = fields.first().and_then(|f| f.first()) == Some(&0xa0);
-    let Some(subject) = fields.get(if versioned { 5 } else { 4 }) else { return Vec::new() };
-    let rdns = yasna::parse_der(subject, |r| {
-        r.collect_sequence_of(|r| {
-            r.collect_set_of(|r| {
-                r.read_sequence(|r| {
-                    let oid = r.next().read_oid()?;
-                    let value = r.next().read_tagged_der()?;
-                    Ok((oid, value))
-                })
-            })
-        })
-    });
-    let Ok(rdns) = rdns else { return Vec::new() };
-    rdns.into_iter()
-        .flatten()
-        .filter(|(oid, _)| oid.components().as_slice() == COMMON_NAME)
-        .filter_map(|(_, value)| String::from_utf8(value.value().to_vec()).ok())
-        .collect()
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) else { return Vec::new() };
+    cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok().map(str::to_string)).collect()
 }
 
 /// The endpoint's serving configuration: a self-signed certificate, and only the API server's
