@@ -133,6 +133,8 @@ pub struct Cluster {
     listen: String,
     args: Vec<String>,
     child: Option<Child>,
+    /// When set, the server logs at this level into `server.log` in its data dir (see [`Cluster::log_text`]).
+    log_level: Option<String>,
 }
 
 impl Cluster {
@@ -143,6 +145,25 @@ impl Cluster {
 
     /// Starts `wharf server` with extra flags.
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_inner(args, None)
+    }
+
+    /// Starts `wharf server` logging at `level` (a `RUST_LOG` filter) into a file the test reads
+    /// with [`Cluster::log_text`].
+    pub fn start_logged(args: &[&str], level: &str) -> Self {
+        Self::start_inner(args, Some(level.to_string()))
+    }
+
+    /// What the server has logged so far (only for [`Cluster::start_logged`]).
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.log_path()).expect("the server log")).into_owned()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn start_inner(args: &[&str], log_level: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         // `--listen ADDR` among `args` replaces the loopback address the server listens on.
@@ -152,7 +173,7 @@ impl Cluster {
         };
         let network = NetworkSlot::take();
         let args = [network.server_args(&args), args].concat();
-        let mut cluster = Cluster { dir, url: String::new(), network, listen, args, child: None };
+        let mut cluster = Cluster { dir, url: String::new(), network, listen, args, child: None, log_level };
         cluster.boot();
         cluster
     }
@@ -166,9 +187,8 @@ impl Cluster {
         std::fs::read_to_string(self.data_dir().join("admin.token")).expect("admin.token").trim().to_string()
     }
 
-    /// A TLS connection to the API server trusting only the cluster CA, and the `host:port` it
-    /// reached (for the WebSocket tests, which speak to the server as a browser does).
-    pub async fn tls_connect(&self) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String) {
+    /// A TLS client configuration trusting only the cluster CA, without client credentials.
+    pub fn tls_client_config(&self) -> rustls::ClientConfig {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let ca = std::fs::read(self.data_dir().join("pki/ca.crt")).expect("the cluster CA");
@@ -176,12 +196,17 @@ impl Cluster {
         for cert in CertificateDer::pem_slice_iter(&ca) {
             roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
         }
-        let tls =
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
+
+    /// A TLS connection to the API server trusting only the cluster CA, and the `host:port` it
+    /// reached (for the WebSocket tests, which speak to the server as a browser does).
+    pub async fn tls_connect(&self) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String) {
+        let tls = self.tls_client_config();
         let address = self.url.trim_start_matches("https://").to_string();
         let tcp = tokio::net::TcpStream::connect(&address).await.expect("the server accepts");
         let host = address.rsplit_once(':').expect("host:port").0.to_string();
@@ -202,9 +227,14 @@ impl Cluster {
             .arg(self.dir.path())
             .args(["--listen", &self.listen])
             .args(&self.args)
-            .env("RUST_LOG", log_filter())
+            .env("RUST_LOG", self.log_level.clone().unwrap_or_else(log_filter))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match &self.log_level {
+                Some(_) => Stdio::from(
+                    std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("the log file"),
+                ),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("wharf starts");
         let stdout = child.stdout.take().expect("stdout piped");
