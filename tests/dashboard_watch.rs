@@ -51,8 +51,10 @@ async fn next(socket: &mut Socket) -> Value {
     }
 }
 
-fn resource_version(cluster: &Cluster, args: &[&str]) -> String {
-    cluster.ok(&[args, &["-o", "jsonpath={.metadata.resourceVersion}"]].concat())
+/// The resourceVersion of the list at `path` (kubectl's `get` would merge items into a List without one).
+fn resource_version(cluster: &Cluster, path: &str) -> String {
+    let list: serde_json::Value = serde_json::from_str(&cluster.ok(&["get", "--raw", path])).expect("a JSON list");
+    list["metadata"]["resourceVersion"].as_str().expect("the list's resourceVersion").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,8 +62,11 @@ async fn two_watches_share_a_socket_errors_are_statuses_and_cancel_stops_one() {
     let cluster = Cluster::start_with(&["--no-agent"]);
     cluster.ok(&["create", "namespace", "mux-a"]);
     cluster.ok(&["create", "namespace", "mux-b"]);
-    let rv_a = resource_version(&cluster, &["get", "configmaps", "-n", "mux-a"]);
-    let rv_b = resource_version(&cluster, &["get", "secrets", "-n", "mux-b"]);
+    // Every namespace gets its kube-root-ca.crt ConfigMap: watch from after it arrived.
+    let root_ca = || cluster.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "mux-a"]).status.success();
+    assert!(cluster.eventually(Duration::from_secs(20), root_ca), "kube-root-ca.crt appears in mux-a");
+    let rv_a = resource_version(&cluster, "/api/v1/namespaces/mux-a/configmaps");
+    let rv_b = resource_version(&cluster, "/api/v1/namespaces/mux-b/secrets");
     let mut socket = connect(&cluster, &cluster.admin_token()).await.expect("the socket opens with the admin token");
 
     let watch = |id: u64, path: String| json!({"op": "watch", "id": id, "path": path});
