@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, busybox_layout, cgroups_of_pod, pids_of_pod};
+use common::{Cluster, busybox_layout, cgroups_of_pod, pids_of_pod, pids_refused};
 use serde_json::Value;
 
 const START: Duration = Duration::from_secs(60);
@@ -357,14 +357,7 @@ fn linux_fork_bomb(cluster: &Cluster) {
     cluster.apply(&busybox("forkbomb", "Never", script, "", &limits(Some("500m"), Some("128Mi"))));
     let p = cluster.wait_pod("forkbomb", "ran", START, |p| phase(p) == "Running");
     let uid = uid(&p);
-    let refused = || {
-        cgroups_of_pod(&uid)
-            .iter()
-            .filter_map(|dir| std::fs::read_to_string(dir.join("pids.events")).ok())
-            .filter_map(|events| events.trim().strip_prefix("max ").and_then(|n| n.parse::<u64>().ok()))
-            .max()
-            .unwrap_or(0)
-    };
+    let refused = || pids_refused(&uid);
     let mut most = 0;
     let mut seen = Vec::new();
     let held = cluster.eventually(Duration::from_secs(20), || {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Cluster, busybox_layout, cgroups_of_pod, mounts_under, pids_of_pod, wasm_fixture};
+use common::{Cluster, busybox_layout, cgroups_of_pod, mounts_under, pids_of_pod, pids_refused, wasm_fixture};
 use serde_json::Value;
 
 const START: Duration = Duration::from_secs(60);
@@ -166,14 +166,7 @@ fn memory_and_pids_limits_hold_and_the_node_stays_ready() {
     cluster.apply(&busybox_pod("bomb", "bomb() { bomb & bomb & sleep 1000; }; bomb & exec sleep 1000", ""));
     let pod = cluster.wait_pod("bomb", "ran", START, running);
     let uid = uid(&pod);
-    let refused = || {
-        cgroups_of_pod(&uid)
-            .iter()
-            .filter_map(|dir| std::fs::read_to_string(dir.join("pids.events")).ok())
-            .filter_map(|events| events.trim().strip_prefix("max ").and_then(|n| n.parse::<u64>().ok()))
-            .max()
-            .unwrap_or(0)
-    };
+    let refused = || pids_refused(&uid);
     assert!(cluster.eventually(Duration::from_secs(20), || refused() > 0), "the pids limit never refused a fork");
     std::thread::sleep(Duration::from_secs(1));
     let processes = pids_of_pod(&uid).len();

@@ -5,23 +5,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, NetworkSlot, busybox_layout, mounts_under, pod_cgroups, wasm_fixture};
+use common::netns::{Hosts, NetnsAgent};
+use common::{Cluster, NetworkSlot, busybox_layout, wasm_fixture};
 use serde_json::Value;
 
 const START: Duration = Duration::from_secs(90);
-
-/// Runs a command that must succeed (host network plumbing of the test).
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (install iproute2 and nftables): {e}"));
-    assert!(out.status.success(), "{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Whether a link of that name exists in the network namespace `netns` (None: the test's).
 fn link_exists(netns: Option<&str>, name: &str) -> bool {
@@ -217,99 +208,11 @@ fn pods_on_one_node_reach_each_other_by_pod_ip() {
     assert_eq!(ipam_files(&agent_dir), 0, "deleted pods free their addresses");
 }
 
-/// A network namespace standing for a host, wired to the test's bridge.
-struct Host {
-    netns: String,
-    address: String,
-}
-
-/// The hosts of the cross-node test and the bridge connecting them; removed on drop.
-struct Hosts {
-    bridge: String,
-    hosts: Vec<Host>,
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for host in &self.hosts {
-            let _ = Command::new("ip").args(["netns", "del", &host.netns]).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
-    }
-}
-
-/// Two hosts on 172.16.OCTET.0/24: the test's bridge holds .1, the hosts .2 and .3.
-fn make_hosts(octet: u8) -> Hosts {
-    let bridge = format!("wtb{octet}");
-    let mut hosts = Hosts { bridge: bridge.clone(), hosts: Vec::new() };
-    let _ = Command::new("ip").args(["link", "del", &bridge]).stderr(Stdio::null()).status();
-    sh("ip", &["link", "add", &bridge, "type", "bridge"]);
-    sh("ip", &["addr", "add", &format!("172.16.{octet}.1/24"), "dev", &bridge]);
-    sh("ip", &["link", "set", &bridge, "up"]);
-    for (i, letter) in ["a", "b"].iter().enumerate() {
-        let netns = format!("wharf-t{octet}-{letter}");
-        let address = format!("172.16.{octet}.{}", i + 2);
-        let _ = Command::new("ip").args(["netns", "del", &netns]).stderr(Stdio::null()).status();
-        sh("ip", &["netns", "add", &netns]);
-        hosts.hosts.push(Host { netns: netns.clone(), address: address.clone() });
-        let outside = format!("wt{octet}{letter}");
-        sh("ip", &["link", "add", &outside, "type", "veth", "peer", "name", "uplink", "netns", &netns]);
-        sh("ip", &["link", "set", &outside, "master", &bridge, "up"]);
-        sh("ip", &["-n", &netns, "link", "set", "lo", "up"]);
-        sh("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "uplink"]);
-        sh("ip", &["-n", &netns, "link", "set", "uplink", "up"]);
-        sh("ip", &["-n", &netns, "route", "add", "default", "via", &format!("172.16.{octet}.1")]);
-    }
-    hosts
-}
-
-/// `wharf agent` running in a host's network namespace; killed and cleaned up on drop.
-struct NetnsAgent {
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl NetnsAgent {
-    /// Started with `nsenter --net` rather than `ip netns exec`: the latter remounts /sys in a
-    /// mount namespace of its own, hiding the cgroup hierarchy Linux containers need.
-    fn start(cluster: &Cluster, host: &Host, name: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", host.netns))
-            .arg(env!("CARGO_BIN_EXE_wharf"))
-            .args(["agent", "--server", &cluster.url, "--token-file"])
-            .arg(cluster.data_dir().join("node-token"))
-            .args(["--name", name, "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen", &format!("{}:0", host.address), "--node-ip", &host.address])
-            .args(["--gateway-listen", &format!("{}:0", host.address)])
-            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,libcgroups=error".into()))
-            .spawn()
-            .expect("nsenter runs wharf agent (install util-linux)");
-        NetnsAgent { dir, child }
-    }
-}
-
-impl Drop for NetnsAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for cgroup in pod_cgroups(self.dir.path()) {
-            for pid in std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default().lines() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        for mount in mounts_under(self.dir.path()) {
-            let _ = Command::new("umount").arg("-l").arg(&mount).status();
-        }
-    }
-}
-
 #[test]
 fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
     // A slot of its own gives the test host addresses no other test uses.
     let slot = NetworkSlot::take();
-    let hosts = make_hosts(slot.octet);
+    let hosts = Hosts::make('t', slot.octet);
     let server = format!("172.16.{}.1:0", slot.octet);
     let cluster = Cluster::start_with(&["--backoff-base-ms", "300", "--listen", &server]);
     let layout = busybox_layout(cluster.data_dir());
@@ -319,15 +222,15 @@ fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
 
     let (a, b) = (format!("net-a-{}", slot.octet), format!("net-b-{}", slot.octet));
     let mut guards = Vec::new();
-    let agents: Vec<NetnsAgent> = [(&hosts.hosts[0], &a), (&hosts.hosts[1], &b)]
+    let agents: Vec<NetnsAgent> = [('a', &a), ('b', &b)]
         .iter()
-        .map(|(host, name)| NetnsAgent::start(&cluster, host, name))
+        .map(|(host, name)| NetnsAgent::start(&cluster, &hosts, *host, name, &[]))
         .collect();
     cluster.wait_nodes_ready(3, Duration::from_secs(60));
-    for (host, name) in [(&hosts.hosts[0], &a), (&hosts.hosts[1], &b)] {
+    for (host, name) in [('a', &a), ('b', &b)] {
         let cidr = pod_cidr_of(&cluster, name);
-        println!("node {name} in {}: {} podCIDR {cidr}", host.netns, host.address);
-        guards.push(NodeNetworkGuard { netns: Some(host.netns.clone()), pod_cidr: cidr });
+        println!("node {name} in {}: {} podCIDR {cidr}", hosts.netns(host), hosts.address(host));
+        guards.push(NodeNetworkGuard { netns: Some(hosts.netns(host)), pod_cidr: cidr });
     }
 
     let started = Instant::now();
@@ -338,7 +241,7 @@ fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
     println!("web-b ready after {:?}", started.elapsed());
     let web_ip = pod_ip(&web);
     assert!(in_cidr(&web_ip, &guards[1].pod_cidr), "{web_ip} is not in {b}'s podCIDR {}", guards[1].pod_cidr);
-    assert!(link_exists(Some(&hosts.hosts[1].netns), &guards[1].bridge()), "no bridge on host b");
+    assert!(link_exists(Some(&hosts.netns('b')), &guards[1].bridge()), "no bridge on host b");
 
     cluster.apply(&client_pod("client-a", Some(&a), &format!("http://{web_ip}:8080/")));
     let client = cluster.wait_pod("client-a", "finished", START, finished);
@@ -351,7 +254,7 @@ fn a_pod_reaches_a_pod_on_another_host_by_pod_ip() {
         "the pod on host a could not fetch from {web_ip} on host b:\n{logs}"
     );
     cluster.ok(&["delete", "pod", "web-b", "client-a", "--wait=true", "--timeout=60s"]);
-    assert!(!link_exists(Some(&hosts.hosts[1].netns), &host_veth(&web_ip)), "web-b's veth outlived it");
+    assert!(!link_exists(Some(&hosts.netns('b')), &host_veth(&web_ip)), "web-b's veth outlived it");
     drop(agents);
     drop(guards);
 }

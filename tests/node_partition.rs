@@ -9,135 +9,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, NetworkSlot, busybox_layout, cgroups_of_pod, mounts_under, pids_of_pod};
+use common::netns::{Hosts, NetnsAgent};
+use common::{Cluster, NetworkSlot, busybox_layout, pids_of_pod};
 use serde_json::Value;
 
 const REPLICAS: usize = 4;
 /// Leases of 4 s renewed every second; a node is NotReady 4 s after its last renewal and its pods
 /// tolerate that for 3 s.
 const LEASE: [&str; 2] = ["--node-lease-duration-seconds", "4"];
-
-fn sh(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs (install iproute2)");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// The test's two hosts: network namespaces `wharf-p<octet>-{a,b}` (172.16.OCTET.2 and .3) with
-/// an `uplink` veth to the bridge `wpb<octet>` (.1, where the API server listens). Removed on drop.
-struct Hosts {
-    octet: u8,
-}
-
-impl Hosts {
-    fn netns(&self, letter: char) -> String {
-        format!("wharf-p{}-{letter}", self.octet)
-    }
-
-    fn address(&self, letter: char) -> String {
-        format!("172.16.{}.{}", self.octet, if letter == 'a' { 2 } else { 3 })
-    }
-
-    fn bridge(&self) -> String {
-        format!("wpb{}", self.octet)
-    }
-
-    fn make(octet: u8) -> Self {
-        let hosts = Hosts { octet };
-        hosts.remove();
-        sh(&["link", "add", &hosts.bridge(), "type", "bridge"]);
-        sh(&["addr", "add", &format!("172.16.{octet}.1/24"), "dev", &hosts.bridge()]);
-        sh(&["link", "set", &hosts.bridge(), "up"]);
-        for letter in ['a', 'b'] {
-            let (netns, outside) = (hosts.netns(letter), format!("wp{octet}{letter}"));
-            sh(&["netns", "add", &netns]);
-            sh(&["link", "add", &outside, "type", "veth", "peer", "name", "uplink", "netns", &netns]);
-            sh(&["link", "set", &outside, "master", &hosts.bridge(), "up"]);
-            sh(&["-n", &netns, "link", "set", "lo", "up"]);
-            sh(&["-n", &netns, "addr", "add", &format!("{}/24", hosts.address(letter)), "dev", "uplink"]);
-            sh(&["-n", &netns, "link", "set", "uplink", "up"]);
-            sh(&["-n", &netns, "route", "add", "default", "via", &format!("172.16.{octet}.1")]);
-        }
-        hosts
-    }
-
-    /// Sets the host's own end of its link up or down.
-    fn link(&self, letter: char, up: bool) {
-        sh(&["-n", &self.netns(letter), "link", "set", "uplink", if up { "up" } else { "down" }]);
-        if up {
-            // The default route went with the link.
-            let _ = Command::new("ip")
-                .args(["-n", &self.netns(letter), "route", "replace", "default", "via"])
-                .arg(format!("172.16.{}.1", self.octet))
-                .status();
-        }
-    }
-
-    fn remove(&self) {
-        for letter in ['a', 'b'] {
-            let _ = Command::new("ip").args(["netns", "del", &self.netns(letter)]).stderr(Stdio::null()).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-/// `wharf agent` in a host's network namespace; killed, with what its pods left, on drop.
-struct NetnsAgent {
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl NetnsAgent {
-    /// `nsenter --net`, not `ip netns exec` (which remounts /sys and hides the cgroups).
-    fn start(cluster: &Cluster, hosts: &Hosts, letter: char, name: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let address = hosts.address(letter);
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", hosts.netns(letter)))
-            .arg(env!("CARGO_BIN_EXE_wharf"))
-            .args(["agent", "--server", &cluster.url, "--token-file"])
-            .arg(cluster.data_dir().join("node-token"))
-            .args(["--name", name, "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen", &format!("{address}:0"), "--node-ip", &address])
-            .args(["--gateway-listen", &format!("{address}:0")])
-            .args(LEASE)
-            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,libcgroups=error".into()))
-            .spawn()
-            .expect("nsenter runs wharf agent (install util-linux)");
-        NetnsAgent { dir, child }
-    }
-}
-
-impl Drop for NetnsAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for uid in std::fs::read_dir(self.dir.path().join("pods")).into_iter().flatten().flatten() {
-            for pid in pids_of_pod(&uid.file_name().to_string_lossy()) {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            }
-        }
-        for mount in mounts_under(self.dir.path()) {
-            let _ = Command::new("umount").arg("-l").arg(&mount).status();
-        }
-        for uid in std::fs::read_dir(self.dir.path().join("pods")).into_iter().flatten().flatten() {
-            let mut cgroups = cgroups_of_pod(&uid.file_name().to_string_lossy());
-            cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-            for cgroup in cgroups {
-                let _ = std::fs::remove_dir(cgroup);
-            }
-        }
-    }
-}
 
 fn deployment() -> String {
     format!(
@@ -195,7 +76,7 @@ fn processes(uids: &[String]) -> BTreeMap<String, usize> {
 #[test]
 fn a_cut_off_node_is_replaced_and_stops_its_stale_pods_when_it_returns() {
     let slot = NetworkSlot::take();
-    let hosts = Hosts::make(slot.octet);
+    let hosts = Hosts::make('p', slot.octet);
     let server = format!("172.16.{}.1:0", slot.octet);
     let mut cluster = Cluster::start_with(&[
         "--listen",
@@ -213,8 +94,8 @@ fn a_cut_off_node_is_replaced_and_stops_its_stale_pods_when_it_returns() {
     ]);
     cluster.import(&busybox_layout(cluster.data_dir()), "busybox:v1");
     let (a, b) = (format!("part-a-{}", slot.octet), format!("part-b-{}", slot.octet));
-    let _agent_a = NetnsAgent::start(&cluster, &hosts, 'a', &a);
-    let _agent_b = NetnsAgent::start(&cluster, &hosts, 'b', &b);
+    let _agent_a = NetnsAgent::start(&cluster, &hosts, 'a', &a, &LEASE);
+    let _agent_b = NetnsAgent::start(&cluster, &hosts, 'b', &b, &LEASE);
     cluster.wait_nodes_ready(3, Duration::from_secs(60));
     cluster.ok(&["label", "node", &a, &b, "wharf-test=partition"]);
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -495,6 +497,16 @@ pub fn cgroups_of_pod(uid: &str) -> Vec<PathBuf> {
         walk(&hierarchy.join("wharf").join(format!("pod{uid}")), &mut out);
     }
     out
+}
+
+/// The most forks the pids cgroups of a pod have refused (`max` in `pids.events`).
+pub fn pids_refused(uid: &str) -> u64 {
+    cgroups_of_pod(uid)
+        .iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("pids.events")).ok())
+        .filter_map(|events| events.trim().strip_prefix("max ").and_then(|n| n.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The processes in the pod's cgroups (read from every hierarchy, deduplicated).

@@ -545,42 +545,24 @@ fn limit_range(obj: &Value, errs: &mut Vec<Cause>) {
                 (get("default", k), get("defaultRequest", k), get("maxLimitRequestRatio", k));
             let path = |f: &str| keyed(&format!("{at}.{f}"), k);
             let c = Quantity::canonical;
-            if let (Some(min), Some(max)) = (min, max)
-                && min > max
-            {
-                let detail = format!("min value {} is greater than max value {}", c(min), c(max));
-                errs.push(Cause::invalid(path("min"), c(min), detail));
-            }
-            if let (Some(request), Some(min)) = (request, min)
-                && min > request
-            {
-                let detail = format!("min value {} is greater than default request value {}", c(min), c(request));
-                errs.push(Cause::invalid(path("defaultRequest"), c(request), detail));
-            }
-            if let (Some(request), Some(max)) = (request, max)
-                && request > max
-            {
-                let detail = format!("default request value {} is greater than max value {}", c(request), c(max));
-                errs.push(Cause::invalid(path("defaultRequest"), c(request), detail));
-            }
-            if let (Some(request), Some(default)) = (request, default)
-                && request > default
-            {
-                let detail =
-                    format!("default request value {} is greater than default limit value {}", c(request), c(default));
-                errs.push(Cause::invalid(path("defaultRequest"), c(request), detail));
-            }
-            if let (Some(default), Some(min)) = (default, min)
-                && min > default
-            {
-                let detail = format!("min value {} is greater than default value {}", c(min), c(default));
-                errs.push(Cause::invalid(path("default"), c(min), detail));
-            }
-            if let (Some(default), Some(max)) = (default, max)
-                && default > max
-            {
-                let detail = format!("default value {} is greater than max value {}", c(default), c(max));
-                errs.push(Cause::invalid(path("default"), c(max), detail));
+            // (lower, its name, upper, its name, the field reported, whether its value is the
+            // lower's), in Kubernetes' order; each pair must not be inverted.
+            let named = [
+                (min, "min value", max, "max value", "min", true),
+                (min, "min value", request, "default request value", "defaultRequest", false),
+                (request, "default request value", max, "max value", "defaultRequest", true),
+                (request, "default request value", default, "default limit value", "defaultRequest", true),
+                (min, "min value", default, "default value", "default", true),
+                (default, "default value", max, "max value", "default", false),
+            ];
+            for (lower, lower_name, upper, upper_name, field, report_lower) in named {
+                if let (Some(lower), Some(upper)) = (lower, upper)
+                    && lower > upper
+                {
+                    let detail = format!("{lower_name} {} is greater than {upper_name} {}", c(lower), c(upper));
+                    let value = if report_lower { c(lower) } else { c(upper) };
+                    errs.push(Cause::invalid(path(field), value, detail));
+                }
             }
             if let Some(ratio) = ratio {
                 if ratio.milli_value() < 1000 {
