@@ -197,9 +197,9 @@ pub fn read(path: &Path, query: &LogQuery) -> std::io::Result<(String, u64)> {
                 Err(_) => continue,
             },
             _ => {
-                let Ok(f) = File::open(&file) else { continue };
-                let lines = BufReader::new(f).lines().map_while(Result::ok).filter_map(|l| parse_line(&l));
-                lines.filter(|l| query.keeps(l)).collect()
+                let Ok(text) = std::fs::read(&file) else { continue };
+                let text = String::from_utf8_lossy(complete_lines(&text));
+                text.lines().filter_map(parse_line).filter(|l| query.keeps(l)).collect()
             }
         };
         kept += lines.len();
@@ -223,6 +223,12 @@ pub fn read(path: &Path, query: &LogQuery) -> std::io::Result<(String, u64)> {
     Ok((out, offset))
 }
 
+/// `bytes` up to its last newline: a line without one is still being written (a reader may see
+/// part of a large write), so it is left for the next read.
+fn complete_lines(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)]
+}
+
 /// The last `n` lines of the file at `path` (all of them if it has fewer), read from its end.
 fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
     const BLOCK: u64 = 64 << 10;
@@ -243,7 +249,7 @@ fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
     }
     blocks.reverse();
     let tail = blocks.concat();
-    let text = String::from_utf8_lossy(&tail);
+    let text = String::from_utf8_lossy(complete_lines(&tail));
     let mut lines: Vec<&str> = text.lines().collect();
     if start > 0 {
         // The first line read is cut.
@@ -362,9 +368,10 @@ mod tests {
         assert_eq!(last_lines(&path, 2).unwrap(), ["line 49998", "line 49999"]);
         assert_eq!(last_lines(&path, 100_000).unwrap().len(), 50_000);
         assert_eq!(last_lines(&path, 0).unwrap(), Vec::<String>::new());
+        // "b" is still being written.
         std::fs::write(&path, "a\nb").unwrap();
-        assert_eq!(last_lines(&path, 1).unwrap(), ["b"]);
-        assert_eq!(last_lines(&path, 5).unwrap(), ["a", "b"]);
+        assert_eq!(last_lines(&path, 1).unwrap(), ["a"]);
+        assert_eq!(last_lines(&path, 5).unwrap(), ["a"]);
     }
 
     #[test]
@@ -378,6 +385,16 @@ mod tests {
         .unwrap();
         let since = "2025-01-01T00:00:00Z".parse().unwrap();
         assert_eq!(read(&path, &LogQuery { since: Some(since), ..Default::default() }).unwrap().0, "new\n");
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "2026-01-01T00:00:00.0Z stdout F one\n2026-01-01T00:00:00.0Z stdout F tw").unwrap();
+        let tail = LogQuery { tail_lines: Some(3), ..LogQuery::default() };
+        assert_eq!(read(&path, &tail).unwrap().0, "one\n");
+        assert_eq!(read(&path, &LogQuery::default()).unwrap().0, "one\n");
     }
 
     #[test]
