@@ -103,6 +103,7 @@ fn write_error(resource: &ResourceInfo, name: &str, e: WriteError) -> Error {
             message: "the object has been modified; please apply your changes to the latest version and try again"
                 .into(),
         },
+        WriteError::Fenced(message) => Error::Conflict { group, kind, name, message },
         WriteError::Failed(message) => Error::Internal(message),
     }
 }

