@@ -2,6 +2,7 @@
 //! bound to it and runs each container through a shim, reporting status, events and logs back
 //! through the API server.
 
+pub mod api_client;
 pub mod backoff;
 pub mod dns;
 pub mod endpoint;
