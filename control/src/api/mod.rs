@@ -157,7 +157,13 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let counted = target.as_ref().ok().cloned().flatten();
     let watch = query.as_ref().is_ok_and(|q| q.flag("watch"));
     let parsed = Parsed { target, query };
-    let response = match route(&state, &parts, parsed, body, upgrade, spdy).await {
+    let handled = route(&state, &parts, parsed, body, upgrade, spdy);
+    // Fenced for the whole handling (writes are made in this task, never in spawned ones).
+    let handled = match fence(&parts.headers) {
+        Some(fence) => crate::store::FENCE.scope(fence, handled).await,
+        None => handled.await,
+    };
+    let response = match handled {
         Ok(response) => response,
         Err(e) => e.into_response(),
     };
@@ -170,6 +176,17 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
         "request"
     );
     response
+}
+
+/// A request of the leader's controllers names their holder identity in `Wharf-Fence`: its
+/// writes commit only while the controller-manager Lease still names that holder, so a deposed
+/// leader's late requests are refused (409) instead of acting twice.
+fn fence(headers: &axum::http::HeaderMap) -> Option<crate::store::Fence> {
+    let holder = headers.get(crate::leader::FENCE_HEADER)?;
+    Some(crate::store::Fence {
+        lease: crate::leader::fence_lease_key(),
+        holder: String::from_utf8_lossy(holder.as_bytes()).into_owned(),
+    })
 }
 
 async fn collect(body: Body, limit: usize) -> Result<Bytes> {

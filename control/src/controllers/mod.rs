@@ -87,14 +87,38 @@ pub fn api_message(e: &kube::Error) -> String {
     }
 }
 
-/// An API client for in-process controllers, from the admin kubeconfig the server wrote.
-pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+/// The admin kubeconfig the server wrote, as a client configuration.
+async fn config(kubeconfig: &Path) -> Result<kube::Config> {
     let config = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| Error::Internal(format!("cannot read {}: {e}", kubeconfig.display())))?;
-    let config = kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|e| Error::Internal(format!("bad kubeconfig {}: {e}", kubeconfig.display())))?;
+        .map_err(|e| Error::Internal(format!("bad kubeconfig {}: {e}", kubeconfig.display())))
+}
+
+fn build(config: kube::Config) -> Result<kube::Client> {
     kube::Client::try_from(config).map_err(|e| Error::Internal(format!("cannot build an API client: {e}")))
+}
+
+/// An API client for in-process work that is not fenced (the leader election, the server's
+/// own Lease), from the admin kubeconfig the server wrote.
+pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+    build(config(kubeconfig).await?)
+}
+
+/// `config` with the header that makes the API server fence every write against the
+/// controller-manager Lease still naming `holder`.
+fn fenced(mut config: kube::Config, holder: &str) -> Result<kube::Config> {
+    let value = axum::http::HeaderValue::from_str(holder)
+        .map_err(|e| Error::Internal(format!("identity {holder:?} is no header value: {e}")))?;
+    config.headers.push((axum::http::HeaderName::from_static(crate::leader::FENCE_HEADER), value));
+    Ok(config)
+}
+
+/// The controllers' API client: every request carries `Wharf-Fence: <holder>`, so once another
+/// server leads, whatever this one still sends is refused (409) instead of acting twice.
+pub async fn fenced_client(kubeconfig: &Path, holder: &str) -> Result<kube::Client> {
+    build(fenced(config(kubeconfig).await?, holder)?)
 }
 
 /// Settings of the controllers, named after kube-controller-manager's flags.
@@ -111,7 +135,14 @@ pub struct ControllerOptions {
     pub node_cidr_mask_size: u8,
 }
 
-/// Starts every controller and the scheduler; they run until the process ends.
+/// Where the API server listens and the Service range, for the `kubernetes` Service.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiServerAddress {
+    pub service_cidr: ipnet::Ipv4Net,
+    pub listen: std::net::SocketAddr,
+}
+
+/// Starts every controller and the scheduler on the current runtime (the leader's term's).
 pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(namespace::run(client.clone()));
     tokio::spawn(service_account::run(client.clone()));
@@ -133,4 +164,107 @@ pub fn spawn_all(client: kube::Client, options: &ControllerOptions) {
     tokio::spawn(endpoint_slice::run(client.clone()));
     tokio::spawn(clusterrole_aggregation::run(client.clone()));
     tokio::spawn(crate::scheduler::run(client));
+}
+
+/// One term of leading: the controllers run on a runtime of their own, so ending the term
+/// ends every task they started, including the ones they spawned themselves (reflectors,
+/// binds, Event writes), not only the top-level ones.
+struct Term(Option<tokio::runtime::Runtime>);
+
+impl Term {
+    fn start(config: kube::Config, options: ControllerOptions, api: ApiServerAddress) -> Result<Term> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("wharf-controllers")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the controllers' runtime: {e}")))?;
+        // Built inside the runtime: the client's own tasks end with the term too.
+        runtime.spawn(async move {
+            match build(config) {
+                Ok(client) => {
+                    tokio::spawn(kubernetes_service::run(client.clone(), api.service_cidr, api.listen));
+                    spawn_all(client, &options);
+                }
+                Err(error) => tracing::error!(%error, "the controllers cannot start"),
+            }
+        });
+        Ok(Term(Some(runtime)))
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs the controllers whenever `leading` says this server leads, and stops them as soon as
+/// it says otherwise.
+async fn run_while_leading(
+    config: kube::Config,
+    options: ControllerOptions,
+    api: ApiServerAddress,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if leading.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        let term = match Term::start(config.clone(), options.clone(), api) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "the controllers cannot start");
+                tokio::time::sleep(crate::leader::RETRY_PERIOD).await;
+                continue;
+            }
+        };
+        let ended = leading.wait_for(|l| !*l).await.is_err();
+        drop(term);
+        tracing::info!("stopped the controllers: this server no longer leads");
+        if ended {
+            return;
+        }
+    }
+}
+
+/// This server's part in running the controllers: campaigning for the controller-manager
+/// Lease, and the controllers while it leads.
+pub struct Controllers {
+    election: crate::leader::Election,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+impl Controllers {
+    /// Campaigns as `identity` with `client` (unfenced) and runs every controller and the
+    /// scheduler, with a client fenced by `identity`, whenever this server leads. `exclusive`:
+    /// no other server shares the database (SQLite), so the lease is taken at once.
+    pub async fn start(
+        client: kube::Client,
+        kubeconfig: &Path,
+        identity: String,
+        exclusive: bool,
+        options: &ControllerOptions,
+        api: ApiServerAddress,
+    ) -> Result<Controllers> {
+        let config = fenced(config(kubeconfig).await?, &identity)?;
+        let election = crate::leader::Election::spawn(client, identity, exclusive);
+        let runner = tokio::spawn(run_while_leading(config, options.clone(), api, election.leading()));
+        Ok(Controllers { election, runner })
+    }
+
+    /// Whether this server leads, as it changes.
+    pub fn leading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.election.leading()
+    }
+
+    /// Stops the controllers, then gives the lease up so another server leads at once.
+    pub async fn stop(self) {
+        self.runner.abort();
+        let _ = self.runner.await;
+        self.election.release().await;
+    }
 }
