@@ -11,6 +11,19 @@
 //! `PUT ?digest=`, `GET` and `DELETE` on the session. Blobs are shared by all repositories, so a
 //! blob is readable through any repository name; deleting a blob is not supported (it may
 //! belong to several repositories).
+//!
+//! On one server (SQLite) the directory is the registry. When the servers of a cluster share
+//! one Postgres database ([`Registry::with_shared`]), the registry's content is kept in the
+//! database's shared files too, so an image pushed or imported through one server is pulled
+//! through any other: every write goes to the local directory and then to the database; tags,
+//! manifest links and the repository and tag lists are read from the database (another server
+//! may have changed them); blobs are read from the local directory, which caches them: one
+//! missing here is fetched from the database, checked against its digest (a corrupt one is
+//! refused, never served), kept, then served. An upload in progress lives on the server that
+//! started it, so a chunked upload must go to one server from its `POST` to its final `PUT`
+//! (registry clients keep one connection, or one address, per push). A database value holds
+//! less than 1 GiB, so a shared registry accepts blobs up to [`MAX_SHARED_BLOB_SIZE`] (every
+//! upload path checks the same limit); see `storage.rs` for the layout.
 
 mod storage;
 
@@ -30,6 +43,10 @@ use self::storage::{Storage, digest_hex, sha256_digest, valid_name, valid_tag, v
 
 /// Largest blob accepted.
 pub const MAX_BLOB_SIZE: u64 = 2 << 30;
+/// Largest blob accepted by a registry whose content is shared through the database: a
+/// Postgres `bytea` value holds less than 1 GiB, and its row travels in one message, so 1 MiB
+/// is left for the headers.
+pub const MAX_SHARED_BLOB_SIZE: u64 = (1 << 30) - (1 << 20);
 /// Largest manifest accepted (the spec asks registries to take at least 4 MiB).
 pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
 
@@ -227,8 +244,12 @@ impl Registry {
 
     /// Keeps the registry's content in `shared` too (write-through), so every server of a
     /// cluster on one database serves every image; `None` keeps it on this server's disk only.
-    pub fn with_shared(self, shared: Option<crate::store::SharedFiles>) -> Self {
-        let _ = shared;
+    /// Blobs are then limited to [`MAX_SHARED_BLOB_SIZE`].
+    pub fn with_shared(mut self, shared: Option<crate::store::SharedFiles>) -> Self {
+        if shared.is_some() {
+            self.max_blob_size = self.max_blob_size.min(MAX_SHARED_BLOB_SIZE);
+        }
+        self.storage.set_shared(shared);
         self
     }
 
@@ -268,7 +289,9 @@ impl Registry {
                 Ok(page(uri.path(), "repositories", repositories, &query, json!({})))
             }
             (Target::Tags(name), Method::GET) => {
-                if !self.storage.repository_exists(name).await {
+                let exists =
+                    self.storage.repository_exists(name).await.map_err(|e| OciError::internal("repository", e))?;
+                if !exists {
                     return Err(OciError::new(
                         StatusCode::NOT_FOUND,
                         "NAME_UNKNOWN",
@@ -319,6 +342,9 @@ impl Registry {
 
     async fn get_manifest(&self, name: &str, reference: &str, head: bool) -> Result<Response> {
         let (digest, media_type) = self.resolve(name, reference).await?;
+        if !self.storage.cache_blob(&digest).await.map_err(|e| OciError::internal("fetch manifest", e))? {
+            return Err(OciError::internal("read manifest", format!("the manifest {digest} is linked but missing")));
+        }
         let bytes = tokio::fs::read(self.storage.blob_path(&digest))
             .await
             .map_err(|e| OciError::internal(&format!("read manifest {digest}"), e))?;
@@ -356,7 +382,7 @@ impl Registry {
             .ok_or_else(|| OciError::manifest_invalid("the manifest has no mediaType and no Content-Type"))?;
         let (blobs, children) = references(&manifest, &media_type)?;
         for blob in &blobs {
-            if !self.storage.blob_exists(blob).await {
+            if !self.storage.blob_exists(blob).await.map_err(|e| OciError::internal("blob", e))? {
                 return Err(OciError::new(
                     StatusCode::BAD_REQUEST,
                     "MANIFEST_BLOB_UNKNOWN",
@@ -408,6 +434,9 @@ impl Registry {
             return Err(OciError::digest_invalid(format!("invalid digest {digest:?}")));
         }
         let unknown = || OciError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", format!("blob unknown: {digest}"));
+        if !self.storage.cache_blob(digest).await.map_err(|e| OciError::internal("fetch blob", e))? {
+            return Err(unknown());
+        }
         let file = match tokio::fs::File::open(self.storage.blob_path(digest)).await {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(unknown()),
@@ -446,7 +475,7 @@ impl Registry {
     async fn start_upload(&self, name: &str, query: &HashMap<String, String>, body: Body) -> Result<Response> {
         if let Some(digest) = query.get("mount").filter(|d| digest_hex(d).is_some()) {
             // Blobs are shared, so a mount succeeds whenever the registry has the blob at all.
-            if self.storage.blob_exists(digest).await {
+            if self.storage.blob_exists(digest).await.map_err(|e| OciError::internal("blob", e))? {
                 return Ok(Self::blob_created(name, digest));
             }
         }

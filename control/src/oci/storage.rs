@@ -12,12 +12,35 @@
 //!
 //! Repository name components never start with `_`, so `_manifests` and `_tags` cannot clash
 //! with a nested repository.
+//!
+//! With [`SharedFiles`] (a cluster of servers on one Postgres database) the same layout is kept
+//! in the database too, each file named `registry/<path above>`, e.g.
+//! `registry/blobs/sha256/<hex>` or `registry/repositories/<name>/_tags/<tag>`:
+//! - every write (a committed blob, a manifest and its link, a tag set or removed, a manifest
+//!   unlinked) goes to the local file first, then to the shared one (write-through);
+//! - the mutable files (links, tags, and the repository and tag lists made from them) are read
+//!   from the database only: another server may have changed them, so the local copies are
+//!   never read;
+//! - blobs are content-addressed, so the local directory is a cache: a blob missing here is
+//!   fetched from the database, its sha256 checked (a mismatch is refused, never served or
+//!   cached), stored here, then served;
+//! - `uploads/` and `tmp/` stay local: a chunked upload must go to one server from start to end.
+//!
+//! A repository then exists while it has a linked manifest (locally, while its `_manifests`
+//! directory exists).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
+
+use crate::store::SharedFiles;
+
+/// A failure of the shared files as an I/O error of the storage.
+fn shared_error(error: crate::Error) -> io::Error {
+    io::Error::other(format!("shared registry files: {error}"))
+}
 
 /// `sha256:<64 hex>` split into its hex part; the only algorithm this registry stores.
 pub(super) fn digest_hex(digest: &str) -> Option<&str> {
@@ -77,6 +100,8 @@ pub(super) fn valid_upload_id(id: &str) -> bool {
 
 pub(super) struct Storage {
     root: PathBuf,
+    /// The cluster's shared copy; `None` on a single server (SQLite).
+    shared: Option<SharedFiles>,
 }
 
 impl Storage {
@@ -90,7 +115,30 @@ impl Storage {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        Ok(Self { root })
+        Ok(Self { root, shared: None })
+    }
+
+    pub fn set_shared(&mut self, shared: Option<SharedFiles>) {
+        self.shared = shared;
+    }
+
+    /// The shared file's name for a local path under the root: `registry/<relative path>`.
+    fn shared_name(&self, path: &Path) -> String {
+        let relative = path.strip_prefix(&self.root).expect("a path under the registry root");
+        let parts: Vec<_> = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect();
+        format!("registry/{}", parts.join("/"))
+    }
+
+    /// The names in the shared files starting with `prefix` (checked here too, so a `LIKE`
+    /// wildcard in the prefix cannot widen the answer).
+    async fn shared_list(shared: &SharedFiles, prefix: &str) -> io::Result<Vec<String>> {
+        let mut names = shared.list(prefix).await.map_err(shared_error)?;
+        names.retain(|name| name.starts_with(prefix));
+        Ok(names)
+    }
+
+    async fn shared_exists(shared: &SharedFiles, name: &str) -> io::Result<bool> {
+        Ok(Self::shared_list(shared, name).await?.iter().any(|n| n == name))
     }
 
     /// Where the blob with this (valid) digest lives.
@@ -118,13 +166,64 @@ impl Storage {
         self.repository(name).join("_tags").join(tag)
     }
 
-    pub async fn blob_exists(&self, digest: &str) -> bool {
-        tokio::fs::metadata(self.blob_path(digest)).await.is_ok_and(|m| m.is_file())
+    /// Whether the registry has the blob: here, or (shared) in the database.
+    pub async fn blob_exists(&self, digest: &str) -> io::Result<bool> {
+        let path = self.blob_path(digest);
+        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+            return Ok(true);
+        }
+        match &self.shared {
+            Some(shared) => Self::shared_exists(shared, &self.shared_name(&path)).await,
+            None => Ok(false),
+        }
     }
 
-    /// Moves a finished, verified file into the blob store.
+    /// Makes sure the blob is in the local directory, fetching it from the shared files when
+    /// it is not; false if the registry does not have it. A shared blob whose content does not
+    /// hash to its digest is an `InvalidData` error and is not kept.
+    pub async fn cache_blob(&self, digest: &str) -> io::Result<bool> {
+        let path = self.blob_path(digest);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => return Ok(true),
+            Ok(_) => return Err(io::Error::other(format!("{} is not a file", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let Some(shared) = &self.shared else { return Ok(false) };
+        let Some(bytes) = shared.get(&self.shared_name(&path)).await.map_err(shared_error)? else {
+            return Ok(false);
+        };
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the shared blob {digest} is corrupt: its content's digest is {actual}"),
+            ));
+        }
+        self.write_atomic(&path, &bytes).await?;
+        Ok(true)
+    }
+
+    /// Moves a finished, verified file into the blob store (and, shared, into the database
+    /// unless it is there already). If the database refuses it, the local file goes too, so
+    /// the blob is not half committed.
     pub async fn commit_blob(&self, file: &Path, digest: &str) -> io::Result<()> {
-        tokio::fs::rename(file, self.blob_path(digest)).await
+        let path = self.blob_path(digest);
+        tokio::fs::rename(file, &path).await?;
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let name = self.shared_name(&path);
+        let result = async {
+            if !Self::shared_exists(shared, &name).await? {
+                let bytes = tokio::fs::read(&path).await?;
+                shared.put(&name, &bytes).await.map_err(shared_error)?;
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        result
     }
 
     /// Writes `bytes` to `path` through a synced temp file and a rename.
@@ -140,55 +239,93 @@ impl Storage {
         tokio::fs::rename(&temp, path).await
     }
 
-    pub async fn repository_exists(&self, name: &str) -> bool {
-        tokio::fs::metadata(self.repository(name).join("_manifests")).await.is_ok()
+    pub async fn repository_exists(&self, name: &str) -> io::Result<bool> {
+        let manifests = self.repository(name).join("_manifests");
+        match &self.shared {
+            Some(shared) => {
+                let prefix = format!("{}/", self.shared_name(&manifests));
+                Ok(!Self::shared_list(shared, &prefix).await?.is_empty())
+            }
+            None => Ok(tokio::fs::metadata(manifests).await.is_ok()),
+        }
+    }
+
+    /// A small mutable file (link, tag): from the shared files when shared, else from disk.
+    async fn read_small(&self, path: &Path) -> io::Result<Option<String>> {
+        if let Some(shared) = &self.shared {
+            let bytes = shared.get(&self.shared_name(path)).await.map_err(shared_error)?;
+            return bytes
+                .map(|b| String::from_utf8(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)))
+                .transpose();
+        }
+        match tokio::fs::read_to_string(path).await {
+            Ok(content) => Ok(Some(content)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a small mutable file here, then (shared) to the database.
+    async fn write_small(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.write_atomic(path, bytes).await?;
+        if let Some(shared) = &self.shared {
+            shared.put(&self.shared_name(path), bytes).await.map_err(shared_error)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a small mutable file here and (shared) from the database; whether it existed
+    /// (in the database when shared: that copy is the one read).
+    async fn remove_small(&self, path: &Path) -> io::Result<bool> {
+        let local = match tokio::fs::remove_file(path).await {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        match &self.shared {
+            Some(shared) => shared.delete(&self.shared_name(path)).await.map_err(shared_error),
+            None => Ok(local),
+        }
     }
 
     /// The media type of manifest `digest` in repository `name`, if it is linked there.
     pub async fn manifest_link(&self, name: &str, digest: &str) -> io::Result<Option<String>> {
-        match tokio::fs::read_to_string(self.link_path(name, digest)).await {
-            Ok(media_type) => Ok(Some(media_type)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.read_small(&self.link_path(name, digest)).await
     }
 
     /// Stores a manifest's bytes as a blob and links it into `name`.
     pub async fn put_manifest(&self, name: &str, digest: &str, media_type: &str, bytes: &[u8]) -> io::Result<()> {
-        if !self.blob_exists(digest).await {
-            self.write_atomic(&self.blob_path(digest), bytes).await?;
+        let blob = self.blob_path(digest);
+        if !tokio::fs::metadata(&blob).await.is_ok_and(|m| m.is_file()) {
+            self.write_atomic(&blob, bytes).await?;
         }
-        self.write_atomic(&self.link_path(name, digest), media_type.as_bytes()).await
+        if let Some(shared) = &self.shared {
+            let blob_name = self.shared_name(&blob);
+            if !Self::shared_exists(shared, &blob_name).await? {
+                shared.put(&blob_name, bytes).await.map_err(shared_error)?;
+            }
+        }
+        self.write_small(&self.link_path(name, digest), media_type.as_bytes()).await
     }
 
     pub async fn tag(&self, name: &str, tag: &str) -> io::Result<Option<String>> {
-        match tokio::fs::read_to_string(self.tag_path(name, tag)).await {
-            Ok(digest) => Ok(Some(digest.trim().to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.read_small(&self.tag_path(name, tag)).await?.map(|digest| digest.trim().to_string()))
     }
 
     pub async fn set_tag(&self, name: &str, tag: &str, digest: &str) -> io::Result<()> {
-        self.write_atomic(&self.tag_path(name, tag), digest.as_bytes()).await
+        self.write_small(&self.tag_path(name, tag), digest.as_bytes()).await
     }
 
     /// Removes a tag; false if it did not exist.
     pub async fn delete_tag(&self, name: &str, tag: &str) -> io::Result<bool> {
-        match tokio::fs::remove_file(self.tag_path(name, tag)).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.remove_small(&self.tag_path(name, tag)).await
     }
 
     /// Unlinks a manifest from `name` with every tag pointing at it; false if it was not linked.
     /// The blob stays: other repositories may hold the same content.
     pub async fn delete_manifest(&self, name: &str, digest: &str) -> io::Result<bool> {
-        match tokio::fs::remove_file(self.link_path(name, digest)).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        if !self.remove_small(&self.link_path(name, digest)).await? {
+            return Ok(false);
         }
         for tag in self.tags(name).await? {
             if self.tag(name, &tag).await?.as_deref() == Some(digest) {
@@ -201,6 +338,16 @@ impl Storage {
     /// The tags of `name`, sorted.
     pub async fn tags(&self, name: &str) -> io::Result<Vec<String>> {
         let dir = self.repository(name).join("_tags");
+        if let Some(shared) = &self.shared {
+            let prefix = format!("{}/", self.shared_name(&dir));
+            let mut tags: Vec<String> = Self::shared_list(shared, &prefix)
+                .await?
+                .into_iter()
+                .filter_map(|n| n.strip_prefix(&prefix).filter(|t| valid_tag(t)).map(str::to_string))
+                .collect();
+            tags.sort();
+            return Ok(tags);
+        }
         let mut tags = Vec::new();
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(entries) => entries,
@@ -219,6 +366,20 @@ impl Storage {
     /// Every repository (a directory holding `_manifests`), sorted.
     pub async fn repositories(&self) -> io::Result<Vec<String>> {
         let root = self.root.join("repositories");
+        if let Some(shared) = &self.shared {
+            // Every link is `registry/repositories/<name>/_manifests/sha256/<hex>`.
+            let prefix = format!("{}/", self.shared_name(&root));
+            let mut found: Vec<String> = Self::shared_list(shared, &prefix)
+                .await?
+                .iter()
+                .filter_map(|n| n.strip_prefix(&prefix)?.split_once("/_manifests/").map(|(name, _)| name))
+                .filter(|name| valid_name(name))
+                .map(str::to_string)
+                .collect();
+            found.sort();
+            found.dedup();
+            return Ok(found);
+        }
         tokio::task::spawn_blocking(move || {
             let mut found = Vec::new();
             let mut pending = vec![(root, String::new())];

@@ -321,3 +321,185 @@ async fn bad_names_methods_and_paths_answer_spec_errors() {
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(denied.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"wharf\"");
 }
+
+// --- Two servers sharing one registry through Postgres --------------------------------------
+
+/// Runs `test` with the shared files of a fresh database `wharf_t_<random>` on the test
+/// Postgres, then drops the database, also when the test fails.
+async fn with_shared_files<F, Fut>(test: F)
+where
+    F: FnOnce(crate::store::SharedFiles) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let url = std::env::var("WHARF_TEST_DATABASE_URL")
+        .expect("set WHARF_TEST_DATABASE_URL (scripts/test starts Debian's postgresql)");
+    let options: PgConnectOptions = url.parse().expect("WHARF_TEST_DATABASE_URL is a postgres:// URL");
+    let admin =
+        PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await.expect("connect to Postgres");
+    let database = format!("wharf_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin).await.unwrap();
+    let pool = PgPoolOptions::new().max_connections(2).connect_with(options.database(&database)).await.unwrap();
+    let outcome = match crate::store::SharedFiles::init(pool.clone()).await {
+        Ok(files) => tokio::spawn(test(files)).await.map_err(|e| e.into_panic()),
+        Err(e) => Err(Box::new(format!("shared files: {e}")) as Box<dyn std::any::Any + Send>),
+    };
+    pool.close().await;
+    let dropped =
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)"))).execute(&admin).await;
+    admin.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    dropped.expect("drop the test database");
+}
+
+/// Two servers' registries: each its own directory, one database.
+fn two_servers(files: &crate::store::SharedFiles) -> (tempfile::TempDir, Registry, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Registry::open(dir.path().join("a")).unwrap().with_shared(Some(files.clone()));
+    let b = Registry::open(dir.path().join("b")).unwrap().with_shared(Some(files.clone()));
+    (dir, a, b)
+}
+
+#[tokio::test]
+async fn an_image_pushed_through_one_server_is_pulled_through_another() {
+    with_shared_files(|files| async move {
+        let (dir, a, b) = two_servers(&files);
+        assert_eq!((a.max_blob_size, b.max_blob_size), (MAX_SHARED_BLOB_SIZE, MAX_SHARED_BLOB_SIZE));
+        // A monolithic upload and a chunked one, both through server a.
+        let config = push_blob(&a, "lib/app", b"{}").await;
+        let start = call(&a, "POST", "/v2/lib/app/blobs/uploads/", &[], Body::empty()).await;
+        let location = start.header("location").to_string();
+        assert_eq!(call(&a, "PATCH", &location, &[], "\0asm").await.status, StatusCode::ACCEPTED);
+        let layer = sha256_digest(b"\0asm layer");
+        let done = call(&a, "PUT", &format!("{location}?digest={layer}"), &[], " layer").await;
+        assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.body);
+        let manifest = image_manifest(&config, &[&layer]);
+        let digest = sha256_digest(&manifest);
+        let put = call(&a, "PUT", "/v2/lib/app/manifests/v1", &[], manifest.clone()).await;
+        assert_eq!(put.status, StatusCode::CREATED, "{:?}", put.body);
+
+        // Server b has none of it on disk and serves all of it.
+        let b_blobs = dir.path().join("b/blobs/sha256");
+        assert!(!b_blobs.join(digest_hex(&layer).unwrap()).exists());
+        for reference in ["v1", digest.as_str()] {
+            let get = call(&b, "GET", &format!("/v2/lib/app/manifests/{reference}"), &[], Body::empty()).await;
+            assert_eq!(get.status, StatusCode::OK, "{reference}: {:?}", get.body);
+            assert_eq!(get.header("content-type"), OCI_MANIFEST);
+            assert_eq!(get.header("docker-content-digest"), digest);
+            assert_eq!(&get.body[..], &manifest[..]);
+        }
+        let head = call(&b, "HEAD", &format!("/v2/lib/app/blobs/{config}"), &[], Body::empty()).await;
+        assert_eq!((head.status, head.header("content-length")), (StatusCode::OK, "2"));
+        let get = call(&b, "GET", &format!("/v2/lib/app/blobs/{layer}"), &[], Body::empty()).await;
+        assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"\0asm layer"[..]));
+        // Fetched once, then kept in b's cache.
+        assert_eq!(std::fs::read(b_blobs.join(digest_hex(&layer).unwrap())).unwrap(), b"\0asm layer");
+
+        let tags = call(&b, "GET", "/v2/lib/app/tags/list", &[], Body::empty()).await;
+        assert_eq!(tags.json(), json!({"name": "lib/app", "tags": ["v1"]}));
+        let catalog = call(&b, "GET", "/v2/_catalog", &[], Body::empty()).await;
+        assert_eq!(catalog.json(), json!({"repositories": ["lib/app"]}));
+        // Server b knows the blobs a received: a mount and a manifest in another repository.
+        let mount =
+            call(&b, "POST", &format!("/v2/other/blobs/uploads/?mount={config}&from=lib/app"), &[], Body::empty())
+                .await;
+        assert_eq!(mount.status, StatusCode::CREATED);
+        let bare = image_manifest(&config, &[]);
+        assert_eq!(call(&b, "PUT", "/v2/other/manifests/v1", &[], bare).await.status, StatusCode::CREATED);
+        let catalog = call(&a, "GET", "/v2/_catalog", &[], Body::empty()).await;
+        assert_eq!(catalog.json(), json!({"repositories": ["lib/app", "other"]}));
+
+        // The shared limit holds on every upload path, and a refused blob is stored nowhere.
+        let mut small = Registry::open(dir.path().join("c")).unwrap().with_shared(Some(files.clone()));
+        small.max_blob_size = 8;
+        let big = sha256_digest(b"0123456789");
+        let reply = call(&small, "POST", &format!("/v2/a/blobs/uploads/?digest={big}"), &[], "0123456789").await;
+        assert_eq!((reply.status, reply.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"));
+        let start = call(&small, "POST", "/v2/a/blobs/uploads/", &[], Body::empty()).await;
+        let location = start.header("location").to_string();
+        let reply = call(&small, "PUT", &format!("{location}?digest={big}"), &[], "0123456789").await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(call(&b, "HEAD", &format!("/v2/a/blobs/{big}"), &[], Body::empty()).await.status, 404);
+        assert!(files.get(&format!("registry/blobs/sha256/{}", digest_hex(&big).unwrap())).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tags_moved_or_deleted_on_one_server_are_seen_by_another() {
+    with_shared_files(|files| async move {
+        let (_dir, a, b) = two_servers(&files);
+        let config = push_blob(&a, "app", b"{}").await;
+        let one = image_manifest(&config, &[]);
+        let mut two: serde_json::Value = serde_json::from_slice(&one).unwrap();
+        two["annotations"] = json!({"n": "2"});
+        let two = two.to_string().into_bytes();
+        let (one_digest, two_digest) = (sha256_digest(&one), sha256_digest(&two));
+        for (tag, manifest) in [("latest", &one), ("v1", &one), ("v2", &two)] {
+            let put = call(&a, "PUT", &format!("/v2/app/manifests/{tag}"), &[], manifest.clone()).await;
+            assert_eq!(put.status, StatusCode::CREATED);
+        }
+        let latest = call(&b, "HEAD", "/v2/app/manifests/latest", &[], Body::empty()).await;
+        assert_eq!(latest.header("docker-content-digest"), one_digest);
+
+        // Retag through b: a sees the tag's new manifest.
+        let put = call(&b, "PUT", "/v2/app/manifests/latest", &[], two.clone()).await;
+        assert_eq!(put.status, StatusCode::CREATED);
+        let latest = call(&a, "GET", "/v2/app/manifests/latest", &[], Body::empty()).await;
+        assert_eq!((latest.header("docker-content-digest"), &latest.body[..]), (two_digest.as_str(), &two[..]));
+
+        // A tag deleted through a is gone on b.
+        assert_eq!(call(&a, "DELETE", "/v2/app/manifests/v2", &[], Body::empty()).await.status, 202);
+        let gone = call(&b, "GET", "/v2/app/manifests/v2", &[], Body::empty()).await;
+        assert_eq!((gone.status, gone.code().as_str()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"));
+        assert_eq!(call(&b, "DELETE", "/v2/app/manifests/v2", &[], Body::empty()).await.status, 404);
+        let tags = call(&b, "GET", "/v2/app/tags/list", &[], Body::empty()).await;
+        assert_eq!(tags.json(), json!({"name": "app", "tags": ["latest", "v1"]}));
+
+        // A manifest deleted through b, with its tags, is gone on a.
+        let delete = call(&b, "DELETE", &format!("/v2/app/manifests/{one_digest}"), &[], Body::empty()).await;
+        assert_eq!(delete.status, 202);
+        let gone = call(&a, "GET", &format!("/v2/app/manifests/{one_digest}"), &[], Body::empty()).await;
+        assert_eq!(gone.code(), "MANIFEST_UNKNOWN");
+        assert_eq!(call(&a, "GET", "/v2/app/manifests/v1", &[], Body::empty()).await.code(), "MANIFEST_UNKNOWN");
+        let tags = call(&a, "GET", "/v2/app/tags/list", &[], Body::empty()).await;
+        assert_eq!(tags.json(), json!({"name": "app", "tags": ["latest"]}));
+        let kept = call(&a, "GET", &format!("/v2/app/manifests/{two_digest}"), &[], Body::empty()).await;
+        assert_eq!(kept.status, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_corrupt_shared_blob_is_refused_not_served() {
+    with_shared_files(|files| async move {
+        let (dir, a, b) = two_servers(&files);
+        let layer = push_blob(&a, "app", b"the real layer").await;
+        let config = push_blob(&a, "app", b"{}").await;
+        let manifest = image_manifest(&config, &[&layer]);
+        let digest = sha256_digest(&manifest);
+        assert_eq!(call(&a, "PUT", "/v2/app/manifests/v1", &[], manifest.clone()).await.status, 201);
+        let hex = digest_hex(&layer).unwrap();
+        files.put(&format!("registry/blobs/sha256/{hex}"), b"tampered").await.unwrap();
+        files.put(&format!("registry/blobs/sha256/{}", digest_hex(&digest).unwrap()), b"{}").await.unwrap();
+
+        for method in ["GET", "HEAD"] {
+            let reply = call(&b, method, &format!("/v2/app/blobs/{layer}"), &[], Body::empty()).await;
+            assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{method}");
+            assert!(!reply.body.windows(8).any(|w| w == b"tampered"));
+        }
+        let reply = call(&b, "GET", "/v2/app/manifests/v1", &[], Body::empty()).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        // Nothing corrupt was cached on b.
+        assert!(!dir.path().join("b/blobs/sha256").join(hex).exists());
+        assert!(!dir.path().join("b/blobs/sha256").join(digest_hex(&digest).unwrap()).exists());
+        // Server a verified its copies when they were pushed and still serves them.
+        let get = call(&a, "GET", &format!("/v2/app/blobs/{layer}"), &[], Body::empty()).await;
+        assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"the real layer"[..]));
+        let get = call(&a, "GET", "/v2/app/manifests/v1", &[], Body::empty()).await;
+        assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &manifest[..]));
+    })
+    .await;
+}
