@@ -145,3 +145,138 @@ async fn events_replayed_after_reopen_carry_the_previous_state() {
     assert_eq!(deleted.kind, EventType::Deleted);
     assert_eq!(deleted.previous.as_ref().unwrap().rev, updated);
 }
+
+/// A fresh Postgres database `wharf_t_<random>` on the server `WHARF_TEST_DATABASE_URL` names,
+/// dropped when this guard is (also when the test fails).
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        let admin = std::env::var("WHARF_TEST_DATABASE_URL")
+            .expect("set WHARF_TEST_DATABASE_URL (scripts/test starts Debian's postgresql)");
+        let name = format!("wharf_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = admin_pool(&admin).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+        pool.close().await;
+        let url = with_database(&admin, &name);
+        Self { admin, name, url }
+    }
+
+    /// A small pool on the test database.
+    async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Its own runtime: drop runs inside the test's, which may be shutting down.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let pool = admin_pool(&admin).await;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let result = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                pool.close().await;
+                result.map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+async fn admin_pool(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to WHARF_TEST_DATABASE_URL ({}): {e}", Datastore::redact(url)))
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let authority = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let path = url[authority..].find('/').map(|i| authority + i).unwrap_or(url.len());
+    let query = url[path..].find('?').map(|i| &url[path + i..]).unwrap_or("");
+    format!("{}/{database}{query}", &url[..path])
+}
+
+#[test]
+fn test_database_urls_name_the_database() {
+    assert_eq!(with_database("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");
+    assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    assert_eq!(with_database("postgresql://h", "x"), "postgresql://h/x");
+}
+
+#[tokio::test]
+async fn shared_files_put_get_list_delete() {
+    let db = TestDb::create().await;
+    let pool = db.pool().await;
+    let files = SharedFiles::init(pool.clone()).await.unwrap();
+    SharedFiles::init(pool.clone()).await.unwrap(); // idempotent
+    assert_eq!(files.get("pki/ca.crt").await.unwrap(), None);
+    files.put("pki/ca.crt", b"cert 1").await.unwrap();
+    files.put("pki/ca.crt", b"cert 2").await.unwrap();
+    assert_eq!(files.get("pki/ca.crt").await.unwrap().as_deref(), Some(&b"cert 2"[..]));
+    let binary: Vec<u8> = (0..=255).collect();
+    files.put("registry/blobs/sha256/00", &binary).await.unwrap();
+    files.put("registry/blobs/sha256/01", b"").await.unwrap();
+    files.put("registry/repositories/a_b/_tags/v1", b"x").await.unwrap();
+    files.put("registry/repositories/axb/_tags/v1", b"x").await.unwrap();
+    files.put("registry/repositories/a%/_tags/v1", b"x").await.unwrap();
+    assert_eq!(files.get("registry/blobs/sha256/00").await.unwrap(), Some(binary));
+    assert_eq!(files.get("registry/blobs/sha256/01").await.unwrap(), Some(Vec::new()));
+
+    assert_eq!(files.list("registry/blobs/").await.unwrap(), ["registry/blobs/sha256/00", "registry/blobs/sha256/01"]);
+    // `_` and `%` are literal characters of a prefix, not LIKE wildcards.
+    assert_eq!(files.list("registry/repositories/a_").await.unwrap(), ["registry/repositories/a_b/_tags/v1"]);
+    assert_eq!(files.list("registry/repositories/a%").await.unwrap(), ["registry/repositories/a%/_tags/v1"]);
+    let all = files.list("").await.unwrap();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!((all.len(), &all), (6, &sorted));
+
+    assert!(files.delete("pki/ca.crt").await.unwrap());
+    assert!(!files.delete("pki/ca.crt").await.unwrap());
+    assert_eq!(files.get("pki/ca.crt").await.unwrap(), None);
+    assert_eq!(files.put_if_absent("pki/ca.crt", b"first").await.unwrap(), b"first");
+    assert_eq!(files.put_if_absent("pki/ca.crt", b"second").await.unwrap(), b"first");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_put_if_absent_from_two_servers_agree_on_one_winner() {
+    let db = TestDb::create().await;
+    let (pool_a, pool_b) = (db.pool().await, db.pool().await);
+    // Both servers create the table at once, as two servers starting together do.
+    let (a, b) = tokio::join!(SharedFiles::init(pool_a.clone()), SharedFiles::init(pool_b.clone()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for round in 0..20 {
+        let name = format!("pki/key-{round}");
+        let (wa, wb) = tokio::join!(
+            tokio::spawn({
+                let (a, name) = (a.clone(), name.clone());
+                async move { a.put_if_absent(&name, b"from a").await.unwrap() }
+            }),
+            tokio::spawn({
+                let (b, name) = (b.clone(), name.clone());
+                async move { b.put_if_absent(&name, b"from b").await.unwrap() }
+            }),
+        );
+        let (wa, wb) = (wa.unwrap(), wb.unwrap());
+        assert_eq!(wa, wb, "round {round}: both servers see the same winner");
+        assert!(wa == b"from a" || wa == b"from b");
+        assert_eq!(a.get(&name).await.unwrap(), Some(wa.clone()));
+        assert_eq!(b.get(&name).await.unwrap(), Some(wa));
+    }
+    pool_a.close().await;
+    pool_b.close().await;
+}
