@@ -1,7 +1,9 @@
 //! `wharf agent` and the agent `wharf server` runs in-process: both join the cluster the same way
-//! (URL + node join token, the cluster CA fetched from `/cacerts` and checked against the hash
-//! the token pins, the join token exchanged for the node's own credential, kept in the data dir
-//! as `node.token`), then run the node agent with the shims this binary has.
+//! (server URLs + node join token, the cluster CA fetched from `/cacerts` and checked against the
+//! hash the token pins, the join token exchanged for the node's own credential, kept in the data
+//! dir as `node.token`), then run the node agent with the shims this binary has. Given several
+//! servers of one control plane, every API request fails over between them
+//! ([`wharf_runtime::api_client`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,8 @@ use wharf_shim::http::ProxyHandler;
 
 /// How an agent joins and runs.
 pub struct JoinOptions {
-    pub server: String,
+    /// The API servers of one control plane (at least one), tried in this order.
+    pub servers: Vec<String>,
     pub token: String,
     pub name: String,
     pub data_dir: PathBuf,
@@ -43,28 +46,42 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "wharf-node".into())
 }
 
-/// Fetches the cluster CA and checks it against the hash pinned in the join token.
-async fn fetch_ca(server: &str, token: &str) -> anyhow::Result<String> {
+/// Fetches the cluster CA from the first of `servers` that answers and checks it against the
+/// hash pinned in the join token; returns it and the server it came from.
+async fn fetch_ca<'a>(servers: &'a [String], token: &str) -> anyhow::Result<(String, &'a str)> {
     let pinned = wharf_control::auth::tokens::node_token_ca_hash(token)
         .context("the node token is not a Wharf join token (expected wharf1.<ca hash>.<secret>)")?;
     let client = wharf_control::api::agent_client();
-    let url = format!("{}/cacerts", server.trim_end_matches('/'));
-    let pem = client.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?.text().await?;
-    let actual = wharf_control::auth::tokens::hex(&Sha256::digest(pem.as_bytes()));
-    if actual != pinned {
-        bail!("the CA served by {server} does not match the join token; refusing to trust it");
+    let mut unreachable = Vec::new();
+    for server in servers {
+        let url = format!("{}/cacerts", server.trim_end_matches('/'));
+        let pem = match client.get(&url).send().await {
+            Ok(response) => response.text().await.with_context(|| format!("{url}: cannot read the answer"))?,
+            Err(e) => {
+                tracing::warn!(server = %server, error = %e, "cannot reach the server; trying the next");
+                unreachable.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        let actual = wharf_control::auth::tokens::hex(&Sha256::digest(pem.as_bytes()));
+        if actual != pinned {
+            bail!("the CA served by {server} does not match the join token; refusing to trust it");
+        }
+        return Ok((pem, server));
     }
-    Ok(pem)
+    bail!("cannot reach any API server: {}", unreachable.join("; "))
 }
 
-/// A kubeconfig for `server` (trusting `ca_pem`) with a bearer `token`.
-fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> serde_json::Value {
+/// A kubeconfig for `servers` (the first as `server`, all in the `wharf.dev/servers` extension),
+/// trusting `ca_pem`, with a bearer `token`.
+fn kubeconfig(servers: &[String], ca_pem: &str, token: &str) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "wharf", "cluster": {
-            "server": server,
+            "server": servers.first(),
             "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+            "extensions": [wharf_runtime::api_client::servers_extension(servers)],
         }}],
         "users": [{"name": "node", "user": {"token": token}}],
         "contexts": [{"name": "wharf", "context": {"cluster": "wharf", "user": "node"}}],
@@ -72,18 +89,17 @@ fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> serde_json::Value {
     })
 }
 
-/// A client of the API at `server` presenting `token`.
-async fn client_with(server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
-    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(kubeconfig(server, ca_pem, token))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+/// A client of the API at `servers` (failing over between them) presenting `token`.
+async fn client_with(servers: &[String], ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(kubeconfig(servers, ca_pem, token))?;
+    Ok(wharf_runtime::api_client::from_kubeconfig(kubeconfig).await?)
 }
 
-/// Writes the agent's kubeconfig (server, CA, node credential) and builds a client from it.
-async fn client(dir: &Path, server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+/// Writes the agent's kubeconfig (servers, CA, node credential) and builds a client from it.
+async fn client(dir: &Path, servers: &[String], ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
     let path = dir.join("kubeconfig.yaml");
-    wharf_control::auth::pki::write_private(&path, &serde_yaml::to_string(&kubeconfig(server, ca_pem, token))?)?;
-    client_with(server, ca_pem, token).await
+    wharf_control::auth::pki::write_private(&path, &serde_yaml::to_string(&kubeconfig(servers, ca_pem, token))?)?;
+    client_with(servers, ca_pem, token).await
 }
 
 /// Where the agent keeps its node credential.
@@ -96,12 +112,13 @@ async fn node_credential(options: &JoinOptions, ca_pem: &str) -> anyhow::Result<
     let path = options.data_dir.join(NODE_CREDENTIAL_FILE);
     if let Ok(kept) = std::fs::read_to_string(&path) {
         let kept = kept.trim();
-        if !kept.is_empty() && still_valid(&options.server, ca_pem, kept, &options.name).await {
+        if !kept.is_empty() && still_valid(&options.servers, ca_pem, kept, &options.name).await {
             return Ok(kept.to_string());
         }
         tracing::info!("the kept node credential no longer authenticates this node; joining again");
     }
-    let bootstrap = client_with(&options.server, ca_pem, &options.token).await?;
+    // A POST: sent again to the next server only when the previous one could not be reached.
+    let bootstrap = client_with(&options.servers, ca_pem, &options.token).await?;
     let body = serde_json::to_vec(&serde_json::json!({"nodeName": options.name}))?;
     let request = http::Request::post(NODE_CREDENTIALS_PATH).header("content-type", "application/json").body(body)?;
     let answer: serde_json::Value = bootstrap
@@ -119,8 +136,8 @@ const NODE_CREDENTIALS_PATH: &str = "/wharf/v1/node-credentials";
 
 /// Whether `token` still authenticates as node `name`: a SelfSubjectReview names its user; a
 /// server that answers it otherwise than 401 (not served yet, unreachable) keeps the token.
-async fn still_valid(server: &str, ca_pem: &str, token: &str, name: &str) -> bool {
-    let Ok(client) = client_with(server, ca_pem, token).await else { return false };
+async fn still_valid(servers: &[String], ca_pem: &str, token: &str, name: &str) -> bool {
+    let Ok(client) = client_with(servers, ca_pem, token).await else { return false };
     let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
     let Ok(body) = serde_json::to_vec(&review) else { return false };
     let Ok(request) = http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
@@ -174,20 +191,21 @@ fn shims(data_dir: &Path, max_pods: u32) -> anyhow::Result<Vec<Arc<dyn Shim>>> {
     Ok(shims)
 }
 
-/// Joins the cluster at `options.server` and runs the agent until the task ends.
+/// Joins the cluster at `options.servers` and runs the agent until the task ends.
 pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data dir {}", options.data_dir.display()))?;
-    let ca_pem = fetch_ca(&options.server, &options.token).await?;
+    let (ca_pem, answered) = fetch_ca(&options.servers, &options.token).await?;
     // The join token only buys the node its own credential, which it uses for everything else.
     let credential = node_credential(&options, &ca_pem).await?;
-    let client = client(&options.data_dir, &options.server, &ca_pem, &credential).await?;
+    let client = client(&options.data_dir, &options.servers, &ca_pem, &credential).await?;
     let address = options.node_ip.clone().unwrap_or_else(|| {
         if options.listen.ip().is_unspecified() { "127.0.0.1".into() } else { options.listen.ip().to_string() }
     });
     let images = images_puller(
         &options.data_dir.join("images"),
-        &options.server,
+        // The embedded registry behind image references without a host: a server that answered.
+        answered,
         &ca_pem,
         &credential,
         &options.insecure_registries,

@@ -131,12 +131,13 @@ pub async fn run(args: FnArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The API client `wharf image|fn|token` use: as the kubeconfig describes, failing over across
+/// the servers its cluster lists (`wharf.dev/servers`, else `server`).
 pub(crate) async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let shown = kubeconfig.display();
     let config = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("{shown}: cannot read the kubeconfig (is the server running? see --kubeconfig)"))?;
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    wharf_runtime::api_client::from_kubeconfig(config).await.with_context(|| shown.to_string())
 }
 
 /// A plain-HTTP client for the gateways (reqwest is built without a default TLS provider).

@@ -118,6 +118,11 @@ impl Cluster {
         let user = context["user"].as_str().and_then(|name| named("users", name, "user")).unwrap_or_default();
 
         let server = cluster["server"].as_str().with_context(|| format!("{shown}: the cluster has no server"))?;
+        // Every server of the control plane serves the registry: the first one listening.
+        let servers = serde_yaml::from_value(config.clone())
+            .map(|k| wharf_runtime::api_client::kubeconfig_servers(&k))
+            .unwrap_or_default();
+        let server = first_listening(&servers).unwrap_or(server);
         let (plain_http, rest) = match (server.strip_prefix("https://"), server.strip_prefix("http://")) {
             (Some(rest), _) => (false, rest),
             (None, Some(rest)) => (true, rest),
@@ -156,6 +161,26 @@ impl Cluster {
     fn credentials(&self) -> Credentials {
         self.token.clone().map(Credentials::Bearer).unwrap_or_default()
     }
+}
+
+/// How long `wharf image` waits for one server's TCP connection when the kubeconfig lists others.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The first of several `servers` (URLs) that accepts a TCP connection; none when there is only
+/// one to choose from.
+fn first_listening(servers: &[String]) -> Option<&str> {
+    if servers.len() < 2 {
+        return None;
+    }
+    servers.iter().map(String::as_str).find(|server| {
+        let Ok(uri) = server.parse::<http::Uri>() else { return false };
+        let Some(host) = uri.host() else { return false };
+        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map(|mut addrs| addrs.any(|addr| std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).is_ok()))
+            .unwrap_or(false)
+    })
 }
 
 /// Blobs and manifests ready to push; manifests in order, the tagged one last.
@@ -646,6 +671,26 @@ mod tests {
         assert_eq!(cluster.credentials(), Credentials::Bearer("s3cret".into()));
         let missing = Cluster::load(&dir.path().join("nope.yaml")).unwrap_err().to_string();
         assert!(missing.contains("nope.yaml: cannot read the kubeconfig"), "{missing}");
+    }
+
+    #[test]
+    fn several_servers_give_the_registry_of_the_first_listening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig.yaml");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live = live.local_addr().map(|addr| (addr, live)).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: wharf\nclusters:\n- name: wharf\n  cluster:\n    server: https://{closed}\n\
+                 \x20   extensions:\n    - name: wharf.dev/servers\n      extension: {{servers: [https://{closed}, https://{}]}}\n\
+                 users:\n- name: admin\n  user: {{token: t}}\ncontexts:\n- name: wharf\n  context: {{cluster: wharf, user: admin}}\n",
+                live.0
+            ),
+        )
+        .unwrap();
+        assert_eq!(Cluster::load(&path).unwrap().registry, live.0.to_string());
     }
 
     #[test]

@@ -74,9 +74,11 @@ enum Command {
     },
     /// Run a node agent that joins a cluster.
     Agent {
-        /// The API server, e.g. https://10.0.0.1:6443.
-        #[arg(long)]
-        server: String,
+        /// The API server, e.g. https://10.0.0.1:6443; several servers of one control plane
+        /// comma-separated or repeated (https://a:6443,https://b:6443): the agent fails over
+        /// between them.
+        #[arg(long = "server", value_name = "URL", required = true, value_delimiter = ',')]
+        servers: Vec<String>,
         /// File holding the node join token (the server writes DIR/node-token).
         #[arg(long)]
         token_file: PathBuf,
@@ -269,7 +271,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 let Ok((url, token)) = ready_rx.await else { return std::future::pending().await };
                 let options = agent::JoinOptions {
-                    server: url,
+                    servers: vec![url],
                     token,
                     name: node_name.unwrap_or_else(agent::hostname),
                     data_dir: agent_dir,
@@ -291,11 +293,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Agent { server, token_file, name, data_dir, listen, node_ip, tuning } => {
+        Command::Agent { servers, token_file, name, data_dir, listen, node_ip, tuning } => {
             let token = std::fs::read_to_string(&token_file)
                 .with_context(|| format!("cannot read the node token {}", token_file.display()))?;
+            let servers: Vec<String> = servers.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            if servers.is_empty() {
+                anyhow::bail!("--server: give at least one API server URL");
+            }
             let options = agent::JoinOptions {
-                server,
+                servers,
                 token: token.trim().to_string(),
                 name: name.unwrap_or_else(agent::hostname),
                 data_dir: data_dir.unwrap_or_else(|| default_data_dir().join("agent")),
