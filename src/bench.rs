@@ -27,6 +27,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use tokio::task::JoinSet;
 
+mod datastore;
 mod density;
 mod deployment;
 mod functions;
@@ -78,6 +79,9 @@ pub enum Target {
     /// A Wasm Function through the node's gateway: requests/s and latency at 1, 10 and 50 clients
     /// beside `wasmtime serve` of the same component, and its first request compiled and cached.
     Functions(functions::FunctionsArgs),
+    /// The API server on Postgres against SQLite: create throughput and latency with 1 and 3
+    /// servers, and the watch delay between servers.
+    Datastore(datastore::DatastoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +122,7 @@ pub async fn run(target: Target) -> Result<()> {
         Target::Scheduler(args) => scheduler::run(args).await,
         Target::Deployment(args) => deployment::run(args).await,
         Target::Functions(args) => functions::run(args).await,
+        Target::Datastore(args) => datastore::run(args).await,
     }
 }
 
