@@ -29,8 +29,10 @@
 //! A repository then exists while it has a linked manifest (locally, while its `_manifests`
 //! directory exists).
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -102,6 +104,8 @@ pub(super) struct Storage {
     root: PathBuf,
     /// The cluster's shared copy; `None` on a single server (SQLite).
     shared: Option<SharedFiles>,
+    /// Blobs being fetched from the shared files, so concurrent pulls of one blob fetch it once.
+    pub(super) fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Storage {
@@ -115,7 +119,7 @@ impl Storage {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        Ok(Self { root, shared: None })
+        Ok(Self { root, shared: None, fetching: Default::default() })
     }
 
     pub fn set_shared(&mut self, shared: Option<SharedFiles>) {
@@ -182,18 +186,54 @@ impl Storage {
     /// it is not; false if the registry does not have it. A shared blob whose content does not
     /// hash to its digest is an `InvalidData` error and is not kept.
     pub async fn cache_blob(&self, digest: &str) -> io::Result<bool> {
+        if self.local_blob(digest).await? {
+            return Ok(true);
+        }
+        if self.shared.is_none() {
+            return Ok(false);
+        }
+        let lock = self.fetching.lock().expect("fetching lock").entry(digest.to_string()).or_default().clone();
+        let result = async {
+            let _fetching = lock.lock().await;
+            // Another request may have fetched it meanwhile.
+            if self.local_blob(digest).await? {
+                return Ok(true);
+            }
+            self.fetch_blob(digest).await
+        }
+        .await;
+        let mut fetching = self.fetching.lock().expect("fetching lock");
+        if fetching.get(digest).is_some_and(|l| Arc::ptr_eq(l, &lock)) {
+            fetching.remove(digest);
+        }
+        result
+    }
+
+    /// Whether the blob is in the local directory.
+    async fn local_blob(&self, digest: &str) -> io::Result<bool> {
         let path = self.blob_path(digest);
         match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => return Ok(true),
-            Ok(_) => return Err(io::Error::other(format!("{} is not a file", path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Ok(meta) if meta.is_file() => Ok(true),
+            Ok(_) => Err(io::Error::other(format!("{} is not a file", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Copies a blob from the shared files into the local directory after checking its digest.
+    async fn fetch_blob(&self, digest: &str) -> io::Result<bool> {
+        let path = self.blob_path(digest);
         let Some(shared) = &self.shared else { return Ok(false) };
         let Some(bytes) = shared.get(&self.shared_name(&path)).await.map_err(shared_error)? else {
             return Ok(false);
         };
-        let actual = sha256_digest(&bytes);
+        // Up to a GiB: hashed off the async threads.
+        let (bytes, actual) = tokio::task::spawn_blocking(move || {
+            let actual = sha256_digest(&bytes);
+            (bytes, actual)
+        })
+        .await
+        .map_err(io::Error::other)?;
         if actual != digest {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -392,8 +392,13 @@ async fn an_image_pushed_through_one_server_is_pulled_through_another() {
         }
         let head = call(&b, "HEAD", &format!("/v2/lib/app/blobs/{config}"), &[], Body::empty()).await;
         assert_eq!((head.status, head.header("content-length")), (StatusCode::OK, "2"));
-        let get = call(&b, "GET", &format!("/v2/lib/app/blobs/{layer}"), &[], Body::empty()).await;
+        // Two pulls at once on b: one fetch, both served.
+        let uri = format!("/v2/lib/app/blobs/{layer}");
+        let (get, again) =
+            tokio::join!(call(&b, "GET", &uri, &[], Body::empty()), call(&b, "GET", &uri, &[], Body::empty()));
         assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"\0asm layer"[..]));
+        assert_eq!((again.status, &again.body[..]), (StatusCode::OK, &b"\0asm layer"[..]));
+        assert!(b.storage.fetching.lock().unwrap().is_empty());
         // Fetched once, then kept in b's cache.
         assert_eq!(std::fs::read(b_blobs.join(digest_hex(&layer).unwrap())).unwrap(), b"\0asm layer");
 
