@@ -25,11 +25,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: the Kubernetes API server on SQLite.
+    /// Run the control plane: the Kubernetes API server on SQLite, or on Postgres shared by
+    /// several servers.
     Server {
         /// Where the database, certificates, tokens and kubeconfig live.
         #[arg(long, env = "WHARF_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Where objects live: sqlite://PATH (default: sqlite://DATA_DIR/wharf.db) or
+        /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB, which several servers can share.
+        #[arg(long, env = "WHARF_DATASTORE", value_name = "URL", value_parser = parse_datastore,
+              conflicts_with = "join")]
+        datastore: Option<wharf_control::store::Datastore>,
+        /// Join the cluster of the server at URL (e.g. https://10.0.0.1:6443), sharing its
+        /// datastore; needs --token.
+        #[arg(long, value_name = "URL")]
+        join: Option<String>,
+        /// The server token of the cluster to join (the other server's DATA_DIR/server.token).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
         /// Address the API server listens on (HTTPS).
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: SocketAddr,
@@ -205,6 +218,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Server {
             data_dir,
+            datastore,
+            join,
+            token,
             listen,
             watch_window,
             no_agent,
@@ -229,9 +245,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let (datastore, joined_ca) = match (join, token) {
+                (Some(url), Some(token)) => {
+                    let joined = wharf_control::api::server_join::join(&url, &token).await?;
+                    (joined.datastore, Some(joined.ca_pem))
+                }
+                (Some(_), None) => {
+                    anyhow::bail!("--join needs --token: the server token in the other server's DATA_DIR/server.token")
+                }
+                (None, Some(_)) => anyhow::bail!("--token is the server token for --join URL: give --join too"),
+                (None, None) => {
+                    (datastore.unwrap_or_else(|| wharf_control::store::Datastore::default_for(&data_dir)), None)
+                }
+            };
+            println!("Datastore: {datastore}");
             let config = wharf_control::server::ServerConfig {
                 data_dir: data_dir.clone(),
                 listen,
+                datastore,
+                joined_ca,
                 store: wharf_control::store::StoreOptions { window: watch_window, ..Default::default() },
                 controllers: wharf_control::controllers::ControllerOptions {
                     node_monitor_grace_period,
@@ -259,6 +291,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         println!(
                             "Dashboard: {dashboard} (sign in with the token in {})",
                             started.admin_token_file.display()
+                        );
+                    }
+                    if matches!(started.datastore, wharf_control::store::Datastore::Postgres(_)) {
+                        println!(
+                            "Join another server: wharf server --join {} --token $(cat {})",
+                            started.url,
+                            started.server_token_file.display()
                         );
                     }
                     let _ = ready_tx.send((started.url.clone(), started.node_token.clone()));
@@ -331,6 +370,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let seconds = wharf_control::registry::validation::parse_duration(text)?;
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} must be a duration of zero or more, like 40s"))
+}
+
+/// The `--datastore` flag: `sqlite://PATH` or `postgres://…`.
+fn parse_datastore(text: &str) -> Result<wharf_control::store::Datastore, String> {
+    wharf_control::store::Datastore::parse(text)
 }
 
 /// A port range flag: `FIRST-LAST`.

@@ -23,6 +23,7 @@ mod resources;
 mod reviews;
 mod runtime_class;
 pub mod serve;
+pub mod server_join;
 mod token_request;
 mod watch;
 

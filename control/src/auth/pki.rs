@@ -43,20 +43,8 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
 /// `hosts` (DNS names or IP addresses).
 pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki> {
     std::fs::create_dir_all(dir).map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
+    ensure_ca(dir)?;
     let ca_cert_path = dir.join("ca.crt");
-    let ca_key_path = dir.join("ca.key");
-    if !ca_cert_path.exists() || !ca_key_path.exists() {
-        let key = KeyPair::generate().map_err(|e| pki_error("cannot generate the CA key", e))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_error("CA parameters", e))?;
-        params.distinguished_name.push(DnType::CommonName, "wharf-ca");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-        let cert = params.self_signed(&key).map_err(|e| pki_error("cannot sign the CA", e))?;
-        write_private(&ca_key_path, &key.serialize_pem())?;
-        std::fs::write(&ca_cert_path, cert.pem()).map_err(|e| pki_error("cannot write the CA", e))?;
-    }
     let (ca_pem, issuer) = load_issuer(dir)?;
 
     let key = KeyPair::generate().map_err(|e| pki_error("cannot generate the serving key", e))?;
@@ -88,6 +76,33 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki> {
         .map_err(|e| pki_error("TLS certificate", e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Pki { ca_pem, ca_path: ca_cert_path, server_config: Arc::new(config) })
+}
+
+/// Makes the cluster CA in `dir` (`ca.key`, `ca.crt`) unless both exist.
+pub fn ensure_ca(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| pki_error(&format!("cannot create {}", dir.display()), e))?;
+    if dir.join("ca.crt").exists() && dir.join("ca.key").exists() {
+        return Ok(());
+    }
+    let key = KeyPair::generate().map_err(|e| pki_error("cannot generate the CA key", e))?;
+    write_private(&dir.join("ca.key"), &key.serialize_pem())?;
+    write_ca_certificate(dir)
+}
+
+/// Writes `dir/ca.crt`: a new self-signed CA certificate for the key in `dir/ca.key`. A server
+/// whose CA key lost a race to another server's signs the winner's key this way.
+pub fn write_ca_certificate(dir: &Path) -> Result<()> {
+    let key = KeyPair::from_pem(
+        &std::fs::read_to_string(dir.join("ca.key")).map_err(|e| pki_error("cannot read the CA key", e))?,
+    )
+    .map_err(|e| pki_error("the CA key is unreadable", e))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_error("CA parameters", e))?;
+    params.distinguished_name.push(DnType::CommonName, "wharf-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = params.self_signed(&key).map_err(|e| pki_error("cannot sign the CA", e))?;
+    std::fs::write(dir.join("ca.crt"), cert.pem()).map_err(|e| pki_error("cannot write the CA", e))
 }
 
 /// The CA certificate (PEM) in `dir` and an issuer signing with its key.

@@ -38,10 +38,13 @@ pub fn load_or_create(path: &Path) -> Result<String> {
     .map_err(|e: Error| Error::Internal(format!("token {}: {e}", path.display())))
 }
 
-/// The node join token: `wharf1.<sha256 of the cluster CA, hex>.<secret>`. An agent checks the
-/// CA it downloads from `/cacerts` against the hash before trusting it.
-pub fn load_or_create_node_token(path: &Path, ca_pem: &str) -> Result<String> {
-    let ca_hash = hex(&Sha256::digest(ca_pem.as_bytes()));
+/// A token that pins the cluster CA: `wharf1.<sha256 of the CA PEM, hex>.<secret>`, read from
+/// `path` (made on first use, or anew when it pins another CA). Both join tokens have this form:
+/// the node token (`DIR/node-token`: an agent checks the CA it downloads from `/cacerts` against
+/// the hash) and the server token (`DIR/server.token`: a joining server checks the CA
+/// `/wharf/v1/server-join` answers with).
+pub fn load_or_create_pinned_token(path: &Path, ca_pem: &str) -> Result<String> {
+    let ca_hash = ca_hash(ca_pem);
     match std::fs::read_to_string(path) {
         Ok(token) if token.trim().starts_with(&format!("wharf1.{ca_hash}.")) => Ok(token.trim().to_string()),
         _ => {
@@ -52,7 +55,12 @@ pub fn load_or_create_node_token(path: &Path, ca_pem: &str) -> Result<String> {
     }
 }
 
-/// The CA hash a node token pins, if it is one.
+/// The hash a pinned token names for `ca_pem`: its SHA-256, lower-case hex.
+pub fn ca_hash(ca_pem: &str) -> String {
+    hex(&Sha256::digest(ca_pem.as_bytes()))
+}
+
+/// The CA hash a node or server token pins, if it is one.
 pub fn node_token_ca_hash(token: &str) -> Option<&str> {
     let mut parts = token.trim().splitn(3, '.');
     match (parts.next(), parts.next(), parts.next()) {
@@ -210,6 +218,12 @@ impl Authenticator {
 }
 
 /// Compares two digests in time independent of where they differ.
+/// Whether a presented token is `known`, in time independent of either (their digests are
+/// compared).
+pub fn same_token(presented: &str, known: &str) -> bool {
+    same_digest(&Sha256::digest(presented.as_bytes()).into(), &Sha256::digest(known.as_bytes()).into())
+}
+
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -465,9 +479,9 @@ mod tests {
     #[test]
     fn node_tokens_pin_the_ca_and_authenticate() {
         let dir = tempfile::tempdir().unwrap();
-        let token = load_or_create_node_token(&dir.path().join("node-token"), "CA PEM").unwrap();
+        let token = load_or_create_pinned_token(&dir.path().join("node-token"), "CA PEM").unwrap();
         assert_eq!(node_token_ca_hash(&token).unwrap(), hex(&Sha256::digest(b"CA PEM")));
-        assert_eq!(load_or_create_node_token(&dir.path().join("node-token"), "CA PEM").unwrap(), token);
+        assert_eq!(load_or_create_pinned_token(&dir.path().join("node-token"), "CA PEM").unwrap(), token);
         let auth = Authenticator::new("admin").with_join_token(&token);
         let user = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
         assert_eq!(user.name, BOOTSTRAP_USER);
