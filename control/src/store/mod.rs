@@ -6,12 +6,14 @@
 //! The store is deliberately dumb: compare-and-swap on resourceVersion, nothing about kinds.
 //! Kubernetes semantics (finalizers, generation, defaults) live in the API layer above it.
 
+mod postgres;
 mod shared_files;
 mod sqlite;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
@@ -210,6 +212,16 @@ pub enum WriteError {
 
 type Reply = oneshot::Sender<Result<Arc<Stored>, WriteError>>;
 
+/// A decided write: where to answer, and the event it causes or why it was refused.
+type Outcome = (Reply, Result<Event, WriteError>);
+
+/// A write waiting for the writer: the write, the fence it carries, and where to answer.
+struct Queued {
+    write: Write,
+    fence: Option<Fence>,
+    reply: Reply,
+}
+
 /// In-memory view, updated only by the writer after each commit.
 #[derive(Default)]
 struct State {
@@ -236,10 +248,21 @@ impl Default for StoreOptions {
     }
 }
 
+/// The queue to the backend's writer: a thread for SQLite, a task for Postgres.
+enum Writes {
+    Sqlite(std::sync::mpsc::Sender<Queued>),
+    Postgres(tokio::sync::mpsc::UnboundedSender<Queued>),
+}
+
 struct Inner {
     state: RwLock<State>,
-    writes: std::sync::mpsc::Sender<(Write, Reply)>,
+    writes: Writes,
     events: broadcast::Sender<Event>,
+    /// Bumped when memory is reloaded from the objects table (this server fell behind the shared
+    /// log's compaction): watches started before cannot continue and end with 410 Gone.
+    resets: AtomicU64,
+    /// The shared database, for Postgres.
+    postgres: Option<postgres::Shared>,
 }
 
 /// Handle to the store; cheap to clone.
@@ -262,22 +285,18 @@ impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and loads it into memory.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Self> {
         let mut db = sqlite::Database::open(path, options.synchronous_full)?;
-        let mut state = State::default();
         let (objects, rev) = db.load_objects()?;
-        for stored in objects {
-            state
-                .objects
-                .entry(stored.key.resource.clone())
-                .or_default()
-                .insert((stored.key.namespace.clone(), stored.key.name.clone()), Arc::new(stored));
-        }
         let (events, compacted) = db.load_window(options.window)?;
-        state.rev = rev.max(events.last().map(|e| e.rev()).unwrap_or(0));
-        state.compacted = if events.is_empty() { state.rev } else { compacted };
-        state.window = events.into();
+        let state = state_from(objects, rev, events, compacted);
         let (events_tx, _) = broadcast::channel(4096);
         let (writes_tx, writes_rx) = std::sync::mpsc::channel();
-        let inner = Arc::new(Inner { state: RwLock::new(state), writes: writes_tx, events: events_tx });
+        let inner = Arc::new(Inner {
+            state: RwLock::new(state),
+            writes: Writes::Sqlite(writes_tx),
+            events: events_tx,
+            resets: AtomicU64::new(0),
+            postgres: None,
+        });
         let writer_inner = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -290,20 +309,37 @@ impl Store {
     pub async fn connect(datastore: &Datastore, options: StoreOptions) -> Result<Self> {
         match datastore {
             Datastore::Sqlite(path) => Self::open(path, options),
-            Datastore::Postgres(_) => Err(Error::Internal(format!("{datastore}: Postgres is not supported yet"))),
+            Datastore::Postgres(url) => postgres::connect(url, &datastore.to_string(), options).await,
         }
     }
 
     /// The files every server of the cluster shares (CA, tokens, registry content), when the
     /// datastore is shared by several servers; `None` for SQLite, whose server keeps them on disk.
     pub fn shared_files(&self) -> Option<SharedFiles> {
-        None
+        self.inner.postgres.as_ref().map(|pg| pg.files.clone())
     }
 
-    /// Applies one write and waits until it is durable.
+    /// Releases the database connections now (Postgres) instead of when the last handle drops;
+    /// later writes fail. A no-op for SQLite.
+    pub async fn close(&self) {
+        if let Some(pg) = &self.inner.postgres {
+            pg.close().await;
+        }
+    }
+
+    /// Applies one write and waits until it is durable. Inside [`FENCE`]`.scope`, the write
+    /// commits only while the fence's holder holds its lease (else [`WriteError::Fenced`]).
     pub async fn write(&self, write: Write) -> Result<Arc<Stored>, WriteError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner.writes.send((write, tx)).map_err(|_| WriteError::Failed("the store is closed".into()))?;
+        let fence = FENCE.try_with(|f| f.clone()).ok();
+        let (reply, rx) = oneshot::channel();
+        let queued = Queued { write, fence, reply };
+        let sent = match &self.inner.writes {
+            Writes::Sqlite(tx) => tx.send(queued).is_ok(),
+            Writes::Postgres(tx) => tx.send(queued).is_ok(),
+        };
+        if !sent {
+            return Err(WriteError::Failed("the store is closed".into()));
+        }
         rx.await.map_err(|_| WriteError::Failed("the store writer stopped".into()))?
     }
 
@@ -361,5 +397,174 @@ impl Store {
     }
 }
 
+impl State {
+    fn get(&self, key: &ObjectKey) -> Option<Arc<Stored>> {
+        self.objects.get(&key.resource)?.get(&(key.namespace.clone(), key.name.clone())).cloned()
+    }
+
+    /// Makes `event` current and appends it to the window (the caller broadcasts it).
+    fn apply(&mut self, event: &Event) {
+        let key = &event.object.key;
+        let objects = self.objects.entry(key.resource.clone()).or_default();
+        let slot = (key.namespace.clone(), key.name.clone());
+        if event.kind == EventType::Deleted {
+            objects.remove(&slot);
+        } else {
+            objects.insert(slot, event.object.clone());
+        }
+        self.window.push_back(event.clone());
+        self.rev = self.rev.max(event.rev());
+    }
+
+    fn trim(&mut self, window: usize) {
+        while self.window.len() > window {
+            let oldest = self.window.pop_front().expect("non-empty window");
+            self.compacted = oldest.rev();
+        }
+    }
+}
+
+/// Why a fenced write may not commit, given the lease as it stands in the same decision.
+fn fenced(fence: &Fence, lease: Option<&Arc<Stored>>) -> Option<WriteError> {
+    let holder = lease.and_then(|l| l.object.pointer("/spec/holderIdentity")).and_then(|h| h.as_str());
+    if holder == Some(fence.holder.as_str()) {
+        return None;
+    }
+    Some(WriteError::Fenced(format!(
+        "the lease {}/{} is held by {}, not by {}",
+        fence.lease.namespace,
+        fence.lease.name,
+        holder.filter(|h| !h.is_empty()).unwrap_or("nobody"),
+        fence.holder
+    )))
+}
+
+/// Decides one write against the current state (`current`), producing the event it causes.
+fn decide(write: Write, current: Option<Arc<Stored>>, rev: i64) -> Result<Event, WriteError> {
+    let with_rev = |mut object: serde_json::Value| {
+        if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.insert("resourceVersion".into(), rev.to_string().into());
+        }
+        object
+    };
+    let check = |expected: Option<i64>, current: &Option<Arc<Stored>>| match (expected, current) {
+        (_, None) => Err(WriteError::NotFound),
+        (Some(want), Some(have)) if want != have.rev => Err(WriteError::Conflict),
+        _ => Ok(()),
+    };
+    match write {
+        Write::Create { key, object } => match current {
+            Some(_) => Err(WriteError::AlreadyExists),
+            None => Ok(Event {
+                kind: EventType::Added,
+                object: Arc::new(Stored::new(key, rev, with_rev(object))),
+                previous: None,
+            }),
+        },
+        Write::Update { key, object, expected_rev } => {
+            check(expected_rev, &current)?;
+            Ok(Event {
+                kind: EventType::Modified,
+                object: Arc::new(Stored::new(key, rev, with_rev(object))),
+                previous: current,
+            })
+        }
+        Write::Delete { key, expected_rev } => {
+            check(expected_rev, &current)?;
+            let last = current.as_ref().expect("checked above").object.clone();
+            Ok(Event {
+                kind: EventType::Deleted,
+                object: Arc::new(Stored::new(key, rev, with_rev(last))),
+                previous: current,
+            })
+        }
+    }
+}
+
+/// Decides a batch in order against `state` (which must equal the durable state at `base`):
+/// each write sees the batch's earlier writes; a fence is checked against the lease as it stands
+/// at that point. Returns each write's outcome and the batch's last revision.
+fn decide_batch(state: &State, batch: Vec<Queued>, base: i64) -> (Vec<Outcome>, i64) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut rev = base;
+    let mut pending: HashMap<ObjectKey, Option<Arc<Stored>>> = HashMap::new();
+    for Queued { write, fence, reply } in batch {
+        let lookup = |key: &ObjectKey| match pending.get(key) {
+            Some(p) => p.clone(),
+            None => state.get(key),
+        };
+        if let Some(refused) = fence.as_ref().and_then(|f| fenced(f, lookup(&f.lease).as_ref())) {
+            outcomes.push((reply, Err(refused)));
+            continue;
+        }
+        let key = write.key().clone();
+        let outcome = decide(write, lookup(&key), rev + 1);
+        if let Ok(event) = &outcome {
+            rev += 1;
+            let after = (event.kind != EventType::Deleted).then(|| event.object.clone());
+            pending.insert(key, after);
+        }
+        outcomes.push((reply, outcome));
+    }
+    (outcomes, rev)
+}
+
+/// Publishes committed events: memory, the window and watchers. Events at or below the
+/// current revision are already applied (another path published them first) and are skipped.
+fn publish(inner: &Inner, events: &[Event], window: usize) {
+    let mut state = inner.state.write().expect("store lock");
+    for event in events {
+        if event.rev() <= state.rev {
+            continue;
+        }
+        state.apply(event);
+        // Sending fails only when nobody watches, which is fine.
+        let _ = inner.events.send(event.clone());
+    }
+    state.trim(window);
+}
+
+/// Builds events from log rows in revision order, each with its `previous` when the rows
+/// still hold it; keeps the newest `window`. Returns them and the revision below the oldest.
+fn events_from_log(rows: Vec<(i64, i64, ObjectKey, serde_json::Value)>, window: usize) -> (Vec<Event>, i64) {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut last: HashMap<ObjectKey, Arc<Stored>> = HashMap::new();
+    for (rev, code, key, object) in rows {
+        let kind = EventType::from_code(code);
+        let object = Arc::new(Stored::new(key, rev, object));
+        let previous = match kind {
+            EventType::Added => {
+                last.insert(object.key.clone(), object.clone());
+                None
+            }
+            EventType::Modified => last.insert(object.key.clone(), object.clone()),
+            EventType::Deleted => last.remove(&object.key),
+        };
+        events.push(Event { kind, object, previous });
+    }
+    let events = events.split_off(events.len().saturating_sub(window));
+    let compacted = events.first().map(|e| e.rev() - 1).unwrap_or(0);
+    (events, compacted)
+}
+
+/// The in-memory state from a loaded snapshot: objects, the revision, and the log's window.
+fn state_from(objects: Vec<Stored>, rev: i64, events: Vec<Event>, compacted: i64) -> State {
+    let mut state = State::default();
+    for stored in objects {
+        state
+            .objects
+            .entry(stored.key.resource.clone())
+            .or_default()
+            .insert((stored.key.namespace.clone(), stored.key.name.clone()), Arc::new(stored));
+    }
+    state.rev = rev.max(events.last().map(|e| e.rev()).unwrap_or(0));
+    state.compacted = if events.is_empty() { state.rev } else { compacted };
+    state.window = events.into();
+    state
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fence_tests;

@@ -1,14 +1,13 @@
 //! The durable half of the store: the SQLite schema, loading at start, and the single writer
 //! thread that applies batches of writes in one transaction each (group commit).
 
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Weak;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Weak};
 
 use rusqlite::{Connection, params};
 
-use super::{Event, EventType, Inner, ObjectKey, Reply, Stored, Write, WriteError};
+use super::{Event, EventType, Inner, ObjectKey, Queued, Stored, WriteError};
 use crate::error::{Error, Result};
 
 /// Most writes applied in one transaction.
@@ -87,25 +86,12 @@ impl Database {
                 ))
             })
             .map_err(db_error)?;
-        let mut events = Vec::new();
-        let mut last: HashMap<ObjectKey, Arc<Stored>> = HashMap::new();
+        let mut out = Vec::new();
         for row in rows {
             let (rev, code, key, data) = row.map_err(db_error)?;
-            let kind = EventType::from_code(code);
-            let object = Arc::new(Stored::new(key, rev, parse(&data)?));
-            let previous = match kind {
-                EventType::Added => {
-                    last.insert(object.key.clone(), object.clone());
-                    None
-                }
-                EventType::Modified => last.insert(object.key.clone(), object.clone()),
-                EventType::Deleted => last.remove(&object.key),
-            };
-            events.push(Event { kind, object, previous });
+            out.push((rev, code, key, parse(&data)?));
         }
-        let events = events.split_off(events.len().saturating_sub(window));
-        let compacted = events.first().map(|e| e.rev() - 1).unwrap_or(0);
-        Ok((events, compacted))
+        Ok(super::events_from_log(out, window))
     }
 
     fn commit(&mut self, events: &[Event]) -> rusqlite::Result<()> {
@@ -148,51 +134,9 @@ impl Database {
     }
 }
 
-/// Decides one write against the current state (`current`), producing the event it causes.
-fn decide(write: Write, current: Option<Arc<Stored>>, rev: i64) -> Result<Event, WriteError> {
-    let with_rev = |mut object: serde_json::Value| {
-        if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            meta.insert("resourceVersion".into(), rev.to_string().into());
-        }
-        object
-    };
-    let check = |expected: Option<i64>, current: &Option<Arc<Stored>>| match (expected, current) {
-        (_, None) => Err(WriteError::NotFound),
-        (Some(want), Some(have)) if want != have.rev => Err(WriteError::Conflict),
-        _ => Ok(()),
-    };
-    match write {
-        Write::Create { key, object } => match current {
-            Some(_) => Err(WriteError::AlreadyExists),
-            None => Ok(Event {
-                kind: EventType::Added,
-                object: Arc::new(Stored::new(key, rev, with_rev(object))),
-                previous: None,
-            }),
-        },
-        Write::Update { key, object, expected_rev } => {
-            check(expected_rev, &current)?;
-            Ok(Event {
-                kind: EventType::Modified,
-                object: Arc::new(Stored::new(key, rev, with_rev(object))),
-                previous: current,
-            })
-        }
-        Write::Delete { key, expected_rev } => {
-            check(expected_rev, &current)?;
-            let last = current.as_ref().expect("checked above").object.clone();
-            Ok(Event {
-                kind: EventType::Deleted,
-                object: Arc::new(Stored::new(key, rev, with_rev(last))),
-                previous: current,
-            })
-        }
-    }
-}
-
 /// The writer thread: batches writes, commits each batch once, then publishes the events to
 /// memory and to watchers before acknowledging them.
-pub(super) fn run_writer(mut db: Database, writes: Receiver<(Write, Reply)>, inner: Weak<Inner>, window: usize) {
+pub(super) fn run_writer(mut db: Database, writes: Receiver<Queued>, inner: Weak<Inner>, window: usize) {
     let mut compacted_on_disk = 0i64;
     while let Ok(first) = writes.recv() {
         let mut batch = vec![first];
@@ -204,30 +148,11 @@ pub(super) fn run_writer(mut db: Database, writes: Receiver<(Write, Reply)>, inn
         }
         let Some(inner) = inner.upgrade() else { return };
 
-        let mut outcomes: Vec<(Reply, Result<Event, WriteError>)> = Vec::with_capacity(batch.len());
-        let mut rev = inner.state.read().expect("store lock").rev;
-        {
+        let (outcomes, rev) = {
             let state = inner.state.read().expect("store lock");
-            let mut pending: HashMap<ObjectKey, Option<Arc<Stored>>> = HashMap::new();
-            for (write, reply) in batch {
-                let key = write.key().clone();
-                let current = match pending.get(&key) {
-                    Some(p) => p.clone(),
-                    None => state
-                        .objects
-                        .get(&key.resource)
-                        .and_then(|m| m.get(&(key.namespace.clone(), key.name.clone())))
-                        .cloned(),
-                };
-                let outcome = decide(write, current, rev + 1);
-                if let Ok(event) = &outcome {
-                    rev += 1;
-                    let after = (event.kind != EventType::Deleted).then(|| event.object.clone());
-                    pending.insert(key, after);
-                }
-                outcomes.push((reply, outcome));
-            }
-        }
+            let base = state.rev;
+            super::decide_batch(&state, batch, base)
+        };
 
         let events: Vec<Event> = outcomes.iter().filter_map(|(_, o)| o.as_ref().ok().cloned()).collect();
         if !events.is_empty()
@@ -240,27 +165,7 @@ pub(super) fn run_writer(mut db: Database, writes: Receiver<(Write, Reply)>, inn
             continue;
         }
 
-        {
-            let mut state = inner.state.write().expect("store lock");
-            for event in &events {
-                let key = &event.object.key;
-                let objects = state.objects.entry(key.resource.clone()).or_default();
-                let slot = (key.namespace.clone(), key.name.clone());
-                if event.kind == EventType::Deleted {
-                    objects.remove(&slot);
-                } else {
-                    objects.insert(slot, event.object.clone());
-                }
-                state.window.push_back(event.clone());
-                // Sending fails only when nobody watches, which is fine.
-                let _ = inner.events.send(event.clone());
-            }
-            state.rev = rev;
-            while state.window.len() > window {
-                let oldest = state.window.pop_front().expect("non-empty window");
-                state.compacted = oldest.rev();
-            }
-        }
+        super::publish(&inner, &events, window);
         for (reply, outcome) in outcomes {
             let _ = reply.send(outcome.map(|event| event.object));
         }

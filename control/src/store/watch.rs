@@ -2,6 +2,7 @@
 //! events from the broadcast channel; a watcher that falls behind the window gets 410 Gone.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast;
 
@@ -23,6 +24,8 @@ pub struct WatchSource {
     live: broadcast::Receiver<Event>,
     backlog: VecDeque<Event>,
     last: i64,
+    /// The store's reload count when this watch began; a reload ends it with 410 Gone.
+    resets: u64,
 }
 
 fn too_old(rev: i64) -> Error {
@@ -31,8 +34,9 @@ fn too_old(rev: i64) -> Error {
 
 impl WatchSource {
     pub(super) fn new(store: Store, start: WatchStart) -> Result<Self> {
-        let (live, backlog, last) = {
+        let (live, backlog, last, resets) = {
             let state = store.inner.state.read().expect("store lock");
+            let resets = store.inner.resets.load(Ordering::Acquire);
             let after = match start {
                 WatchStart::Now => state.rev,
                 WatchStart::After(rev) => rev,
@@ -42,9 +46,14 @@ impl WatchSource {
             }
             let live = store.inner.events.subscribe();
             let backlog: VecDeque<Event> = state.window.iter().filter(|e| e.rev() > after).cloned().collect();
-            (live, backlog, after)
+            (live, backlog, after, resets)
         };
-        Ok(Self { store, live, backlog, last })
+        Ok(Self { store, live, backlog, last, resets })
+    }
+
+    /// Whether memory was reloaded since this watch began (it cannot continue without a gap).
+    fn reloaded(&self) -> bool {
+        self.store.inner.resets.load(Ordering::Acquire) != self.resets
     }
 
     /// The revision of the last event delivered (or the start revision).
@@ -62,6 +71,7 @@ impl WatchSource {
             }
             match self.live.try_recv() {
                 Ok(event) if event.rev() <= self.last => continue,
+                Ok(_) if self.reloaded() => return Some(Err(too_old(self.last))),
                 Ok(event) => {
                     self.last = event.rev();
                     return Some(Ok(event));
@@ -88,6 +98,7 @@ impl WatchSource {
             }
             match self.live.recv().await {
                 Ok(event) if event.rev() <= self.last => continue,
+                Ok(_) if self.reloaded() => return Some(Err(too_old(self.last))),
                 Ok(event) => {
                     self.last = event.rev();
                     return Some(Ok(event));
