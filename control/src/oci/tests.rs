@@ -325,10 +325,10 @@ async fn bad_names_methods_and_paths_answer_spec_errors() {
 // --- Two servers sharing one registry through Postgres --------------------------------------
 
 /// Runs `test` with the shared files of a fresh database `wharf_t_<random>` on the test
-/// Postgres, then drops the database, also when the test fails.
+/// Postgres (and their pool), then drops the database, also when the test fails.
 async fn with_shared_files<F, Fut>(test: F)
 where
-    F: FnOnce(crate::store::SharedFiles) -> Fut,
+    F: FnOnce(crate::store::SharedFiles, sqlx::PgPool) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -341,7 +341,7 @@ where
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin).await.unwrap();
     let pool = PgPoolOptions::new().max_connections(2).connect_with(options.database(&database)).await.unwrap();
     let outcome = match crate::store::SharedFiles::init(pool.clone()).await {
-        Ok(files) => tokio::spawn(test(files)).await.map_err(|e| e.into_panic()),
+        Ok(files) => tokio::spawn(test(files, pool.clone())).await.map_err(|e| e.into_panic()),
         Err(e) => Err(Box::new(format!("shared files: {e}")) as Box<dyn std::any::Any + Send>),
     };
     pool.close().await;
@@ -364,7 +364,7 @@ fn two_servers(files: &crate::store::SharedFiles) -> (tempfile::TempDir, Registr
 
 #[tokio::test]
 async fn an_image_pushed_through_one_server_is_pulled_through_another() {
-    with_shared_files(|files| async move {
+    with_shared_files(|files, _| async move {
         let (dir, a, b) = two_servers(&files);
         assert_eq!((a.max_blob_size, b.max_blob_size), (MAX_SHARED_BLOB_SIZE, MAX_SHARED_BLOB_SIZE));
         // A monolithic upload and a chunked one, both through server a.
@@ -434,7 +434,7 @@ async fn an_image_pushed_through_one_server_is_pulled_through_another() {
 
 #[tokio::test]
 async fn tags_moved_or_deleted_on_one_server_are_seen_by_another() {
-    with_shared_files(|files| async move {
+    with_shared_files(|files, _| async move {
         let (_dir, a, b) = two_servers(&files);
         let config = push_blob(&a, "app", b"{}").await;
         let one = image_manifest(&config, &[]);
@@ -479,7 +479,7 @@ async fn tags_moved_or_deleted_on_one_server_are_seen_by_another() {
 
 #[tokio::test]
 async fn a_corrupt_shared_blob_is_refused_not_served() {
-    with_shared_files(|files| async move {
+    with_shared_files(|files, _| async move {
         let (dir, a, b) = two_servers(&files);
         let layer = push_blob(&a, "app", b"the real layer").await;
         let config = push_blob(&a, "app", b"{}").await;
@@ -505,6 +505,27 @@ async fn a_corrupt_shared_blob_is_refused_not_served() {
         assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &b"the real layer"[..]));
         let get = call(&a, "GET", "/v2/app/manifests/v1", &[], Body::empty()).await;
         assert_eq!((get.status, &get.body[..]), (StatusCode::OK, &manifest[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_write_the_database_refuses_fails_and_leaves_no_blob_behind() {
+    with_shared_files(|files, pool| async move {
+        let (dir, a, _b) = two_servers(&files);
+        let config = push_blob(&a, "app", b"{}").await;
+        pool.close().await;
+        let content = b"never shared";
+        let digest = sha256_digest(content);
+        let reply = call(&a, "POST", &format!("/v2/app/blobs/uploads/?digest={digest}"), &[], &content[..]).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        // Not kept here either: a retry uploads it again rather than finding a local-only blob.
+        assert!(!dir.path().join("a/blobs/sha256").join(digest_hex(&digest).unwrap()).exists());
+        assert_eq!(call(&a, "HEAD", &format!("/v2/app/blobs/{digest}"), &[], Body::empty()).await.status, 500);
+        let manifest = image_manifest(&config, &[]);
+        let reply = call(&a, "PUT", "/v2/app/manifests/v1", &[], manifest).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(call(&a, "GET", "/v2/app/tags/list", &[], Body::empty()).await.status, 500);
     })
     .await;
 }
