@@ -191,6 +191,27 @@ async fn postgres_two_servers_share_one_history() {
         assert_eq!(got, revs);
     }
     until("both servers at the same revision", || a.revision() == b.revision()).await;
+
+    // How long a write acknowledged by A takes to reach a watch on B (printed, not asserted).
+    let mut delays = Vec::new();
+    for i in 0..20 {
+        let name = format!("d{i}");
+        let written = a.write(Write::Create { key: key(&name), object: cm(&name, "x") }).await.unwrap();
+        let acked = std::time::Instant::now();
+        loop {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(5), watch_b.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if e.rev() == written.rev {
+                break;
+            }
+        }
+        delays.push(acked.elapsed());
+    }
+    delays.sort();
+    println!("watch delay A→B over 20 writes: median {:?}, max {:?}", delays[10], delays[19]);
     for s in [&a, &b] {
         s.close().await;
     }

@@ -1,10 +1,68 @@
-//! Objects and their revision log. SQLite holds the durable copy (one table of current objects,
-//! one table of revisions); memory holds the current objects and a bounded window of recent
-//! events, from which lists and watches are served. One writer thread applies writes in batches
-//! and commits each batch once (group commit, `synchronous=FULL`); readers never wait on disk.
+//! Objects and their revision log. The durable copy lives in SQLite (one server, the default)
+//! or Postgres (several servers on one database); memory holds the current objects and a bounded
+//! window of recent events, from which gets, lists and watches are served. Readers never wait on
+//! the database.
 //!
 //! The store is deliberately dumb: compare-and-swap on resourceVersion, nothing about kinds.
 //! Kubernetes semantics (finalizers, generation, defaults) live in the API layer above it.
+//!
+//! # One store, two backends
+//!
+//! Everything above the durable half is one implementation: the in-memory `State`, the watch
+//! window and broadcast ([`WatchSource`]), the write API, and the decision of a batch of writes
+//! (`decide_batch`: CAS on revisions, create/update/delete, fences) and its publication
+//! (`publish`: memory, window, watchers, then the acknowledgement). A backend supplies the
+//! durable half — load a snapshot and the window, commit a decided batch atomically, compact the
+//! log, and (Postgres) follow changes made by other servers — behind `Writes`, the queue to
+//! its writer:
+//!
+//! - **SQLite** (`sqlite.rs`): one writer thread batches the queue, decides against memory (the
+//!   only writer, so memory *is* the database), commits the batch in one transaction
+//!   (`synchronous=FULL`, WAL: group commit), publishes, then acknowledges.
+//! - **Postgres** (`postgres.rs`): one writer task per server does the same, but the database
+//!   is shared, so memory may lag other servers. Each batch runs in one transaction that first
+//!   takes `SELECT rev, compacted FROM wharf_revision … FOR UPDATE` on a one-row counter. That
+//!   lock serializes every server's batches, so revisions are assigned and committed in the same
+//!   order: a transaction can take the lock only after the previous holder committed and became
+//!   visible. Under the lock the writer catches memory up to the locked revision from the log
+//!   (or reloads the objects table if the log no longer reaches back), so memory equals the
+//!   database's current rows; it then decides CAS and fences exactly as SQLite does, writes the
+//!   log rows, each key's final row, the counter and a `pg_notify('wharf_store', rev)` with
+//!   `UNNEST` arrays (a handful of statements per batch, not per write), commits, publishes its
+//!   own events (read-your-writes on the writing server) and acknowledges. Throughput comes
+//!   from batching, as with SQLite: a batch holds the lock for a few round trips.
+//! - **Following** (Postgres): a follower task `LISTEN`s on `wharf_store` and also polls every
+//!   second as a safety net (a lost notification, a reconnecting listener). It reads the counter
+//!   and the log after memory's revision in one `REPEATABLE READ` snapshot and applies the
+//!   events in order, computing each event's `previous` from memory. Readers never assume
+//!   rev+1 follows (batches that failed decisions and compaction leave gaps); because commit
+//!   order is revision order, "everything after my revision" never skips a row. The writer and
+//!   the follower both apply through the same rule — an event at or below memory's revision is
+//!   already applied — so they cannot apply one twice or out of order.
+//! - **Compaction**: the log keeps about `window` revisions; whichever server's batch finds the
+//!   log more than a tenth over the window deletes the older rows and records the mark in
+//!   `wharf_revision.compacted`, inside its locked transaction. A server whose memory is older
+//!   than the mark (it was partitioned or paused) reloads the objects table; watches it was
+//!   serving end with 410 Gone (clients relist), as do watches from before the mark.
+//! - **Fencing**: a write made inside [`FENCE`]`.scope` carries the fence to the writer, which
+//!   refuses it with [`WriteError::Fenced`] unless the Lease at `fence.lease` (as the batch's
+//!   earlier writes left it) names `fence.holder` — on Postgres under the counter lock, so a
+//!   deposed leader's write cannot commit after another server's lease takeover committed.
+//!
+//! # Compared with kine
+//!
+//! kine (k3s) keeps etcd's keyspace in one SQL table whose auto-increment id is the revision,
+//! appends with an INSERT guarded by a unique (name, prev_revision) constraint, and has each
+//! server poll "rows after my revision" every second. Sequences hand out ids at INSERT, not at
+//! COMMIT, so a later id can commit first; kine's poller therefore treats a missing id as
+//! possibly in flight, waits, and after a second writes a "fill" row to skip it — a watch can
+//! stall for that second, and an id that was merely slow is then lost to watchers. Here the
+//! counter row lock makes revision order commit order, so a follower never waits on a gap and
+//! never fills one; NOTIFY makes the usual delay milliseconds instead of the poll interval; CAS
+//! and fences are decided inside the serialized transaction against rows memory has just caught
+//! up to, which also gives a fence check atomic with the write (kine has no fencing); and gets,
+//! lists and watches are served from memory rather than by SQL queries per request. The price
+//! is that writers of all servers serialize on one row, which batching amortizes.
 
 mod postgres;
 mod shared_files;

@@ -68,6 +68,13 @@ pub(super) async fn connect(url: &str, display: &str, options: StoreOptions) -> 
     let _ = sqlx::Connection::close(probe).await;
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // A server that stalls inside a batch must not hold the revision lock forever.
+                sqlx::query("SET idle_in_transaction_session_timeout = '10s'").execute(conn).await?;
+                Ok(())
+            })
+        })
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
@@ -397,7 +404,7 @@ async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Wea
                     received = l.recv() => {
                         if let Err(e) = received {
                             tracing::debug!(error = %e, "store listener");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            tokio::time::sleep(POLL).await;
                         }
                         while l.next_buffered().is_some() {}
                     }
