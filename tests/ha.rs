@@ -44,9 +44,9 @@ fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> Output {
         .expect("kubectl runs")
 }
 
-/// Three servers on `db`: the first with `--datastore`, the other two joining it with its
-/// server token. None runs an agent of its own; all share the first one's address ranges.
-fn start_servers(db: &TestDatabase) -> Vec<Cluster> {
+/// `count` servers on `db`: the first with `--datastore`, the others joining it with its server
+/// token. None runs an agent of its own; all share the first one's address ranges.
+fn start_servers(db: &TestDatabase, count: usize) -> Vec<Cluster> {
     let first = Cluster::start_with(&["--datastore", &db.url, "--no-agent"]);
     let token =
         std::fs::read_to_string(first.data_dir().join("server.token")).expect("the first server's server.token");
@@ -59,7 +59,7 @@ fn start_servers(db: &TestDatabase) -> Vec<Cluster> {
     let mut args = vec!["--no-agent", "--join", &url, "--token", token.trim()];
     args.extend(ranges.iter().flat_map(|(flag, value)| [*flag, value.as_str()]));
     let mut servers = vec![first];
-    servers.extend((0..2).map(|_| Cluster::start_with(&args)));
+    servers.extend((1..count).map(|_| Cluster::start_with(&args)));
     servers
 }
 
@@ -78,6 +78,35 @@ fn holder(server: &Cluster) -> Option<String> {
     let out = server.kubectl(&["get", "lease", "-n", "kube-system", LEASE, "-o", "jsonpath={.spec.holderIdentity}"]);
     let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !holder.is_empty()).then_some(holder)
+}
+
+/// The identity holding the controller manager's Lease once one does, and which server it is.
+fn wait_leader(servers: &[Cluster]) -> (String, usize) {
+    let mut identity = None;
+    let leads = servers[0].eventually(Duration::from_secs(30), || {
+        identity = holder(&servers[0]);
+        identity.is_some()
+    });
+    assert!(leads, "no server holds kube-system/{LEASE}:\n{}", servers[0].ok(&["get", "lease", "-A"]));
+    let identity = identity.expect("a holder");
+    let leader = server_of(servers, &servers[servers.len() - 1], &identity);
+    (identity, leader)
+}
+
+/// Waits until the Lease names another holder than `old`, as `via` answers: the new holder.
+fn wait_new_holder(via: &Cluster, old: &str) -> Option<String> {
+    let mut new = None;
+    via.eventually(TAKEOVER_BOUND, || {
+        new = holder(via).filter(|h| h != old);
+        new.is_some()
+    });
+    new
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to the server's process.
+fn signal(server: &Cluster, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(server.pid().to_string()).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{signal} of the server failed");
 }
 
 /// Which of `servers` has the identity `identity`: the one at the URL its identity Lease
@@ -255,18 +284,11 @@ fn wait_web_running(server: &Cluster, count: usize, node: &str, timeout: Duratio
 fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s_death() {
     let started = Instant::now();
     let db = TestDatabase::create();
-    let mut servers = start_servers(&db);
+    let mut servers = start_servers(&db, 3);
     println!("three servers up after {:?}", started.elapsed());
 
     // The controller manager's Lease names one of them.
-    let mut leader_identity = None;
-    let leads = servers[0].eventually(Duration::from_secs(30), || {
-        leader_identity = holder(&servers[0]);
-        leader_identity.is_some()
-    });
-    assert!(leads, "no server holds kube-system/{LEASE}:\n{}", servers[0].ok(&["get", "lease", "-A"]));
-    let leader_identity = leader_identity.expect("a holder");
-    let leader = server_of(&servers, &servers[1], &leader_identity);
+    let (leader_identity, leader) = wait_leader(&servers);
     let listed = servers[2].ok(&["get", "lease", "-n", "kube-system", LEASE]);
     assert!(listed.contains(&leader_identity), "{listed}");
     println!("server {leader} ({}) leads as {leader_identity} after {:?}", servers[leader].url, started.elapsed());
@@ -338,18 +360,14 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
     let killed = Instant::now();
     servers[leader].kill();
     println!("leader killed with {done} of {completions} pods of job count succeeded");
-    let mut new_holder = None;
-    let taken = servers[home].eventually(TAKEOVER_BOUND, || {
-        new_holder = holder(&servers[home]).filter(|h| *h != leader_identity);
-        new_holder.is_some()
-    });
+    let new_holder = wait_new_holder(&servers[home], &leader_identity);
     let takeover = killed.elapsed();
-    assert!(
-        taken,
-        "no other server took the Lease within {TAKEOVER_BOUND:?} of the leader's death:\n{}",
-        servers[home].ok(&["get", "lease", "-n", "kube-system", LEASE, "-o", "yaml"])
-    );
-    let new_holder = new_holder.expect("a new holder");
+    let new_holder = new_holder.unwrap_or_else(|| {
+        panic!(
+            "no other server took the Lease within {TAKEOVER_BOUND:?} of the leader's death:\n{}",
+            servers[home].ok(&["get", "lease", "-n", "kube-system", LEASE, "-o", "yaml"])
+        )
+    });
     let new_leader = server_of(&servers, &servers[home], &new_holder);
     assert_ne!(new_leader, leader);
     println!(
@@ -402,6 +420,62 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
     );
     drop(web_pods);
     drop(agent);
+}
+
+/// A leader that stops (SIGSTOP: a long GC pause, a frozen VM) loses the Lease to another server;
+/// when it wakes up with its old view of the cluster it must not act on it: its controllers'
+/// writes are fenced by the Lease. Two servers, no node (the pods stay Pending).
+#[test]
+fn a_paused_leader_that_wakes_up_after_losing_the_lease_acts_on_nothing() {
+    let started = Instant::now();
+    let db = TestDatabase::create();
+    let servers = start_servers(&db, 2);
+    let (leader_identity, leader) = wait_leader(&servers);
+    let follower = &servers[1 - leader];
+    follower.ok(&["create", "namespace", "ha"]);
+    follower.ok(&["create", "deployment", "web", "-n", "ha", "--image=ticker:v1", "--replicas=2"]);
+    let live =
+        |count: usize| follower.eventually(Duration::from_secs(30), || live_pods(follower, "app=web").len() == count);
+    assert!(live(2), "never 2 web pods:\n{}", follower.ok(&["get", "pods", "-n", "ha"]));
+    let pods = Watch::start(follower, &["pods", "-n", "ha", "-l", "app=web"]);
+
+    // Paused, the leader stops renewing; the other server takes over and scales to 4.
+    signal(&servers[leader], "STOP");
+    let paused = Instant::now();
+    let new_holder = wait_new_holder(follower, &leader_identity);
+    let new_holder = new_holder.unwrap_or_else(|| {
+        signal(&servers[leader], "CONT");
+        panic!("the other server never took the Lease from the paused leader")
+    });
+    println!("leader paused; the other server holds the Lease {:?} later", paused.elapsed());
+    follower.ok(&["scale", "deployment", "web", "-n", "ha", "--replicas=4"]);
+    let scaled = live(4);
+    signal(&servers[leader], "CONT");
+    assert!(scaled, "the new leader never scaled to 4:\n{}", follower.ok(&["get", "pods", "-n", "ha"]));
+
+    // Awake again, the old leader gets a few seconds to act on what it last saw (2 replicas of
+    // 2 pods, or a scale to 4 of 2 pods): nothing of it may land.
+    let resumed = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(holder(follower).as_deref(), Some(new_holder.as_str()), "the Lease changed hands again");
+    let after = live_pods(follower, "app=web");
+    assert_eq!(after.len(), 4, "web pods after the old leader woke up: {after:#?}");
+    let most = pods.most_active_pods(Instant::now());
+    assert!(most <= 4, "{most} web pods at once (replicas 4)");
+    let events = items(follower, &["get", "events", "-n", "ha"]);
+    let creates = events
+        .iter()
+        .filter(|e| e["involvedObject"]["kind"] == "ReplicaSet" && e["reason"] == "SuccessfulCreate")
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum::<u64>();
+    assert_eq!(creates, 4, "pods created by the web ReplicaSet");
+    let seen = servers[leader].ok(&["get", "deployment", "web", "-n", "ha", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(seen, "4", "the woken server serves the current Deployment");
+    println!(
+        "the old leader woke up {:?} after its pause and acted on nothing (most pods at once {most}); done after {:?}",
+        resumed - paused,
+        started.elapsed()
+    );
 }
 
 /// Each test gets an empty database of its own, gone once the test is done with it.
