@@ -99,12 +99,22 @@ pub fn decide(current: Option<&LeaseSpec>, identity: &str, now: Timestamp, exclu
     }
 }
 
-/// Reads the Lease and takes or renews it; `Ok(false)` when another server holds it or won the
-/// race to write it.
-async fn try_acquire_or_renew(api: &Api<Lease>, identity: &str, exclusive: bool) -> kube::Result<bool> {
+/// What one attempt to take or renew the lease came to.
+#[derive(Debug)]
+enum Attempt {
+    /// This server holds the lease (newly or still).
+    Holds,
+    /// Another server holds it.
+    HeldBy(String),
+    /// The Lease changed between the read and the write: the next attempt reads it again.
+    Conflict,
+}
+
+/// Reads the Lease and takes or renews it.
+async fn try_acquire_or_renew(api: &Api<Lease>, identity: &str, exclusive: bool) -> kube::Result<Attempt> {
     let current = api.get_opt(LEASE_NAME).await?;
     let spec = match decide(current.as_ref().and_then(|l| l.spec.as_ref()), identity, Timestamp::now(), exclusive) {
-        Decision::HeldBy(_) => return Ok(false),
+        Decision::HeldBy(holder) => return Ok(Attempt::HeldBy(holder)),
         Decision::Write(spec) => spec,
     };
     let written = match current {
@@ -126,8 +136,8 @@ async fn try_acquire_or_renew(api: &Api<Lease>, identity: &str, exclusive: bool)
         }
     };
     match written {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Ok(_) => Ok(Attempt::Holds),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Attempt::Conflict),
         Err(e) => Err(e),
     }
 }
@@ -202,19 +212,21 @@ async fn campaign(
         };
         let attempt = tokio::time::timeout(budget, try_acquire_or_renew(&api, &identity, exclusive)).await;
         match attempt {
-            Ok(Ok(true)) => {
+            Ok(Ok(Attempt::Holds)) => {
                 if renewed.is_none() {
                     tracing::info!(%identity, lease = %format!("{LEASE_NAMESPACE}/{LEASE_NAME}"), "leading: controllers start");
                 }
                 renewed = Some(tokio::time::Instant::now());
                 leading.send_if_modified(|l| !std::mem::replace(l, true));
             }
-            Ok(Ok(false)) => {
+            Ok(Ok(Attempt::HeldBy(holder))) => {
                 if renewed.take().is_some() {
-                    tracing::warn!(%identity, "another server took the lease: controllers stop");
+                    tracing::warn!(%identity, %holder, "another server took the lease: controllers stop");
                 }
                 leading.send_if_modified(|l| std::mem::replace(l, false));
             }
+            // Lost a race (or our own late write landed first): read again; the deadline holds.
+            Ok(Ok(Attempt::Conflict)) => tracing::debug!("the controller-manager lease changed while it was written"),
             Ok(Err(error)) => tracing::warn!(%error, "cannot take or renew the controller-manager lease"),
             Err(_) => tracing::warn!("taking or renewing the controller-manager lease timed out"),
         }
