@@ -254,3 +254,39 @@ async fn postgres_bad_urls_say_what_is_wrong() {
     let err = Store::connect(&ds, StoreOptions::default()).await.err().unwrap().to_string();
     assert!(err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
 }
+
+#[tokio::test]
+async fn postgres_a_server_behind_the_compacted_log_reloads_and_ends_its_watches() {
+    use std::sync::atomic::Ordering;
+    let db = TestDb::new().await;
+    let (a, b) = (db.store(20).await, db.store(20).await);
+    let x = a.write(Write::Create { key: key("x"), object: cm("x", "1") }).await.unwrap();
+    until("B sees x", || b.get(&key("x")).is_some()).await;
+    let mut watch = b.watch(WatchStart::Now).unwrap();
+    let following = &b.inner.postgres.as_ref().unwrap().following;
+    following.store(false, Ordering::Relaxed);
+    // A writes far past the window while B does not follow: the log is compacted beyond B.
+    a.write(Write::Delete { key: key("x"), expected_rev: Some(x.rev) }).await.unwrap();
+    for i in 0..60 {
+        let name = format!("c{i}");
+        a.write(Write::Create { key: key(&name), object: cm(&name, "x") }).await.unwrap();
+    }
+    assert!(b.get(&key("x")).is_some(), "B is behind");
+    following.store(true, Ordering::Relaxed);
+    until("B reloads", || b.revision() == a.revision()).await;
+    assert!(b.get(&key("x")).is_none());
+    assert_eq!(b.list("configmaps", None, None, 0, |_| true).items.len(), 60);
+    // The watch B was serving cannot continue across the reload: 410 Gone on its next event.
+    a.write(Write::Create { key: key("after"), object: cm("after", "x") }).await.unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next()).await.unwrap().unwrap();
+    assert!(matches!(next, Err(Error::Gone(_))), "{next:?}");
+    // New watches from B's current revision work.
+    let mut fresh = b.watch(WatchStart::Now).unwrap();
+    a.write(Write::Create { key: key("later"), object: cm("later", "x") }).await.unwrap();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(5), fresh.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(e.object.key.name, "later");
+    for s in [&a, &b] {
+        s.close().await;
+    }
+    db.drop_db().await;
+}

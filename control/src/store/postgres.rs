@@ -3,7 +3,7 @@
 //! revision row), and the follower task that applies other servers' commits to memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ const SCHEMA_LOCK: i64 = 0x7768_6172_6600_0001;
 pub(super) struct Shared {
     pub(super) pool: PgPool,
     pub(super) files: SharedFiles,
+    /// Cleared by tests to make this server fall behind (its follower skips its turns).
+    pub(super) following: AtomicBool,
 }
 
 impl Shared {
@@ -103,7 +105,7 @@ pub(super) async fn connect(url: &str, display: &str, options: StoreOptions) -> 
         writes: Writes::Postgres(writes_tx),
         events: events_tx,
         resets: Default::default(),
-        postgres: Some(Shared { pool: pool.clone(), files }),
+        postgres: Some(Shared { pool: pool.clone(), files, following: AtomicBool::new(true) }),
     });
     tokio::spawn(run_writer(pool.clone(), writes_rx, Arc::downgrade(&inner), options.window));
     tokio::spawn(run_follower(pool, listener, Arc::downgrade(&inner), options.window));
@@ -417,6 +419,9 @@ async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Wea
             return;
         }
         let Some(inner) = inner.upgrade() else { return };
+        if !inner.postgres.as_ref().is_some_and(|pg| pg.following.load(Ordering::Relaxed)) {
+            continue;
+        }
         if let Err(e) = follow_once(&pool, &inner, window).await {
             tracing::warn!(error = %e, "cannot read the shared store's changes");
         }
