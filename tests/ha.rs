@@ -193,7 +193,14 @@ impl Drop for Watch {
 /// `kubeconfigs` in turn, until stopped; records the ones whose create was acknowledged.
 struct Writer {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(Vec<String>, Vec<usize>)>>,
+    thread: Option<std::thread::JoinHandle<(Vec<Acknowledged>, Vec<usize>)>>,
+}
+
+/// A create the API acknowledged: the ConfigMap's name, the server it went through and when.
+struct Acknowledged {
+    name: String,
+    server: usize,
+    at: Instant,
 }
 
 impl Writer {
@@ -210,7 +217,7 @@ impl Writer {
                 let server = n % kubeconfigs.len();
                 let args = ["create", "configmap", &name, "-n", "ha", "--from-literal=n=1", "--request-timeout=10s"];
                 if kubectl_at(&kubeconfigs[server], &args).status.success() {
-                    acknowledged.push(name);
+                    acknowledged.push(Acknowledged { name, server, at: Instant::now() });
                 } else {
                     failed[server] += 1;
                     std::thread::sleep(Duration::from_millis(50));
@@ -223,7 +230,7 @@ impl Writer {
 
     /// Stops the writer: the names of the acknowledged creates, and how many failed through
     /// each server.
-    fn finish(mut self) -> (Vec<String>, Vec<usize>) {
+    fn finish(mut self) -> (Vec<Acknowledged>, Vec<usize>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().expect("running").join().expect("the writer thread")
     }
@@ -328,14 +335,13 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
 
     // A watch on one server sees what another writes.
     let (b, c) = (other, leader);
-    let watch = Watch::start(&servers[b], &["configmaps", "-n", "ha"]);
-    assert!(watch.wait_for("first", Duration::from_secs(20)).is_some(), "the watch on server {b} never listed");
+    let configmaps = Watch::start(&servers[b], &["configmaps", "-n", "ha"]);
+    assert!(configmaps.wait_for("first", Duration::from_secs(20)).is_some(), "the watch on server {b} never listed");
     let created = Instant::now();
     servers[c].ok(&["create", "configmap", "from-c", "-n", "ha", "--from-literal=c=1"]);
-    let seen = watch.wait_for("from-c", Duration::from_secs(20));
+    let seen = configmaps.wait_for("from-c", Duration::from_secs(20));
     let seen = seen.unwrap_or_else(|| panic!("the watch on server {b} never saw the ConfigMap created on server {c}"));
     println!("a watch on server {b} saw the create through server {c} {:?} after it was acknowledged", seen - created);
-    drop(watch);
 
     // A Deployment applied through one server runs on the node; a watch counts its pods.
     let web_pods = Watch::start(&servers[home], &["pods", "-n", "ha", "-l", "app=web"]);
@@ -388,11 +394,30 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
         .iter()
         .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string))
         .collect();
-    let lost: Vec<&String> = acknowledged.iter().filter(|n| !names.contains(*n)).collect();
+    let lost: Vec<&str> = acknowledged.iter().map(|a| a.name.as_str()).filter(|n| !names.contains(*n)).collect();
     assert!(lost.is_empty(), "acknowledged creates lost after the failover: {lost:?}");
     println!(
         "writer: {} creates acknowledged, all present; refused through each server: {failed:?} (server {leader} was killed)",
         acknowledged.len()
+    );
+
+    // The watch on server b, running all along, delivered every create acknowledged by the others.
+    let mut delays: Vec<Duration> = acknowledged
+        .iter()
+        .filter(|a| a.server != b)
+        .map(|a| {
+            let seen = configmaps.wait_for(&a.name, Duration::from_secs(10));
+            let seen =
+                seen.unwrap_or_else(|| panic!("the watch on server {b} never saw {} (through {})", a.name, a.server));
+            seen.saturating_duration_since(a.at)
+        })
+        .collect();
+    delays.sort();
+    println!(
+        "the watch on server {b} saw all {} creates through the other servers: median {:?}, slowest {:?} after the acknowledgement",
+        delays.len(),
+        delays.get(delays.len() / 2).copied().unwrap_or_default(),
+        delays.last().copied().unwrap_or_default()
     );
 
     // Nothing was done twice: exactly `completions` pods of the Job, each created once, and never
