@@ -3,7 +3,9 @@
 //! `--datastore`, the others `--join` it with its server token; a node agent runs pods. Every
 //! server answers kubectl with the same objects, a watch on one sees what another wrote, and when
 //! the leader (the holder of the `wharf-controller-manager` Lease) is killed another server takes
-//! over: no acknowledged write is lost, the Deployment converges, and nothing is done twice.
+//! over: no acknowledged write is lost, the Deployment converges, and nothing is done twice. A
+//! leader that is only paused (SIGSTOP) and wakes up after losing the Lease does nothing either:
+//! its controllers' writes are fenced by the Lease.
 
 mod common;
 
