@@ -250,6 +250,14 @@ mod tests {
         task: tokio::task::JoinHandle<()>,
     }
 
+    impl TestServer {
+        /// Closes the listener and every connection, as a killed server does.
+        async fn kill(mut self) {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+    }
+
     impl Drop for TestServer {
         fn drop(&mut self) {
             self.task.abort();
@@ -280,6 +288,27 @@ mod tests {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
                 });
+            }
+        });
+        TestServer { url, hits, task }
+    }
+
+    /// A server that reads each request and closes the connection without answering (it died
+    /// while handling it); counts the requests it read.
+    async fn hang_up() -> TestServer {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicU32::new(0));
+        let counted = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let mut buffer = [0u8; 4096];
+                if matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                drop(stream);
             }
         });
         TestServer { url, hits, task }
@@ -338,11 +367,28 @@ mod tests {
         let service = failover(&[first.url.clone(), second.url.clone()]);
         let client = service.clone().into_client("default");
         assert_eq!(get(&client).await.unwrap(), "first");
-        drop(first);
-        tokio::task::yield_now().await;
+        first.kill().await;
         // The pooled connection to the first server is gone; so is its listener.
         assert_eq!(get(&client).await.unwrap(), "second");
         assert_eq!(post(&client).await.unwrap(), "second");
+        assert_eq!(service.current_url(), second.url);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_server_read_is_not_sent_again_but_a_read_is() {
+        let first = hang_up().await;
+        let second = serve(200, "second").await;
+        let service = failover(&[first.url.clone(), second.url.clone()]);
+        let client = service.clone().into_client("default");
+        // The first server may have applied the write before it died: only the caller may decide
+        // to send it again.
+        let error = post(&client).await.unwrap_err();
+        assert!(!connection_failed(&error), "{error:?}");
+        assert_eq!((first.hits.load(Ordering::SeqCst), second.hits.load(Ordering::SeqCst)), (1, 0));
+        assert_eq!(service.current_url(), first.url);
+        // A read changes nothing: it goes on to the next server.
+        assert_eq!(get(&client).await.unwrap(), "second");
+        assert_eq!((first.hits.load(Ordering::SeqCst), second.hits.load(Ordering::SeqCst)), (2, 1));
         assert_eq!(service.current_url(), second.url);
     }
 
