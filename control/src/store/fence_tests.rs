@@ -290,3 +290,30 @@ async fn postgres_a_server_behind_the_compacted_log_reloads_and_ends_its_watches
     }
     db.drop_db().await;
 }
+
+/// Concurrent creates through one and through two servers (printed, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_throughput_with_one_and_two_servers() {
+    let db = TestDb::new().await;
+    let stores = [db.store(10_000).await, db.store(10_000).await];
+    for servers in [1, 2] {
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..2000 {
+            let store = stores[i % servers].clone();
+            tasks.push(tokio::spawn(async move {
+                let name = format!("t{servers}-{i}");
+                store.write(Write::Create { key: key(&name), object: cm(&name, "x") }).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let took = start.elapsed();
+        println!("{servers} server(s): 2000 concurrent creates in {took:?} = {:.0}/s", 2000.0 / took.as_secs_f64());
+    }
+    for s in &stores {
+        s.close().await;
+    }
+    db.drop_db().await;
+}
