@@ -71,6 +71,10 @@ pub struct DatastoreArgs {
     /// Creates, one at a time through server 1, whose events are timed at every server's watcher.
     #[arg(long, default_value_t = 500)]
     watch_samples: usize,
+    /// Rounds of the three phases, one after the other (on a busy machine, several rounds show how
+    /// much of a difference is the machine's).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Servers in the multi-server Postgres phase.
     #[arg(long, default_value_t = 3)]
     servers: usize,
@@ -99,6 +103,8 @@ impl Backend {
 
 /// What one phase measured.
 struct Outcome {
+    /// 1-based.
+    round: usize,
     backend: Backend,
     servers: usize,
     /// How the servers after the first were started ("—" for one server).
@@ -183,7 +189,7 @@ impl PhaseMeter {
 }
 
 pub async fn run(args: DatastoreArgs) -> Result<()> {
-    if [args.objects, args.clients, args.watch_samples, args.servers].contains(&0) {
+    if [args.objects, args.clients, args.watch_samples, args.servers, args.rounds].contains(&0) {
         bail!("every count must be at least 1");
     }
     let shown = wharf_control::store::Datastore::parse(&args.postgres)
@@ -206,12 +212,14 @@ pub async fn run(args: DatastoreArgs) -> Result<()> {
     let mut problems = Vec::new();
 
     let mut outcomes = Vec::new();
-    for (i, (backend, servers)) in
-        [(Backend::Sqlite, 1), (Backend::Postgres, 1), (Backend::Postgres, args.servers)].into_iter().enumerate()
-    {
-        let dir = base.path().join(format!("phase-{i}"));
-        let outcome = phase(&exe, &dir, backend, servers, join, &args, &mut problems).await;
-        outcomes.push(outcome.with_context(|| format!("{} with {servers} server(s)", backend.name()))?);
+    for round in 1..=args.rounds {
+        for (i, (backend, servers)) in
+            [(Backend::Sqlite, 1), (Backend::Postgres, 1), (Backend::Postgres, args.servers)].into_iter().enumerate()
+        {
+            let dir = base.path().join(format!("round-{round}-phase-{i}"));
+            let outcome = phase(&exe, &dir, round, backend, servers, join, &args, &mut problems).await;
+            outcomes.push(outcome.with_context(|| phase_label(round, backend, servers, &args))?);
+        }
     }
 
     let report = render(&args, &shown, &postgres_version, base.path(), &outcomes, &problems);
@@ -225,6 +233,13 @@ pub async fn run(args: DatastoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// "Postgres, 3 servers", with the round when there are several.
+fn phase_label(round: usize, backend: Backend, servers: usize, args: &DatastoreArgs) -> String {
+    let plural = if servers == 1 { "" } else { "s" };
+    let label = format!("{}, {servers} server{plural}", backend.name());
+    if args.rounds > 1 { format!("{label}, round {round}") } else { label }
+}
+
 /// Whether this binary's `wharf server` takes `--join` (servers after the first join the first).
 async fn server_has_join(exe: &Path) -> Result<bool> {
     let help = tokio::process::Command::new(exe).args(["server", "--help"]).output().await?;
@@ -233,16 +248,18 @@ async fn server_has_join(exe: &Path) -> Result<bool> {
 
 /// One phase: a fresh database (Postgres), its servers, the measures; then the servers stopped
 /// and the database dropped, whatever happened.
+#[allow(clippy::too_many_arguments)]
 async fn phase(
     exe: &Path,
     dir: &Path,
+    round: usize,
     backend: Backend,
     servers: usize,
     join: bool,
     args: &DatastoreArgs,
     problems: &mut Vec<String>,
 ) -> Result<Outcome> {
-    let label = format!("{}, {servers} server(s)", backend.name());
+    let label = phase_label(round, backend, servers, args);
     let database = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => Some(Database::create(&args.postgres).await?),
@@ -265,7 +282,17 @@ async fn phase(
         }
         let (creates, delays, cpu, load_avg) = measured?;
         stopped?;
-        Ok::<_, anyhow::Error>(Outcome { backend, servers, joined_by, ready_after, creates, delays, cpu, load_avg })
+        Ok::<_, anyhow::Error>(Outcome {
+            round,
+            backend,
+            servers,
+            joined_by,
+            ready_after,
+            creates,
+            delays,
+            cpu,
+            load_avg,
+        })
     }
     .await;
     if let Some(database) = database
@@ -545,33 +572,30 @@ fn render(
         place.display()
     );
 
-    let sqlite_rate = outcomes.iter().find(|o| o.backend == Backend::Sqlite).map(|o| o.creates.rate());
+    let sqlite_rate = |round: usize| {
+        outcomes.iter().find(|o| o.round == round && o.backend == Backend::Sqlite).map(|o| o.creates.rate())
+    };
     let _ = writeln!(
         out,
         "Create throughput and latency: {} clients (round-robin over the servers), {} ConfigMaps of 1 KiB\n",
         args.clients,
         count(args.objects)
     );
-    let rows: Vec<[String; 7]> = outcomes
+    let rows: Vec<[String; 6]> = outcomes
         .iter()
         .map(|o| {
             let rate = o.creates.rate();
             [
-                o.backend.name().to_string(),
-                o.servers.to_string(),
+                phase_label(o.round, o.backend, o.servers, args),
                 format!("{} objects/s", thousands(rate)),
-                sqlite_rate.map_or("—".into(), |s| format!("{:.2}×", rate / s)),
+                sqlite_rate(o.round).map_or("—".into(), |s| format!("{:.2}×", rate / s)),
                 latencies(&o.creates),
                 format!("{} / {}", count(o.creates.failed), count(o.creates.ok + o.creates.failed)),
                 o.load_avg.clone(),
             ]
         })
         .collect();
-    table(
-        &mut out,
-        ["Datastore", "Servers", "Creates/s", "÷ SQLite", "p50 / p99 / max", "failed", "load avg before"],
-        &rows,
-    );
+    table(&mut out, ["Phase", "Creates/s", "÷ SQLite", "p50 / p99 / max", "failed", "load avg before"], &rows);
 
     let _ = writeln!(
         out,
@@ -587,7 +611,7 @@ fn render(
                 format!("{} / {} / {}", ms(percentile(v, 50.0)), ms(percentile(v, 99.0)), ms(percentile(v, 100.0)))
             };
             rows.push([
-                format!("{}, {} server(s)", o.backend.name(), o.servers),
+                phase_label(o.round, o.backend, o.servers, args),
                 watcher,
                 pct(&d.sent_to_event),
                 format!("{} / {}", ms(percentile(&d.reply_to_event, 50.0)), ms(percentile(&d.reply_to_event, 99.0))),
@@ -614,7 +638,7 @@ fn render(
         "\nServers and CPU of the throughput phase (servers: all of the phase's; Postgres: every postgres process, \
          whoever its client; other processes: the rest of the machine, e.g. other builds)\n"
     );
-    let rows: Vec<[String; 9]> = outcomes
+    let rows: Vec<[String; 8]> = outcomes
         .iter()
         .map(|o| {
             let c = &o.cpu;
@@ -622,8 +646,7 @@ fn render(
                 format!("{} ({:.0}% of one CPU)", secs(d), 100.0 * d.as_secs_f64() / c.wall.as_secs_f64())
             };
             [
-                o.backend.name().to_string(),
-                o.servers.to_string(),
+                phase_label(o.round, o.backend, o.servers, args),
                 o.joined_by.to_string(),
                 o.ready_after.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
                 secs(c.wall),
@@ -637,8 +660,7 @@ fn render(
     table(
         &mut out,
         [
-            "Datastore",
-            "Servers",
+            "Phase",
             "others started with",
             "spawn → /readyz",
             "wall",
