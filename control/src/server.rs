@@ -18,7 +18,7 @@ use crate::api::{self, ApiState};
 use crate::auth::{pki, tokens};
 use crate::error::{Error, Result};
 use crate::registry::{defaults, kinds, strategy};
-use crate::store::{Datastore, ObjectKey, SharedFiles, Store, StoreOptions, Write};
+use crate::store::{Datastore, ObjectKey, SharedFiles, Store, StoreOptions, Write, WriteError};
 
 /// The namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -138,12 +138,30 @@ async fn seed_namespaces(store: &Store) -> Result<()> {
         let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         strategy::prepare_create(resource, &mut ns);
         defaults::apply(resource, &mut ns);
-        store
-            .write(Write::Create { key, object: ns })
-            .await
-            .map_err(|e| Error::Internal(format!("cannot create namespace {name}: {e:?}")))?;
+        match store.write(Write::Create { key, object: ns }).await {
+            // Another server starting on the same new database made it first.
+            Ok(_) | Err(WriteError::AlreadyExists) => {}
+            Err(e) => return Err(Error::Internal(format!("cannot create namespace {name}: {e:?}"))),
+        }
     }
     Ok(())
+}
+
+/// Writes the default RBAC policy. Servers starting together on one new database race to
+/// create and update it; a pass that lost a race is tried again once this store has seen the
+/// winner's writes (a persistent failure stays one).
+async fn reconcile_policy(store: &Store) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        match crate::auth::bootstrap_policy::reconcile(store).await {
+            Err(e) if attempts < 20 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "the default policy is written by another server too; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Prepares everything, binds the listener and serves until `shutdown` completes. `on_ready`
@@ -188,7 +206,7 @@ pub async fn run(
     let node_token = tokens::load_or_create_pinned_token(&dir.join("node-token"), &pki.ca_pem)?;
     let server_token = tokens::load_or_create_pinned_token(&dir.join("server.token"), &pki.ca_pem)?;
     seed_namespaces(&store).await?;
-    crate::auth::bootstrap_policy::reconcile(&store).await?;
+    reconcile_policy(&store).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
