@@ -88,6 +88,11 @@ fn servers_joined_with_the_server_token_make_one_cluster() {
         assert_eq!(other.admin_token(), first.admin_token());
         assert_eq!(read(other, "node-token"), read(&first, "node-token"));
         assert_eq!(listed_servers(other)[0], other.url, "each kubeconfig names its own server first");
+        for secret in ["pki/ca.key", "pki/sa.key", "pki/apiserver-client.key", "admin.token", "server.token"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(other.data_dir().join(secret)).expect(secret).permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the downloaded {secret} is readable by its owner only");
+        }
     }
     for server in [&first, &second, &third] {
         let version = server.ok(&["version", "-o", "json"]);
