@@ -1,7 +1,7 @@
 //! Wharf's own clients over a control plane of two servers on one PostgreSQL database: a node
 //! agent given `--server A,B` keeps its node Ready and runs new pods after server A is killed,
-//! and `wharf fn|token|image` with a kubeconfig whose `server:` is the dead A reach B through the
-//! kubeconfig's `wharf.dev/servers` list.
+//! another one given the same list joins through B, and `wharf fn|token|image` with a kubeconfig
+//! whose `server:` is the dead A reach B through the kubeconfig's `wharf.dev/servers` list.
 
 mod common;
 
@@ -139,6 +139,12 @@ fn an_agent_and_the_cli_fail_over_to_the_surviving_server() {
     println!("a pod created after A died ran {:?} after its creation", created.elapsed());
     assert!(running(&b.pod("before")), "{:#}", b.pod("before"));
 
+    // An agent joining now with the dead A first joins through B (CA, node credential, Node).
+    let joining = Instant::now();
+    let late = a.join_agent_with("late-node", &["--server", &b.url]);
+    b.wait_nodes_ready(2, Duration::from_secs(60));
+    println!("an agent given --server {servers} joined {:?} after it started", joining.elapsed());
+
     // The CLI reaches B with `server:` naming the dead A.
     let listed = Instant::now();
     succeeded(&wharf(&listing, &["fn", "ls"]), "wharf fn ls (A dead)");
@@ -163,5 +169,6 @@ fn an_agent_and_the_cli_fail_over_to_the_surviving_server() {
     succeeded(&out, "wharf image import (A dead)");
     let images = succeeded(&wharf(&listing, &["image", "ls"]), "wharf image ls");
     assert!(images.contains("hello"), "{images}");
+    drop(late);
     drop(agent);
 }
