@@ -192,12 +192,13 @@ pub async fn run(args: DatastoreArgs) -> Result<()> {
     if [args.objects, args.clients, args.watch_samples, args.servers, args.rounds].contains(&0) {
         bail!("every count must be at least 1");
     }
+    if !args.postgres.starts_with("postgres://") && !args.postgres.starts_with("postgresql://") {
+        bail!("--postgres: expected a postgres://USER[:PASSWORD]@HOST[:PORT]/DB URL");
+    }
+    // Shown with the password redacted.
     let shown = wharf_control::store::Datastore::parse(&args.postgres)
         .map_err(|e| anyhow::anyhow!("--postgres {e}"))?
         .to_string();
-    if !args.postgres.starts_with("postgres://") && !args.postgres.starts_with("postgresql://") {
-        bail!("--postgres {shown}: expected a postgres:// URL");
-    }
     let postgres_version = {
         let mut conn = sqlx::PgConnection::connect(&args.postgres)
             .await
