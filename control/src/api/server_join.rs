@@ -62,12 +62,15 @@ fn answer(service: &JoinService, method: &Method, headers: &HeaderMap) -> Result
             "this server's datastore is SQLite: only one server can use it; start servers with --datastore postgres://…"
                 .into(),
         )),
-        Datastore::Postgres(url) => Ok((
+        Datastore::Postgres(url) => Ok({
+            tracing::info!("told a joining server the datastore and the CA");
+            (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
             json!({"datastore": url, "ca": service.ca_pem}).to_string(),
         )
-            .into_response()),
+            .into_response()
+        }),
     }
 }
 
@@ -135,4 +138,59 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nthe cluster CA\n-----END CERTIFICATE-----\n";
+    const URL: &str = "postgres://wharf:secret@db:5432/wharf";
+
+    /// Serves the endpoint over plain HTTP on a free port; its base URL.
+    async fn serve(datastore: Datastore, ca_pem: &str, token: &str) -> String {
+        let service = JoinService { token: token.into(), datastore, ca_pem: ca_pem.into() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(service)).await });
+        format!("http://{address}")
+    }
+
+    fn token_for(ca_pem: &str) -> String {
+        format!("wharf1.{}.{}", tokens::ca_hash(ca_pem), tokens::generate())
+    }
+
+    #[tokio::test]
+    async fn the_server_token_gets_the_datastore_and_the_ca() {
+        let token = token_for(CA);
+        let url = serve(Datastore::Postgres(URL.into()), CA, &token).await;
+        let joined = join(&url, &token).await.unwrap();
+        assert_eq!(joined.datastore, Datastore::Postgres(URL.into()));
+        assert_eq!(joined.ca_pem, CA);
+    }
+
+    #[tokio::test]
+    async fn other_tokens_and_sqlite_are_refused() {
+        let token = token_for(CA);
+        let url = serve(Datastore::Postgres(URL.into()), CA, &token).await;
+        let wrong = token_for(CA);
+        let e = join(&url, &wrong).await.unwrap_err().to_string();
+        assert!(e.contains("refused the token") && !e.contains("secret"), "{e}");
+        let e = join(&url, "not-a-token").await.unwrap_err().to_string();
+        assert!(e.contains("not a server token"), "{e}");
+        let response = crate::api::agent_client().get(format!("{url}{PATH}")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+        let sqlite = serve(Datastore::Sqlite("/var/lib/wharf/wharf.db".into()), CA, &token).await;
+        let e = join(&sqlite, &token).await.unwrap_err().to_string();
+        assert!(e.contains("this server's datastore is SQLite"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_without_the_pinned_ca_is_not_trusted() {
+        let token = token_for(CA);
+        let impostor = serve(Datastore::Postgres(URL.into()), "another CA", &token).await;
+        let e = join(&impostor, &token).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("the server at {impostor} does not have the CA the token names")), "{e}");
+    }
 }
