@@ -33,7 +33,7 @@ enum Command {
         data_dir: Option<PathBuf>,
         /// Where objects live: sqlite://PATH (default: sqlite://DATA_DIR/wharf.db) or
         /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB, which several servers can share.
-        #[arg(long, env = "WHARF_DATASTORE", value_name = "URL", value_parser = parse_datastore,
+        #[arg(long, env = "WHARF_DATASTORE", value_name = "URL", value_parser = DatastoreParser, hide_env_values = true,
               conflicts_with = "join")]
         datastore: Option<wharf_control::store::Datastore>,
         /// Join the cluster of the server at URL (e.g. https://10.0.0.1:6443), sharing its
@@ -372,9 +372,25 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} must be a duration of zero or more, like 40s"))
 }
 
-/// The `--datastore` flag: `sqlite://PATH` or `postgres://…`.
-fn parse_datastore(text: &str) -> Result<wharf_control::store::Datastore, String> {
-    wharf_control::store::Datastore::parse(text)
+/// The `--datastore` flag: `sqlite://PATH` or `postgres://…`. Its errors show the URL with the
+/// password hidden (clap's own would repeat the value as given).
+#[derive(Clone)]
+struct DatastoreParser;
+
+impl clap::builder::TypedValueParser for DatastoreParser {
+    type Value = wharf_control::store::Datastore;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let invalid = |message: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, message);
+        let text = value.to_str().ok_or_else(|| invalid("invalid value for --datastore: not UTF-8\n".into()))?;
+        wharf_control::store::Datastore::parse(text)
+            .map_err(|e| invalid(format!("invalid value for --datastore: {e}\n")))
+    }
 }
 
 /// A port range flag: `FIRST-LAST`.

@@ -158,11 +158,12 @@ fn a_sqlite_server_cannot_be_joined() {
 
 #[test]
 fn a_bad_datastore_is_refused_with_one_line() {
-    let out = wharf(&["server", "--datastore", "mysql://root@db/wharf"]);
+    let out = wharf(&["server", "--datastore", "mysql://root:hunter2secret@db/wharf"]);
     let stderr = text(&out.stderr);
     println!("bad scheme: {}", stderr.trim());
     assert_eq!(out.status.code(), Some(2), "a bad flag value: {stderr}");
     assert!(stderr.contains("--datastore") && stderr.contains("postgres://"), "names the flag and the forms: {stderr}");
+    assert!(!stderr.contains("hunter2secret") && stderr.lines().count() == 1, "one line, no password: {stderr}");
 
     // Nothing listens on port 1: the database is unreachable, and its password never shown.
     let out = wharf(&[
