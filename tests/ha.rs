@@ -449,12 +449,16 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
         .filter(|e| e["involvedObject"]["name"] == "count" && e["reason"] == "SuccessfulCreate")
         .map(|e| e["count"].as_u64().unwrap_or(1))
         .sum::<u64>();
-    assert_eq!(creates, completions as u64, "SuccessfulCreate events of job count");
+    // At most one event per pod: the killed leader may have died before sending its last ones.
+    assert!(creates <= completions as u64, "{creates} SuccessfulCreate events of job count for {completions} pods");
+    let job_names = job_pods.names();
+    assert_eq!(job_names.len(), completions, "pods of job count ever seen by the watch: {job_names:?}");
     let (before_scale, overall) = (web_pods.most_active_pods(scaled), web_pods.most_active_pods(Instant::now()));
     assert!(before_scale <= 3, "{before_scale} web pods at once before scaling to 5 (replicas 3)");
     assert!(overall <= 5, "{overall} web pods at once (replicas 5)");
     println!(
-        "most pods at once: web {before_scale} at 3 replicas, {overall} at 5; job {most_job_pods} at parallelism 2; done after {:?}",
+        "most pods at once: web {before_scale} at 3 replicas, {overall} at 5; job {most_job_pods} at parallelism 2 \
+         ({creates} SuccessfulCreate events); done after {:?}",
         started.elapsed()
     );
     drop(web_pods);
