@@ -202,10 +202,14 @@ pub async fn run(options: JoinOptions) -> anyhow::Result<()> {
     let address = options.node_ip.clone().unwrap_or_else(|| {
         if options.listen.ip().is_unspecified() { "127.0.0.1".into() } else { options.listen.ip().to_string() }
     });
+    // The embedded registry behind image references without a host: a server that answered,
+    // then the others (they share its content).
+    let registries: Vec<&str> = std::iter::once(answered)
+        .chain(options.servers.iter().map(String::as_str).filter(|s| *s != answered))
+        .collect();
     let images = images_puller(
         &options.data_dir.join("images"),
-        // The embedded registry behind image references without a host: a server that answered.
-        answered,
+        &registries,
         &ca_pem,
         &credential,
         &options.insecure_registries,

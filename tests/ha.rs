@@ -380,6 +380,7 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
     let killed = Instant::now();
     servers[leader].kill();
     println!("leader killed with {done} of {completions} pods of job count succeeded");
+    assert!(done.as_u64().unwrap_or(0) < completions as u64, "job count had ended before the leader was killed");
     let new_holder = wait_new_holder(&servers[home], &leader_identity);
     let takeover = killed.elapsed();
     let new_holder = new_holder.unwrap_or_else(|| {
@@ -393,6 +394,19 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
     println!(
         "leader killed; server {new_leader} holds the Lease {takeover:?} later (goal {TAKEOVER_GOAL:?}: {})",
         if takeover <= TAKEOVER_GOAL { "met" } else { "MISSED" }
+    );
+
+    // An image imported after the failover runs too (the agent pulls from a live server).
+    servers[other].import(&wasm_fixture(&dir, "hello"), "hello:v1");
+    servers[other].ok(&["run", "late", "-n", "ha", "--image=hello:v1", "--restart=Never"]);
+    let pulled = servers[home].eventually(Duration::from_secs(60), || {
+        let phase = servers[home].ok(&["get", "pod", "late", "-n", "ha", "-o", "jsonpath={.status.phase}"]);
+        phase == "Succeeded"
+    });
+    assert!(
+        pulled,
+        "the pod of an image imported after the failover never ran:\n{}",
+        servers[home].ok(&["get", "events", "-n", "ha", "--field-selector", "involvedObject.name=late"])
     );
 
     // After the failover: scaling converges, the Job completes.
@@ -456,6 +470,8 @@ fn three_servers_on_one_database_serve_the_same_cluster_and_survive_the_leader_s
     let (before_scale, overall) = (web_pods.most_active_pods(scaled), web_pods.most_active_pods(Instant::now()));
     assert!(before_scale <= 3, "{before_scale} web pods at once before scaling to 5 (replicas 3)");
     assert!(overall <= 5, "{overall} web pods at once (replicas 5)");
+    let web_names = web_pods.names();
+    assert_eq!(web_names.len(), 5, "pods of deployment web ever seen by the watch: {web_names:?}");
     println!(
         "most pods at once: web {before_scale} at 3 replicas, {overall} at 5; job {most_job_pods} at parallelism 2 \
          ({creates} SuccessfulCreate events); done after {:?}",

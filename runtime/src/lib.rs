@@ -81,12 +81,12 @@ pub struct AgentConfig {
 /// inventory of the images it already holds loaded.
 pub async fn images_puller(
     root: &std::path::Path,
-    server: &str,
+    servers: &[&str],
     ca_pem: &str,
     token: &str,
     insecure_registries: &[String],
 ) -> Result<Arc<dyn ImagePuller>, AgentError> {
-    let puller = pull::RegistryPuller::open(root, server, ca_pem, token, insecure_registries)?;
+    let puller = pull::RegistryPuller::open(root, servers, ca_pem, token, insecure_registries)?;
     puller.load_inventory().await;
     Ok(Arc::new(puller))
 }

@@ -96,26 +96,38 @@ impl ImageConfig {
 
 /// Pulls through the node's image store: references without a registry host go to the
 /// cluster's embedded registry (the API server's address) with the node token; others use the
-/// pod's imagePullSecrets, else anonymous access.
+/// pod's imagePullSecrets, else anonymous access. With several servers (which share their
+/// registry's content), a pull from the embedded registry that fails is tried at the others.
 pub struct RegistryPuller {
     store: crate::images::ImageStore,
-    default_registry: String,
+    /// `host:port` of every server's embedded registry, the one that answered the agent first.
+    cluster_registries: Vec<String>,
+    /// The one of them that last served a pull: references without a host go there first, so
+    /// images stay cached under one name while that server lives.
+    preferred: std::sync::atomic::AtomicUsize,
     token: String,
     inventory: Arc<crate::images::ImageInventory>,
 }
 
 impl RegistryPuller {
-    /// Opens the store under `root`, trusting `ca_pem` for the embedded registry at `server`.
-    /// Registries in `insecure_registries` (`host:port`) are reached over plain HTTP.
+    /// Opens the store under `root`, trusting `ca_pem` for the embedded registry of `servers`
+    /// (the first is the one image references without a host name). Registries in
+    /// `insecure_registries` (`host:port`) are reached over plain HTTP.
     pub fn open(
         root: &std::path::Path,
-        server: &str,
+        servers: &[&str],
         ca_pem: &str,
         token: &str,
         insecure_registries: &[String],
     ) -> Result<Self, crate::AgentError> {
-        let default_registry =
-            server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string();
+        let host = |server: &str| {
+            server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string()
+        };
+        let cluster_registries: Vec<String> = servers.iter().map(|s| host(s)).collect();
+        let default_registry = cluster_registries
+            .first()
+            .cloned()
+            .ok_or_else(|| crate::AgentError::Setup("no API server to pull cluster images from".into()))?;
         let options = crate::images::ClientOptions {
             ca_pem: Some(ca_pem.to_string()),
             insecure_registries: insecure_registries.to_vec(),
@@ -123,7 +135,7 @@ impl RegistryPuller {
         let store = crate::images::ImageStore::open(root, options)
             .map_err(|e| crate::AgentError::Setup(format!("image store: {e}")))?;
         let inventory = Arc::new(crate::images::ImageInventory::new(&default_registry));
-        Ok(Self { store, default_registry, token: token.to_string(), inventory })
+        Ok(Self { store, cluster_registries, preferred: Default::default(), token: token.to_string(), inventory })
     }
 
     /// Fills the image inventory from what the store already holds (once, at start).
@@ -134,7 +146,7 @@ impl RegistryPuller {
     }
 
     fn credentials(&self, registry: &str, secrets: &PullSecrets) -> crate::images::Credentials {
-        if registry == self.default_registry {
+        if self.cluster_registries.iter().any(|r| r == registry) {
             return crate::images::Credentials::Bearer(self.token.clone());
         }
         secrets
@@ -154,15 +166,26 @@ impl ImagePuller for RegistryPuller {
         progress: Option<&'a ProgressSender>,
     ) -> BoxFuture<'a, Result<Artifact, PullError>> {
         Box::pin(async move {
-            let reference =
-                crate::images::Reference::parse(image, &self.default_registry).map_err(|e| PullError(e.to_string()))?;
+            use std::sync::atomic::Ordering;
+            let preferred = self.preferred.load(Ordering::Relaxed);
+            let reference = crate::images::Reference::parse(image, &self.cluster_registries[preferred])
+                .map_err(|e| PullError(e.to_string()))?;
             let credentials = self.credentials(&reference.registry, secrets);
             let policy = crate::images::PullPolicy::from_spec(Some(policy).filter(|p| !p.is_empty()), &reference);
-            let pulled = self
-                .store
-                .pull_with_progress(&reference, &credentials, policy, progress)
-                .await
-                .map_err(|e| PullError(e.to_string()))?;
+            let mut reference = reference;
+            let mut pulled = self.store.pull_with_progress(&reference, &credentials, policy, progress).await;
+            if pulled.is_err() && reference.registry == self.cluster_registries[preferred] {
+                // Every server serves the same content: when this one fails, try the others.
+                for (index, other) in self.cluster_registries.iter().enumerate().filter(|(i, _)| *i != preferred) {
+                    let at_other = crate::images::Reference { registry: other.clone(), ..reference.clone() };
+                    if let Ok(done) = self.store.pull_with_progress(&at_other, &credentials, policy, progress).await {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        (reference, pulled) = (at_other, Ok(done));
+                        break;
+                    }
+                }
+            }
+            let pulled = pulled.map_err(|e| PullError(e.to_string()))?;
             self.inventory.record(&pulled, Some(image)).await;
             let image_id = format!("{}/{}@{}", reference.registry, reference.repository, pulled.digest);
             Ok(match pulled.runtime {

@@ -429,7 +429,7 @@ async fn linux_images_with_whiteouts_are_pulled_with_a_pull_secret_and_unpacked_
     let dir = tempfile::tempdir().unwrap();
     let ca = rcgen::generate_simple_self_signed(vec!["embedded.invalid".into()]).unwrap().cert.pem();
     let puller =
-        RegistryPuller::open(&dir.path().join("images"), "https://embedded.invalid", &ca, "unused", &[]).unwrap();
+        RegistryPuller::open(&dir.path().join("images"), &["https://embedded.invalid"], &ca, "unused", &[]).unwrap();
     let image = format!("{}/private/app:v1", registry.host);
     let error = puller.pull(&image, "Always", &Vec::new(), None).await.unwrap_err();
     assert!(error.to_string().contains("unauthorized"), "{error}");
