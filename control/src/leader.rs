@@ -161,7 +161,6 @@ async fn release(api: &Api<Lease>, identity: &str) -> kube::Result<()> {
 
 /// This server's candidacy: runs until [`Election::release`].
 pub struct Election {
-    identity: String,
     leading: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -174,12 +173,8 @@ impl Election {
         let (leading_tx, leading) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(false);
         let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
-        let task = tokio::spawn(campaign(api, identity.clone(), exclusive, leading_tx, stop_rx));
-        Election { identity, leading, stop, task }
-    }
-
-    pub fn identity(&self) -> &str {
-        &self.identity
+        let task = tokio::spawn(campaign(api, identity, exclusive, leading_tx, stop_rx));
+        Election { leading, stop, task }
     }
 
     /// Whether this server leads, as it changes.
@@ -210,13 +205,15 @@ async fn campaign(
             Some(at) => RENEW_DEADLINE.saturating_sub(at.elapsed()).max(Duration::from_millis(100)),
             None => RETRY_PERIOD * 2,
         };
+        // The lease's renewTime is set before the write is sent: count the deadline from there.
+        let started = tokio::time::Instant::now();
         let attempt = tokio::time::timeout(budget, try_acquire_or_renew(&api, &identity, exclusive)).await;
         match attempt {
             Ok(Ok(Attempt::Holds)) => {
                 if renewed.is_none() {
                     tracing::info!(%identity, lease = %format!("{LEASE_NAMESPACE}/{LEASE_NAME}"), "leading: controllers start");
                 }
-                renewed = Some(tokio::time::Instant::now());
+                renewed = Some(started);
                 leading.send_if_modified(|l| !std::mem::replace(l, true));
             }
             Ok(Ok(Attempt::HeldBy(holder))) => {

@@ -67,8 +67,9 @@ pub struct Server {
     pub advertise: Option<SocketAddr>,
 }
 
-/// The live servers (sorted by URL) and the names of the expired Leases, among `leases`.
-pub fn partition(leases: &[Lease], now: Timestamp) -> (Vec<Server>, Vec<String>) {
+/// The live servers (sorted by URL) and the expired Leases (name and resourceVersion), among
+/// `leases`.
+pub fn partition(leases: &[Lease], now: Timestamp) -> (Vec<Server>, Vec<(String, Option<String>)>) {
     let (mut live, mut expired) = (Vec::new(), Vec::new());
     for lease in leases {
         let Some(name) = lease.metadata.name.clone() else { continue };
@@ -82,7 +83,7 @@ pub fn partition(leases: &[Lease], now: Timestamp) -> (Vec<Server>, Vec<String>)
                 advertise: annotations.and_then(|a| a.get(ADDRESS_ANNOTATION)).and_then(|a| a.parse().ok()),
             }),
             (true, None) => {}
-            (false, _) => expired.push(name),
+            (false, _) => expired.push((name, lease.metadata.resource_version.clone())),
         }
     }
     live.sort_by(|a, b| a.url.cmp(&b.url));
@@ -95,7 +96,7 @@ async fn server_leases(client: &kube::Client) -> kube::Result<Vec<Lease>> {
 }
 
 /// The live servers as their Leases announce them.
-pub async fn servers(client: &kube::Client) -> kube::Result<(Vec<Server>, Vec<String>)> {
+pub async fn servers(client: &kube::Client) -> kube::Result<(Vec<Server>, Vec<(String, Option<String>)>)> {
     Ok(partition(&server_leases(client).await?, Timestamp::now()))
 }
 
@@ -104,13 +105,16 @@ pub async fn live_servers(client: &kube::Client) -> kube::Result<Vec<String>> {
     Ok(servers(client).await?.0.into_iter().map(|s| s.url).collect())
 }
 
-/// Deletes the expired server Leases named (the leader's job).
-pub async fn delete_expired(client: &kube::Client, names: &[String]) {
+/// Deletes the expired server Leases (the leader's job), each only at the resourceVersion seen
+/// expired: a server that renewed meanwhile keeps its Lease.
+pub async fn delete_expired(client: &kube::Client, expired: &[(String, Option<String>)]) {
     let api: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
-    for name in names {
-        match api.delete(name, &DeleteParams::default()).await {
+    for (name, resource_version) in expired {
+        let preconditions =
+            kube::api::Preconditions { resource_version: resource_version.clone(), ..Default::default() };
+        match api.delete(name, &DeleteParams { preconditions: Some(preconditions), ..Default::default() }).await {
             Ok(_) => tracing::info!(lease = %name, "deleted the lease of a server gone for {DURATION:?}"),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(error) => tracing::warn!(lease = %name, %error, "cannot delete an expired server lease"),
         }
     }
@@ -191,10 +195,10 @@ mod tests {
         let urls: Vec<_> = live.iter().map(|s| s.url.as_str()).collect();
         assert_eq!(urls, ["https://a.example:6443", "https://b.example:6443"]);
         assert_eq!(live[1].advertise, Some("10.0.0.2:6443".parse().unwrap()));
-        assert_eq!(expired, ["wharf-server-c-3"]);
+        assert_eq!(expired, [("wharf-server-c-3".to_string(), None)]);
         let (live, expired) = partition(&live_and_gone(), at(31));
         assert!(live.is_empty());
-        assert_eq!(expired, ["wharf-server-a-1"]);
+        assert_eq!(expired, [("wharf-server-a-1".to_string(), None)]);
     }
 
     fn live_and_gone() -> Vec<Lease> {

@@ -8,8 +8,7 @@
 //!   its file belongs to one process, so there is no 3-server SQLite phase.
 //! - **Postgres, 1 server** and **Postgres, 3 servers**: a fresh database `wharf_bench_<random>`
 //!   created from `--postgres` for the phase and dropped after it. The first server gets
-//!   `--datastore URL`; the others join it (`--join URL1 --token <DIR1/server.token>`) when this
-//!   binary's server has `--join`, else get the same `--datastore URL`.
+//!   `--datastore URL`; the others join it (`--join URL1 --token <DIR1/server.token>`).
 //!
 //! In each phase:
 //!
@@ -107,8 +106,6 @@ struct Outcome {
     round: usize,
     backend: Backend,
     servers: usize,
-    /// How the servers after the first were started ("—" for one server).
-    joined_by: &'static str,
     /// Spawn → `/readyz` of each server, in start order.
     ready_after: Vec<Duration>,
     creates: Creates,
@@ -209,7 +206,6 @@ pub async fn run(args: DatastoreArgs) -> Result<()> {
     };
     let base = bench_dir(args.dir.clone())?;
     let exe = std::env::current_exe().context("cannot find this binary")?;
-    let join = server_has_join(&exe).await?;
     let mut problems = Vec::new();
 
     let mut outcomes = Vec::new();
@@ -218,7 +214,7 @@ pub async fn run(args: DatastoreArgs) -> Result<()> {
             [(Backend::Sqlite, 1), (Backend::Postgres, 1), (Backend::Postgres, args.servers)].into_iter().enumerate()
         {
             let dir = base.path().join(format!("round-{round}-phase-{i}"));
-            let outcome = phase(&exe, &dir, round, backend, servers, join, &args, &mut problems).await;
+            let outcome = phase(&exe, &dir, round, backend, servers, &args, &mut problems).await;
             outcomes.push(outcome.with_context(|| phase_label(round, backend, servers, &args))?);
         }
     }
@@ -241,22 +237,14 @@ fn phase_label(round: usize, backend: Backend, servers: usize, args: &DatastoreA
     if args.rounds > 1 { format!("{label}, round {round}") } else { label }
 }
 
-/// Whether this binary's `wharf server` takes `--join` (servers after the first join the first).
-async fn server_has_join(exe: &Path) -> Result<bool> {
-    let help = tokio::process::Command::new(exe).args(["server", "--help"]).output().await?;
-    Ok(String::from_utf8_lossy(&help.stdout).contains("--join"))
-}
-
 /// One phase: a fresh database (Postgres), its servers, the measures; then the servers stopped
 /// and the database dropped, whatever happened.
-#[allow(clippy::too_many_arguments)]
 async fn phase(
     exe: &Path,
     dir: &Path,
     round: usize,
     backend: Backend,
     servers: usize,
-    join: bool,
     args: &DatastoreArgs,
     problems: &mut Vec<String>,
 ) -> Result<Outcome> {
@@ -267,7 +255,7 @@ async fn phase(
     };
     let measured = async {
         let url = database.as_ref().map(|d| d.url.as_str());
-        let (started, joined_by) = start_servers(exe, dir, url, servers, join).await?;
+        let started = start_servers(exe, dir, url, servers).await?;
         let measured = tokio::time::timeout(PHASE_LIMIT, measure(&label, &started, args, problems))
             .await
             .with_context(|| format!("{label}: did not finish within {PHASE_LIMIT:?}"))
@@ -283,17 +271,7 @@ async fn phase(
         }
         let (creates, delays, cpu, load_avg) = measured?;
         stopped?;
-        Ok::<_, anyhow::Error>(Outcome {
-            round,
-            backend,
-            servers,
-            joined_by,
-            ready_after,
-            creates,
-            delays,
-            cpu,
-            load_avg,
-        })
+        Ok::<_, anyhow::Error>(Outcome { round, backend, servers, ready_after, creates, delays, cpu, load_avg })
     }
     .await;
     if let Some(database) = database
@@ -305,14 +283,8 @@ async fn phase(
 }
 
 /// Starts `n` servers on `dir/server-<i>`: the first on `datastore` (SQLite in its data dir when
-/// `None`), the others joining it or on the same datastore.
-async fn start_servers(
-    exe: &Path,
-    dir: &Path,
-    datastore: Option<&str>,
-    n: usize,
-    join: bool,
-) -> Result<(Vec<Server>, &'static str)> {
+/// `None`), the others joining it.
+async fn start_servers(exe: &Path, dir: &Path, datastore: Option<&str>, n: usize) -> Result<Vec<Server>> {
     let mut first = vec!["--no-agent".to_string()];
     if let Some(url) = datastore {
         first.extend(["--datastore".to_string(), url.to_string()]);
@@ -321,32 +293,15 @@ async fn start_servers(
     let mut servers: Vec<Server> = Vec::new();
     let first_dir = dir.join("server-1");
     servers.push(Server::start_with(exe, &first_dir, &first.iter().map(String::as_str).collect::<Vec<_>>()).await?);
-    let joined_by = if n == 1 {
-        "—"
-    } else if join {
-        "--join"
-    } else {
-        "--datastore"
-    };
     for i in 2..=n {
-        let flags = if join {
-            let token_file = first_dir.join("server.token");
-            let token = std::fs::read_to_string(&token_file)
-                .with_context(|| format!("cannot read the server token {}", token_file.display()))?;
-            vec![
-                "--no-agent".to_string(),
-                "--join".to_string(),
-                servers[0].config.cluster_url.to_string().trim_end_matches('/').to_string(),
-                "--token".to_string(),
-                token.trim().to_string(),
-            ]
-        } else {
-            first.clone()
-        };
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let token_file = first_dir.join("server.token");
+        let token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("cannot read the server token {}", token_file.display()))?;
+        let url = servers[0].config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let flags = ["--no-agent", "--join", &url, "--token", token.trim()];
         servers.push(Server::start_with(exe, &dir.join(format!("server-{i}")), &flags).await?);
     }
-    Ok((servers, joined_by))
+    Ok(servers)
 }
 
 async fn measure(
@@ -639,7 +594,7 @@ fn render(
         "\nServers and CPU of the throughput phase (servers: all of the phase's; Postgres: every postgres process, \
          whoever its client; other processes: the rest of the machine, e.g. other builds)\n"
     );
-    let rows: Vec<[String; 8]> = outcomes
+    let rows: Vec<[String; 7]> = outcomes
         .iter()
         .map(|o| {
             let c = &o.cpu;
@@ -648,7 +603,6 @@ fn render(
             };
             [
                 phase_label(o.round, o.backend, o.servers, args),
-                o.joined_by.to_string(),
                 o.ready_after.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "),
                 secs(c.wall),
                 share(c.servers),
@@ -660,16 +614,7 @@ fn render(
         .collect();
     table(
         &mut out,
-        [
-            "Phase",
-            "others started with",
-            "spawn → /readyz",
-            "wall",
-            "servers CPU",
-            "benchmark CPU",
-            "Postgres CPU",
-            "other processes CPU",
-        ],
+        ["Phase", "spawn → /readyz", "wall", "servers CPU", "benchmark CPU", "Postgres CPU", "other processes CPU"],
         &rows,
     );
     problems_section(&mut out, problems);

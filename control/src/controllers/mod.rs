@@ -115,12 +115,6 @@ fn fenced(mut config: kube::Config, holder: &str) -> Result<kube::Config> {
     Ok(config)
 }
 
-/// The controllers' API client: every request carries `Wharf-Fence: <holder>`, so once another
-/// server leads, whatever this one still sends is refused (409) instead of acting twice.
-pub async fn fenced_client(kubeconfig: &Path, holder: &str) -> Result<kube::Client> {
-    build(fenced(config(kubeconfig).await?, holder)?)
-}
-
 /// Settings of the controllers, named after kube-controller-manager's flags.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
@@ -254,11 +248,6 @@ impl Controllers {
         let election = crate::leader::Election::spawn(client, identity, exclusive);
         let runner = tokio::spawn(run_while_leading(config, options.clone(), api, election.leading()));
         Ok(Controllers { election, runner })
-    }
-
-    /// Whether this server leads, as it changes.
-    pub fn leading(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.election.leading()
     }
 
     /// Stops the controllers, then gives the lease up so another server leads at once.
