@@ -234,16 +234,34 @@ pub const APISERVER_USER: &str = "wharf:apiserver";
 
 /// A verifier of client certificates signed by the CA `ca_pem` (what an agent checks callers with).
 pub fn client_verifier(ca_pem: &str) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.map_err(|e| pki_error("CA PEM", e))?).map_err(|e| pki_error("CA certificate", e))?;
-    }
     rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
+        Arc::new(ca_roots(ca_pem)?),
         Arc::new(rustls::crypto::ring::default_provider()),
     )
     .build()
     .map_err(|e| pki_error("client verifier", e))
+}
+
+/// The certificates of the CA in `ca_pem`, as trust roots.
+fn ca_roots(ca_pem: &str) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| pki_error("CA PEM", e))?).map_err(|e| pki_error("CA certificate", e))?;
+    }
+    if roots.is_empty() {
+        return Err(pki_error("CA PEM", "no certificate in it"));
+    }
+    Ok(roots)
+}
+
+/// TLS toward a server whose certificate the CA in `ca_pem` signed, and nothing else; no client
+/// certificate.
+pub fn client_tls(ca_pem: &str) -> Result<rustls::ClientConfig> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| pki_error("TLS versions", e))?
+        .with_root_certificates(ca_roots(ca_pem)?)
+        .with_no_client_auth())
 }
 
 /// Whether the PEM certificate is signed by the CA in `pki_dir` and stays valid for at least
