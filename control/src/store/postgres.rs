@@ -183,20 +183,26 @@ async fn load_log(
     Ok(out)
 }
 
-/// Objects, revision and the log's window, all from one snapshot.
-async fn load(pool: &PgPool, window: usize) -> std::result::Result<State, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-    let (rev, _) = revision(&mut tx, false).await?;
-    let objects = load_objects(&mut tx).await?;
-    let log = load_log(&mut tx, 0, rev).await?;
-    tx.commit().await?;
+/// Objects, revision and the log's window as of `conn`'s snapshot (or lock on the revision row).
+async fn snapshot(conn: &mut PgConnection, window: usize) -> std::result::Result<State, sqlx::Error> {
+    let (rev, _) = revision(conn, false).await?;
+    let objects = load_objects(conn).await?;
+    let log = load_log(conn, 0, rev).await?;
     let (events, compacted) = super::events_from_log(log, window);
     Ok(super::state_from(objects, rev, events, compacted))
 }
 
+/// The state at start, from one consistent snapshot.
+async fn load(pool: &PgPool, window: usize) -> std::result::Result<State, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let state = snapshot(&mut tx, window).await?;
+    tx.commit().await?;
+    Ok(state)
+}
+
 /// Brings memory up to `upto` (the revision as of `conn`'s snapshot or lock, whose log keeps
 /// revisions above `compacted`): the log's events in order, or — when memory is older than the
-/// log — a reload of the objects table that ends older watches with 410 Gone.
+/// log — a reload as at start (objects and the log's window) that ends older watches with 410 Gone.
 async fn catch_up(
     conn: &mut PgConnection,
     inner: &Inner,
@@ -209,15 +215,14 @@ async fn catch_up(
         return Ok(());
     }
     if compacted > have {
-        let objects = load_objects(conn).await?;
+        let loaded = snapshot(conn, window).await?;
         let mut state = inner.state.write().expect("store lock");
-        if state.rev >= upto {
+        if state.rev >= loaded.rev {
             return Ok(());
         }
-        tracing::warn!(from = state.rev, to = upto, "this server fell behind the shared log; reloading the objects");
-        let resets = inner.resets.load(Ordering::Acquire);
-        *state = super::state_from(objects, upto, Vec::new(), upto);
-        inner.resets.store(resets + 1, Ordering::Release);
+        tracing::warn!(from = state.rev, to = loaded.rev, "this server fell behind the shared log; reloading");
+        *state = loaded;
+        inner.resets.fetch_add(1, Ordering::Release);
         return Ok(());
     }
     let rows = load_log(conn, have, upto).await?;
