@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, value_name = "URL")]
         join: Option<String>,
         /// The server token of the cluster to join (the other server's DATA_DIR/server.token).
-        #[arg(long, value_name = "TOKEN")]
+        /// Prefer WHARF_SERVER_TOKEN: a flag's value is visible to every user in the process list.
+        #[arg(long, value_name = "TOKEN", env = "WHARF_SERVER_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// Address the API server listens on (HTTPS).
         #[arg(long, default_value = "127.0.0.1:6443")]
@@ -251,9 +252,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     (joined.datastore, Some(joined.ca_pem))
                 }
                 (Some(_), None) => {
-                    anyhow::bail!("--join needs --token: the server token in the other server's DATA_DIR/server.token")
+                    anyhow::bail!(
+                        "--join needs WHARF_SERVER_TOKEN (or --token): the server token in the other server's DATA_DIR/server.token"
+                    )
                 }
-                (None, Some(_)) => anyhow::bail!("--token is the server token for --join URL: give --join too"),
+                (None, Some(_)) => {
+                    anyhow::bail!("--token (WHARF_SERVER_TOKEN) is the server token for --join URL: give --join too")
+                }
                 (None, None) => {
                     (datastore.unwrap_or_else(|| wharf_control::store::Datastore::default_for(&data_dir)), None)
                 }
@@ -295,9 +300,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     }
                     if matches!(started.datastore, wharf_control::store::Datastore::Postgres(_)) {
                         println!(
-                            "Join another server: wharf server --join {} --token $(cat {})",
-                            started.url,
-                            started.server_token_file.display()
+                            "Join another server: WHARF_SERVER_TOKEN=$(cat {}) wharf server --join {}",
+                            started.server_token_file.display(),
+                            started.url
                         );
                     }
                     let _ = ready_tx.send((started.url.clone(), started.node_token.clone()));

@@ -14,9 +14,15 @@ use common::postgres::TestDatabase;
 
 /// Runs `wharf ARGS` to its end (at most a minute), with a data dir of its own.
 fn wharf(args: &[&str]) -> Output {
+    wharf_with(args, &[])
+}
+
+/// Runs `wharf ARGS` with the environment variables `envs` too, as [`wharf`].
+fn wharf_with(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(args)
+        .envs(envs.iter().copied())
         .env("WHARF_DATA_DIR", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -130,7 +136,11 @@ fn servers_joined_with_the_server_token_make_one_cluster() {
 
     // A wrong token is refused, and nothing starts.
     let wrong = format!("wharf1.{}.not-the-secret", token.split('.').nth(1).expect("the CA hash"));
-    let out = wharf(&["server", "--listen", "127.0.0.1:0", "--no-agent", "--join", &first.url, "--token", &wrong]);
+    // Given as WHARF_SERVER_TOKEN, as the start hint says (a flag's value shows in the process list).
+    let out = wharf_with(
+        &["server", "--listen", "127.0.0.1:0", "--no-agent", "--join", &first.url],
+        &[("WHARF_SERVER_TOKEN", &wrong)],
+    );
     let stderr = text(&out.stderr);
     println!("wrong token: {}", stderr.trim());
     assert!(!out.status.success(), "a server joined with a wrong token");
