@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgNotification, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Row};
 use tokio::sync::{broadcast, mpsc};
 
@@ -402,18 +402,32 @@ async fn run_writer(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Queued>, i
     }
 }
 
-/// Applies other servers' commits: on each notification, and every [`POLL`] regardless.
+/// The revision a commit's notification announces; `i64::MAX` (read the log) when unreadable.
+fn announced(notification: &PgNotification) -> i64 {
+    notification.payload().parse().unwrap_or(i64::MAX)
+}
+
+/// Applies other servers' commits: on each notification of a revision memory does not have yet
+/// (this server's own commits are already applied), and every [`POLL`] regardless.
 async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Weak<Inner>, window: usize) {
+    let mut followed = Instant::now();
     loop {
+        // The newest revision announced; unknown (a poll, a listener error) reads the log.
+        let mut newest = i64::MAX;
         match listener.as_mut() {
             Some(l) => {
                 tokio::select! {
                     received = l.recv() => {
-                        if let Err(e) = received {
-                            tracing::debug!(error = %e, "store listener");
-                            tokio::time::sleep(POLL).await;
+                        match received {
+                            Ok(notification) => newest = announced(&notification),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "store listener");
+                                tokio::time::sleep(POLL).await;
+                            }
                         }
-                        while l.next_buffered().is_some() {}
+                        while let Some(notification) = l.next_buffered() {
+                            newest = newest.max(announced(&notification));
+                        }
                     }
                     _ = tokio::time::sleep(POLL) => {}
                 }
@@ -427,6 +441,11 @@ async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Wea
         if !inner.postgres.as_ref().is_some_and(|pg| pg.following.load(Ordering::Relaxed)) {
             continue;
         }
+        let have = inner.state.read().expect("store lock").rev;
+        if newest <= have && followed.elapsed() < POLL {
+            continue;
+        }
+        followed = Instant::now();
         if let Err(e) = follow_once(&pool, &inner, window).await {
             tracing::warn!(error = %e, "cannot read the shared store's changes");
         }
