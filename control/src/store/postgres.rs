@@ -380,18 +380,24 @@ async fn run_writer(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Queued>, i
             super::decide_batch(&state, batch, base)
         };
         let events: Vec<Event> = outcomes.iter().filter_map(|(_, o)| o.as_ref().ok().cloned()).collect();
+        // The error, and whether it came from COMMIT itself (which the database may have applied).
         let committed = if events.is_empty() {
-            tx.rollback().await
+            tx.rollback().await.map_err(|e| (e, false))
         } else {
             match write_batch(&mut tx, &events, last, compacted, window).await {
-                Ok(()) => tx.commit().await,
-                Err(e) => Err(e),
+                Ok(()) => tx.commit().await.map_err(|e| (e, true)),
+                Err(e) => Err((e, false)),
             }
         };
-        if let Err(e) = committed {
+        if let Err((e, at_commit)) = committed {
             tracing::error!(error = %e, "store commit failed");
+            let message = if at_commit {
+                "the datastore connection failed during commit; the write may have been applied"
+            } else {
+                "the write could not be made durable"
+            };
             for (reply, outcome) in outcomes {
-                let _ = reply.send(outcome.and(Err(WriteError::Failed("the write could not be made durable".into()))));
+                let _ = reply.send(outcome.and(Err(WriteError::Failed(message.into()))));
             }
             continue;
         }
