@@ -147,23 +147,6 @@ async fn seed_namespaces(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Writes the default RBAC policy. Servers starting together on one new database race to
-/// create and update it; a pass that lost a race is tried again once this store has seen the
-/// winner's writes (a persistent failure stays one).
-async fn reconcile_policy(store: &Store) -> Result<()> {
-    let mut attempts = 0;
-    loop {
-        match crate::auth::bootstrap_policy::reconcile(store).await {
-            Err(e) if attempts < 20 => {
-                attempts += 1;
-                tracing::debug!(error = %e, "the default policy is written by another server too; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Prepares everything, binds the listener and serves until `shutdown` completes. `on_ready`
 /// is called once the server accepts connections.
 pub async fn run(
@@ -206,7 +189,7 @@ pub async fn run(
     let node_token = tokens::load_or_create_pinned_token(&dir.join("node-token"), &pki.ca_pem)?;
     let server_token = tokens::load_or_create_pinned_token(&dir.join("server.token"), &pki.ca_pem)?;
     seed_namespaces(&store).await?;
-    reconcile_policy(&store).await?;
+    crate::auth::bootstrap_policy::reconcile(&store).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -15,7 +15,7 @@ use super::rbac::GROUP;
 use crate::error::{Error, Result};
 use crate::registry::selector::LabelSelector;
 use crate::registry::{defaults, kinds, strategy};
-use crate::store::{ObjectKey, Store, Write};
+use crate::store::{ObjectKey, Store, Write, WriteError};
 
 pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 pub const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
@@ -319,41 +319,70 @@ pub fn reconciled(current: &Value, wanted: &Value) -> Option<Value> {
     changed.then_some(next)
 }
 
-/// Creates or updates the default policy in the store (at server start, before serving).
+/// How many times a default is decided again after another server wrote it first.
+const RACE_ATTEMPTS: usize = 20;
+
+/// How long to let this store see another server's write before deciding again.
+const RACE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether a write lost to another server's (servers starting together on one new database
+/// write the same defaults).
+fn lost_race(e: &WriteError) -> bool {
+    matches!(e, WriteError::AlreadyExists | WriteError::Conflict)
+}
+
+/// Creates or updates the default policy in the store (at server start, before serving). An
+/// object another server wrote first is read again and decided anew; any other error fails.
 pub async fn reconcile(store: &Store) -> Result<()> {
     let roles = kinds::lookup(GROUP, "v1", "clusterroles").expect("clusterroles are served");
     let bindings = kinds::lookup(GROUP, "v1", "clusterrolebindings").expect("clusterrolebindings are served");
     let mut defaults: Vec<(&kinds::ResourceInfo, Value)> = cluster_roles().into_iter().map(|r| (roles, r)).collect();
     defaults.extend(cluster_role_bindings().into_iter().map(|b| (bindings, b)));
-    for (resource, mut wanted) in defaults {
-        let name = wanted["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let key = ObjectKey::new(resource.storage_key(), "", &name);
-        let write = match store.get(&key) {
-            None => {
-                strategy::prepare_create(resource, &mut wanted);
-                defaults::apply(resource, &mut wanted);
-                Write::Create { key, object: wanted }
-            }
-            Some(stored) => match reconciled(&stored.object, &wanted) {
-                None => continue,
-                Some(object) => Write::Update { key, object, expected_rev: Some(stored.rev) },
-            },
-        };
-        store
-            .write(write)
-            .await
-            .map_err(|e| Error::Internal(format!("cannot reconcile the RBAC default {name}: {e:?}")))?;
+    for (resource, wanted) in defaults {
+        reconcile_one(store, resource, &wanted).await?;
     }
     aggregate_stored(store).await
 }
 
+/// Creates `wanted`, or updates the stored one with what it lacks.
+async fn reconcile_one(store: &Store, resource: &kinds::ResourceInfo, wanted: &Value) -> Result<()> {
+    let name = wanted["metadata"]["name"].as_str().unwrap_or_default();
+    let key = ObjectKey::new(resource.storage_key(), "", name);
+    let mut attempts = 0;
+    loop {
+        let write = match store.get(&key) {
+            None => {
+                let mut object = wanted.clone();
+                strategy::prepare_create(resource, &mut object);
+                defaults::apply(resource, &mut object);
+                Write::Create { key: key.clone(), object }
+            }
+            Some(stored) => match reconciled(&stored.object, wanted) {
+                None => return Ok(()),
+                Some(object) => Write::Update { key: key.clone(), object, expected_rev: Some(stored.rev) },
+            },
+        };
+        match store.write(write).await {
+            Ok(_) => return Ok(()),
+            Err(e) if lost_race(&e) && attempts < RACE_ATTEMPTS => {
+                attempts += 1;
+                tracing::debug!(name, error = ?e, "another server wrote an RBAC default first; deciding again");
+                tokio::time::sleep(RACE_WAIT).await;
+            }
+            Err(e) => return Err(Error::Internal(format!("cannot reconcile the RBAC default {name}: {e:?}"))),
+        }
+    }
+}
+
 /// Fills the aggregated defaults right away (the aggregation controller keeps them current).
-/// Aggregation chains (view into edit into admin), so passes repeat until nothing changes.
+/// Aggregation chains (view into edit into admin), so passes repeat until nothing changes; a
+/// pass in which another server updated a role first is repeated once this store sees it.
 async fn aggregate_stored(store: &Store) -> Result<()> {
     let key = format!("clusterroles.{GROUP}");
-    for _ in 0..4 {
+    let (mut passes, mut races) = (0, 0);
+    while passes < 4 {
         let all = store.list(&key, None, None, 0, |_| true).items;
-        let mut changed = false;
+        let (mut changed, mut raced) = (false, false);
         for stored in all.iter().filter(|s| s.object.get("aggregationRule").is_some_and(Value::is_object)) {
             let current = store.get(&stored.key).unwrap_or_else(|| stored.clone());
             let objects: Vec<Value> = all
@@ -367,15 +396,23 @@ async fn aggregate_stored(store: &Store) -> Result<()> {
             let mut object = current.object.clone();
             object["rules"] = Value::Array(rules);
             let write = Write::Update { key: current.key.clone(), object, expected_rev: Some(current.rev) };
-            store
-                .write(write)
-                .await
-                .map_err(|e| Error::Internal(format!("cannot aggregate {}: {e:?}", current.key.name)))?;
-            changed = true;
+            match store.write(write).await {
+                Ok(_) => changed = true,
+                Err(e) if lost_race(&e) && races < RACE_ATTEMPTS => {
+                    races += 1;
+                    raced = true;
+                }
+                Err(e) => return Err(Error::Internal(format!("cannot aggregate {}: {e:?}", current.key.name))),
+            }
+        }
+        if raced {
+            tokio::time::sleep(RACE_WAIT).await;
+            continue;
         }
         if !changed {
             break;
         }
+        passes += 1;
     }
     Ok(())
 }
