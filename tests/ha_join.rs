@@ -93,6 +93,11 @@ fn servers_joined_with_the_server_token_make_one_cluster() {
         assert_eq!(read(other, "pki/ca.crt"), read(&first, "pki/ca.crt"), "the joined server has the cluster CA");
         assert_eq!(other.admin_token(), first.admin_token());
         assert_eq!(read(other, "node-token"), read(&first, "node-token"));
+        assert_ne!(
+            read(other, "pki/apiserver-client.crt"),
+            read(&first, "pki/apiserver-client.crt"),
+            "each server makes its own client certificate toward agents"
+        );
         assert_eq!(listed_servers(other)[0], other.url, "each kubeconfig names its own server first");
         for secret in ["pki/ca.key", "pki/sa.key", "pki/apiserver-client.key", "admin.token", "server.token"] {
             use std::os::unix::fs::PermissionsExt;

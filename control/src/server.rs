@@ -2,10 +2,11 @@
 //! system namespaces and serves the API until asked to stop.
 //!
 //! On a shared datastore (Postgres) several servers make one cluster: at start each downloads
-//! the cluster's shared files (CA, service-account key, its own client identity toward agents,
-//! admin, node and server tokens; see [`SHARED`]) into its data dir, and uploads those it made
-//! when the database has none yet (the first upload wins a race; the losers take the winner's).
-//! Each server signs its own serving certificate, with its own addresses, by the shared CA.
+//! the cluster's shared files (CA, service-account key, admin, node and server tokens; see
+//! [`SHARED`]) into its data dir, and uploads those it made when the database has none yet (the
+//! first upload wins a race; the losers take the winner's). Each server signs its own serving
+//! certificate, with its own addresses, and its own client certificate toward agents
+//! (`wharf:apiserver`, renewed by each on its own), by the shared CA.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -255,19 +256,7 @@ pub async fn run(
 
 /// The files every server of a cluster shares, by their path under the data dir (their name in
 /// [`SharedFiles`]). A certificate follows the key it is made for.
-pub const SHARED: &[&str] = &[
-    "pki/ca.key",
-    "pki/ca.crt",
-    "pki/sa.key",
-    "pki/apiserver-client.key",
-    "pki/apiserver-client.crt",
-    "admin.token",
-    "node-token",
-    "server.token",
-];
-
-/// How long a server that lost the race for a key waits for the winner's certificate.
-const WINNER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+pub const SHARED: &[&str] = &["pki/ca.key", "pki/ca.crt", "pki/sa.key", "admin.token", "node-token", "server.token"];
 
 fn shared_error(name: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("shared file {name}: {e}"))
@@ -284,11 +273,9 @@ async fn sync_shared_files(shared: &SharedFiles, dir: &Path) -> Result<()> {
     }
     let pki_dir = dir.join("pki");
     pki::ensure_ca(&pki_dir)?;
-    share_pair(shared, dir, "pki/ca.key", "pki/ca.crt", Some(&|| pki::write_ca_certificate(&pki_dir))).await?;
+    share_ca(shared, dir).await?;
     crate::auth::service_account::SigningKey::load_or_create(&pki_dir)?;
     share(shared, dir, "pki/sa.key").await?;
-    pki::apiserver_client_identity(&pki_dir)?;
-    share_pair(shared, dir, "pki/apiserver-client.key", "pki/apiserver-client.crt", None).await?;
     let ca_pem = std::fs::read_to_string(pki_dir.join("ca.crt")).map_err(|e| shared_error("pki/ca.crt", e))?;
     tokens::load_or_create(&dir.join("admin.token"))?;
     share(shared, dir, "admin.token").await?;
@@ -328,37 +315,12 @@ async fn share(shared: &SharedFiles, dir: &Path, name: &str) -> Result<bool> {
     Ok(winner == local)
 }
 
-/// [`share`]s a key, then the certificate made for it. When another server's key won, its
-/// certificate is taken once it is uploaded; should it never be (that server stopped between
-/// the two), `remake` makes one for the winning key here, else the start fails.
-async fn share_pair(
-    shared: &SharedFiles,
-    dir: &Path,
-    key: &str,
-    cert: &str,
-    remake: Option<&dyn Fn() -> Result<()>>,
-) -> Result<()> {
-    if share(shared, dir, key).await? {
-        share(shared, dir, cert).await?;
-        return Ok(());
+/// [`share`]s the CA key, then its certificate. A server whose key lost signs the winner's key
+/// itself; the first certificate uploaded for it is the one every server takes (tokens pin it).
+async fn share_ca(shared: &SharedFiles, dir: &Path) -> Result<()> {
+    if !share(shared, dir, "pki/ca.key").await? {
+        pki::write_ca_certificate(&dir.join("pki"))?;
     }
-    let deadline = tokio::time::Instant::now() + WINNER_WAIT;
-    loop {
-        if let Some(data) = shared.get(cert).await? {
-            return write_shared(dir, cert, &data);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let Some(remake) = remake else {
-        return Err(shared_error(
-            cert,
-            format!("the datastore has {key} without it; delete {key} from it to start anew"),
-        ));
-    };
-    remake()?;
-    share(shared, dir, cert).await?;
+    share(shared, dir, "pki/ca.crt").await?;
     Ok(())
 }
