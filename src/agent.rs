@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use sha2::{Digest, Sha256};
 use wharf_runtime::backoff::BackoffPolicy;
 use wharf_runtime::{AgentConfig, images_puller};
 use wharf_shim::Shim;
@@ -56,15 +55,22 @@ async fn fetch_ca<'a>(servers: &'a [String], token: &str) -> anyhow::Result<(Str
     for server in servers {
         let url = format!("{}/cacerts", server.trim_end_matches('/'));
         let pem = match client.get(&url).send().await {
-            Ok(response) => response.text().await.with_context(|| format!("{url}: cannot read the answer"))?,
+            Ok(response) if response.status().is_success() => {
+                response.text().await.with_context(|| format!("{url}: cannot read the answer"))?
+            }
+            Ok(response) => {
+                let status = response.status();
+                tracing::warn!(server = %server, %status, "the server cannot serve its CA; trying the next");
+                unreachable.push(format!("{url}: {status}"));
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(server = %server, error = %e, "cannot reach the server; trying the next");
                 unreachable.push(format!("{url}: {e}"));
                 continue;
             }
         };
-        let actual = wharf_control::auth::tokens::hex(&Sha256::digest(pem.as_bytes()));
-        if actual != pinned {
+        if wharf_control::auth::tokens::ca_hash(&pem) != pinned {
             bail!("the CA served by {server} does not match the join token; refusing to trust it");
         }
         return Ok((pem, server));

@@ -217,13 +217,13 @@ impl Authenticator {
     }
 }
 
-/// Compares two digests in time independent of where they differ.
 /// Whether a presented token is `known`, in time independent of either (their digests are
 /// compared).
 pub fn same_token(presented: &str, known: &str) -> bool {
     same_digest(&Sha256::digest(presented.as_bytes()).into(), &Sha256::digest(known.as_bytes()).into())
 }
 
+/// Compares two digests in time independent of where they differ.
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

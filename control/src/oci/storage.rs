@@ -133,12 +133,9 @@ impl Storage {
         format!("registry/{}", parts.join("/"))
     }
 
-    /// The names in the shared files starting with `prefix` (checked here too, so a `LIKE`
-    /// wildcard in the prefix cannot widen the answer).
+    /// The names in the shared files starting with `prefix`.
     async fn shared_list(shared: &SharedFiles, prefix: &str) -> io::Result<Vec<String>> {
-        let mut names = shared.list(prefix).await.map_err(shared_error)?;
-        names.retain(|name| name.starts_with(prefix));
-        Ok(names)
+        shared.list(prefix).await.map_err(shared_error)
     }
 
     async fn shared_exists(shared: &SharedFiles, name: &str) -> io::Result<bool> {
