@@ -113,17 +113,22 @@ impl Datastore {
 
     /// The URL with any password replaced by `***`, for logs and messages.
     fn redact(url: &str) -> String {
-        match (url.find("://"), url.find('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let userinfo = &url[scheme + 3..at];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                    None => url.to_string(),
-                }
+        match password(url) {
+            Some(p) => {
+                let start = p.as_ptr() as usize - url.as_ptr() as usize;
+                format!("{}***{}", &url[..start], &url[start + p.len()..])
             }
-            _ => url.to_string(),
+            None => url.to_string(),
         }
     }
+}
+
+/// The non-empty password of a `scheme://user:password@host/…` URL.
+fn password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.split_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
 }
 
 impl std::fmt::Display for Datastore {
@@ -619,6 +624,20 @@ fn state_from(objects: Vec<Stored>, rev: i64, events: Vec<Event>, compacted: i64
     state.compacted = if events.is_empty() { state.rev } else { compacted };
     state.window = events.into();
     state
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::{Datastore, password};
+
+    #[test]
+    fn only_the_password_is_hidden() {
+        assert_eq!(password("postgres://u:p%40ss@h:5432/db"), Some("p%40ss"));
+        assert_eq!(password("postgres://u@h/db"), None);
+        assert_eq!(password("postgres://u:@h/db"), None);
+        assert_eq!(Datastore::redact("postgres://u:secret@h:5432/db?x=1"), "postgres://u:***@h:5432/db?x=1");
+        assert_eq!(Datastore::redact("postgresql://h/db"), "postgresql://h/db");
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! revision row), and the follower task that applies other servers' commits to memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ pub(super) struct Shared {
     pub(super) pool: PgPool,
     pub(super) files: SharedFiles,
     /// Cleared by tests to make this server fall behind (its follower skips its turns).
+    #[cfg(test)]
     pub(super) following: AtomicBool,
 }
 
@@ -48,13 +51,7 @@ fn parse(data: &[u8]) -> std::result::Result<serde_json::Value, sqlx::Error> {
 
 /// The error text without the URL's password, should a driver message ever echo it.
 fn scrub(message: String, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|p| !p.is_empty());
-    match password {
+    match super::password(url) {
         Some(p) => message.replace(p, "***"),
         None => message,
     }
@@ -84,14 +81,13 @@ pub(super) async fn connect(url: &str, display: &str, options: StoreOptions) -> 
     create_schema(&pool).await.map_err(unreachable)?;
     let files = SharedFiles::init(pool.clone()).await?;
     let state = load(&pool, options.window).await.map_err(unreachable)?;
-    let listener = match PgListener::connect(url).await {
-        Ok(mut listener) => match listener.listen(CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %scrub(e.to_string(), url), "cannot LISTEN; following other servers by polling");
-                None
-            }
-        },
+    let listening = async {
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    let listener = match listening.await {
+        Ok(listener) => Some(listener),
         Err(e) => {
             tracing::warn!(error = %scrub(e.to_string(), url), "cannot LISTEN; following other servers by polling");
             None
@@ -105,7 +101,12 @@ pub(super) async fn connect(url: &str, display: &str, options: StoreOptions) -> 
         writes: Writes::Postgres(writes_tx),
         events: events_tx,
         resets: Default::default(),
-        postgres: Some(Shared { pool: pool.clone(), files, following: AtomicBool::new(true) }),
+        postgres: Some(Shared {
+            pool: pool.clone(),
+            files,
+            #[cfg(test)]
+            following: AtomicBool::new(true),
+        }),
     });
     tokio::spawn(run_writer(pool.clone(), writes_rx, Arc::downgrade(&inner), options.window));
     tokio::spawn(run_follower(pool, listener, Arc::downgrade(&inner), options.window));
@@ -444,6 +445,7 @@ async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Wea
             return;
         }
         let Some(inner) = inner.upgrade() else { return };
+        #[cfg(test)]
         if !inner.postgres.as_ref().is_some_and(|pg| pg.following.load(Ordering::Relaxed)) {
             continue;
         }
