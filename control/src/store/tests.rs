@@ -634,10 +634,8 @@ mod two_servers {
             assert!(matches!(gone, Error::Gone(_)), "{who}: {gone:?}");
             assert_eq!(gone.code().as_u16(), 410);
         }
-        // A recent revision resumes. (Only on servers that kept up: one whose follower fell
-        // behind the compaction mark reloads with an empty window, so its watches from
-        // revisions still in the shared log are 410 too until new events arrive.)
-        for (who, store) in [("a", &a), ("a server started later", &late)] {
+        // A recent revision resumes, on every server alike.
+        for (who, store) in [("a", &a), ("b", &b), ("a server started later", &late)] {
             let mut recent = store
                 .watch(WatchStart::After(last - 2))
                 .unwrap_or_else(|e| panic!("{who}: a watch from {} (still in the log): {e}", last - 2));
@@ -648,6 +646,28 @@ mod two_servers {
         let next = create(&a, "next", "v").await;
         assert_eq!(next_event(&mut on_b).await.rev(), next.rev);
         drop(on_b);
+        fx.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_fell_behind_resumes_watches_from_revisions_the_log_keeps() {
+        use std::sync::atomic::Ordering;
+        let (fx, a, b) = two(20).await;
+        let following = &b.inner.postgres.as_ref().unwrap().following;
+        following.store(false, Ordering::Relaxed);
+        for i in 0..60 {
+            create(&a, &format!("c{i}"), "v").await;
+        }
+        following.store(true, Ordering::Relaxed);
+        let last = a.revision();
+        eventually("server b caught up", || b.revision() == last).await;
+        // A client listed on A at `last - 2` and now watches through B: the log still has it.
+        let mut watch = b
+            .watch(WatchStart::After(last - 2))
+            .unwrap_or_else(|e| panic!("a watch from {} on B (the log keeps it): {e}", last - 2));
+        assert_eq!(next_event(&mut watch).await.rev(), last - 1);
+        assert_eq!(next_event(&mut watch).await.rev(), last);
+        drop(watch);
         fx.finish().await;
     }
 
