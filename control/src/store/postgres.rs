@@ -37,6 +37,9 @@ pub(super) struct Shared {
     /// Cleared by tests to make this server fall behind (its follower skips its turns).
     #[cfg(test)]
     pub(super) following: AtomicBool,
+    /// Set by tests: the next COMMIT fails after committing (`true`) or rolling back (`false`).
+    #[cfg(test)]
+    pub(super) lose_commit: std::sync::Mutex<Option<bool>>,
 }
 
 impl Shared {
@@ -106,6 +109,8 @@ pub(super) async fn connect(url: &str, display: &str, options: StoreOptions) -> 
             files,
             #[cfg(test)]
             following: AtomicBool::new(true),
+            #[cfg(test)]
+            lose_commit: Default::default(),
         }),
     });
     tokio::spawn(run_writer(pool.clone(), writes_rx, Arc::downgrade(&inner), options.window));
@@ -386,19 +391,27 @@ async fn run_writer(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Queued>, i
             tx.rollback().await.map_err(|e| (e, false))
         } else {
             match write_batch(&mut tx, &events, last, compacted, window).await {
-                Ok(()) => tx.commit().await.map_err(|e| (e, true)),
+                Ok(()) => commit(tx, &inner).await.map_err(|e| (e, true)),
                 Err(e) => Err((e, false)),
             }
         };
         if let Err((e, at_commit)) = committed {
             tracing::error!(error = %e, "store commit failed");
             let message = if at_commit {
+                // Once that transaction has ended, memory shows whether it committed.
+                if let Err(e) = settle(&pool, &inner, window).await {
+                    tracing::warn!(error = %e, "cannot tell whether a failed commit was applied");
+                }
                 "the datastore connection failed during commit; the write may have been applied"
             } else {
                 "the write could not be made durable"
             };
+            let state = inner.state.read().expect("store lock");
             for (reply, outcome) in outcomes {
-                let _ = reply.send(outcome.and(Err(WriteError::Failed(message.into()))));
+                let _ = reply.send(match outcome {
+                    Ok(event) if at_commit && applied(&state, &event) => Ok(event.object),
+                    outcome => outcome.and(Err(WriteError::Failed(message.into()))),
+                });
             }
             continue;
         }
@@ -407,6 +420,40 @@ async fn run_writer(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Queued>, i
             let _ = reply.send(outcome.map(|event| event.object));
         }
     }
+}
+
+/// COMMIT; tests can make it fail after the database committed or rolled back.
+async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>, inner: &Inner) -> std::result::Result<(), sqlx::Error> {
+    #[cfg(test)]
+    if let Some(applied) = inner.postgres.as_ref().and_then(|pg| pg.lose_commit.lock().unwrap().take()) {
+        if applied {
+            tx.commit().await?
+        } else {
+            tx.rollback().await?
+        }
+        return Err(sqlx::Error::Protocol("test: the connection failed during COMMIT".into()));
+    }
+    let _ = inner;
+    tx.commit().await
+}
+
+/// Catches memory up under the revision row's lock, so after any transaction still holding it
+/// (one whose COMMIT's outcome is unknown) has ended.
+async fn settle(pool: &PgPool, inner: &Inner, window: usize) -> std::result::Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (rev, compacted) = revision(&mut tx, true).await?;
+    catch_up(&mut tx, inner, rev, compacted, window).await?;
+    tx.rollback().await
+}
+
+/// Whether memory holds `event` as it was decided: the same change at the same revision.
+fn applied(state: &State, event: &Event) -> bool {
+    state.window.iter().rev().take_while(|e| e.rev() >= event.rev()).any(|e| {
+        e.rev() == event.rev()
+            && e.kind == event.kind
+            && e.object.key == event.object.key
+            && e.object.json() == event.object.json()
+    })
 }
 
 /// The revision a commit's notification announces; `i64::MAX` (read the log) when unreadable.
