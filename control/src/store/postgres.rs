@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 #[cfg(test)]
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,9 @@ pub(super) struct Shared {
     pub(super) pool: PgPool,
     pub(super) files: SharedFiles,
     /// Cleared by tests to make this server fall behind (its follower skips its turns).
+    /// The last revision this server's writer tried to commit: its notification needs no read
+    /// (memory gets it from the writer, or after a failed commit from `settle`).
+    committing: AtomicI64,
     #[cfg(test)]
     pub(super) following: AtomicBool,
     /// Set by tests: the next COMMIT fails after committing (`true`) or rolling back (`false`).
@@ -107,6 +110,7 @@ pub(super) async fn connect(url: &str, display: &str, options: StoreOptions) -> 
         postgres: Some(Shared {
             pool: pool.clone(),
             files,
+            committing: AtomicI64::new(0),
             #[cfg(test)]
             following: AtomicBool::new(true),
             #[cfg(test)]
@@ -391,7 +395,12 @@ async fn run_writer(pool: PgPool, mut writes: mpsc::UnboundedReceiver<Queued>, i
             tx.rollback().await.map_err(|e| (e, false))
         } else {
             match write_batch(&mut tx, &events, last, compacted, window).await {
-                Ok(()) => commit(tx, &inner).await.map_err(|e| (e, true)),
+                Ok(()) => {
+                    if let Some(pg) = &inner.postgres {
+                        pg.committing.store(last, Ordering::Relaxed);
+                    }
+                    commit(tx, &inner).await.map_err(|e| (e, true))
+                }
                 Err(e) => Err((e, false)),
             }
         };
@@ -462,7 +471,7 @@ fn announced(notification: &PgNotification) -> i64 {
 }
 
 /// Applies other servers' commits: on each notification of a revision memory does not have yet
-/// (this server's own commits are already applied), and every [`POLL`] regardless.
+/// (this server's own commits reach memory from its writer), and every [`POLL`] regardless.
 async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Weak<Inner>, window: usize) {
     let mut followed = Instant::now();
     loop {
@@ -496,7 +505,8 @@ async fn run_follower(pool: PgPool, mut listener: Option<PgListener>, inner: Wea
         if !inner.postgres.as_ref().is_some_and(|pg| pg.following.load(Ordering::Relaxed)) {
             continue;
         }
-        let have = inner.state.read().expect("store lock").rev;
+        let own = inner.postgres.as_ref().map_or(0, |pg| pg.committing.load(Ordering::Relaxed));
+        let have = inner.state.read().expect("store lock").rev.max(own);
         if newest <= have && followed.elapsed() < POLL {
             continue;
         }
