@@ -34,10 +34,10 @@ const SCHEMA_LOCK: i64 = 0x7768_6172_6600_0001;
 pub(super) struct Shared {
     pub(super) pool: PgPool,
     pub(super) files: SharedFiles,
-    /// Cleared by tests to make this server fall behind (its follower skips its turns).
     /// The last revision this server's writer tried to commit: its notification needs no read
     /// (memory gets it from the writer, or after a failed commit from `settle`).
     committing: AtomicI64,
+    /// Cleared by tests to make this server fall behind (its follower skips its turns).
     #[cfg(test)]
     pub(super) following: AtomicBool,
     /// Set by tests: the next COMMIT fails after committing (`true`) or rolling back (`false`).
