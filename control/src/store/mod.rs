@@ -25,25 +25,31 @@
 //!   lock serializes every server's batches, so revisions are assigned and committed in the same
 //!   order: a transaction can take the lock only after the previous holder committed and became
 //!   visible. Under the lock the writer catches memory up to the locked revision from the log
-//!   (or reloads the objects table if the log no longer reaches back), so memory equals the
+//!   (or reloads objects and log window if the log no longer reaches back), so memory equals the
 //!   database's current rows; it then decides CAS and fences exactly as SQLite does, writes the
 //!   log rows, each key's final row, the counter and a `pg_notify('wharf_store', rev)` with
 //!   `UNNEST` arrays (a handful of statements per batch, not per write), commits, publishes its
 //!   own events (read-your-writes on the writing server) and acknowledges. Throughput comes
-//!   from batching, as with SQLite: a batch holds the lock for a few round trips.
+//!   from batching, as with SQLite: a batch holds the lock for a few round trips. When COMMIT
+//!   itself fails (the connection dropped), the database may have applied it: the writer takes
+//!   the lock again (so that transaction has ended), catches up, acknowledges the writes memory
+//!   now holds at their decided revisions and tells the others the write may have been applied.
 //! - **Following** (Postgres): a follower task `LISTEN`s on `wharf_store` and also polls every
-//!   second as a safety net (a lost notification, a reconnecting listener). It reads the counter
-//!   and the log after memory's revision in one `REPEATABLE READ` snapshot and applies the
-//!   events in order, computing each event's `previous` from memory. Readers never assume
-//!   rev+1 follows (batches that failed decisions and compaction leave gaps); because commit
-//!   order is revision order, "everything after my revision" never skips a row. The writer and
-//!   the follower both apply through the same rule — an event at or below memory's revision is
-//!   already applied — so they cannot apply one twice or out of order.
+//!   second as a safety net (a lost notification, a reconnecting listener). Notifications carry
+//!   the committed revision; those memory already has (or this server is committing) cause no
+//!   read. Otherwise it reads the counter and the log after memory's revision in one
+//!   `REPEATABLE READ` snapshot and applies the events in order, computing each event's
+//!   `previous` from memory. Readers never assume rev+1 follows (batches that failed decisions
+//!   and compaction leave gaps); because commit order is revision order, "everything after my
+//!   revision" never skips a row. The writer and the follower both apply through the same
+//!   rule — an event at or below memory's revision is already applied — so they cannot apply
+//!   one twice or out of order.
 //! - **Compaction**: the log keeps about `window` revisions; whichever server's batch finds the
 //!   log more than a tenth over the window deletes the older rows and records the mark in
 //!   `wharf_revision.compacted`, inside its locked transaction. A server whose memory is older
-//!   than the mark (it was partitioned or paused) reloads the objects table; watches it was
-//!   serving end with 410 Gone (clients relist), as do watches from before the mark.
+//!   than the mark (it was partitioned or paused) reloads as at start (the objects and the log's
+//!   window from one snapshot); watches it was serving end with 410 Gone (clients relist), as do
+//!   watches from before the mark; new watches from revisions the log keeps resume.
 //! - **Fencing**: a write made inside [`FENCE`]`.scope` carries the fence to the writer, which
 //!   refuses it with [`WriteError::Fenced`] unless the Lease at `fence.lease` (as the batch's
 //!   earlier writes left it) names `fence.holder` — on Postgres under the counter lock, so a
@@ -321,7 +327,7 @@ struct Inner {
     state: RwLock<State>,
     writes: Writes,
     events: broadcast::Sender<Event>,
-    /// Bumped when memory is reloaded from the objects table (this server fell behind the shared
+    /// Bumped when memory is reloaded from the database (this server fell behind the shared
     /// log's compaction): watches started before cannot continue and end with 410 Gone.
     resets: AtomicU64,
     /// The shared database, for Postgres.
