@@ -649,5 +649,3 @@ mod url_tests {
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-mod fence_tests;

@@ -440,6 +440,37 @@ async fn fenced_writes_commit_only_while_the_holder_holds_the_lease(backend: Bac
     fx.finish().await;
 }
 
+/// Within one batch a fence sees the lease as the batch's earlier writes leave it: a takeover
+/// queued just before the deposed holder's write refuses that write, though the stored lease
+/// still names the old holder.
+#[test]
+fn a_takeover_earlier_in_the_batch_fences_the_deposed_holders_write() {
+    let mut state = State::default();
+    let held = Arc::new(Stored::new(lease_key(), 1, lease("a")));
+    state.apply(&Event { kind: EventType::Added, object: held, previous: None });
+    let queued = |write: Write, holder: Option<&str>| Queued {
+        write,
+        fence: holder.map(|h| Fence { lease: lease_key(), holder: h.into() }),
+        reply: oneshot::channel().0,
+    };
+    let takeover = || Write::Update { key: lease_key(), object: lease("b"), expected_rev: None };
+    let by_a = || Write::Create { key: key("x"), object: cm("x", "1") };
+
+    let (outcomes, last) = decide_batch(&state, vec![queued(takeover(), None), queued(by_a(), Some("a"))], 1);
+    assert_eq!(last, 2, "only the takeover takes a revision");
+    assert_eq!(outcomes[0].1.as_ref().map(|e| e.rev()), Ok(2));
+    match &outcomes[1].1 {
+        Err(WriteError::Fenced(message)) => assert!(message.contains("held by b"), "{message}"),
+        other => panic!("the deposed holder's write after the takeover: {other:?}"),
+    }
+
+    // In the other order the write comes before the takeover and commits.
+    let (outcomes, last) = decide_batch(&state, vec![queued(by_a(), Some("a")), queued(takeover(), None)], 1);
+    assert_eq!(last, 3);
+    let revs: Vec<_> = outcomes.iter().map(|(_, o)| o.as_ref().map(|e| e.rev()).unwrap()).collect();
+    assert_eq!(revs, [2, 3]);
+}
+
 async fn files_are_shared_only_through_a_shared_datastore(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let one = fx.open(100).await;
@@ -646,6 +677,11 @@ mod two_servers {
         let next = create(&a, "next", "v").await;
         assert_eq!(next_event(&mut on_b).await.rev(), next.rev);
         drop(on_b);
+        // The shared log itself stays near the window (compaction deletes rows, not just marks).
+        let pool = &a.inner.postgres.as_ref().unwrap().pool;
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM wharf_log").fetch_one(pool).await.unwrap();
+        println!("log rows after 61 writes with a window of 10: {rows}");
+        assert!((10..=20).contains(&rows), "{rows} rows in wharf_log with a window of 10");
         fx.finish().await;
     }
 
@@ -757,6 +793,59 @@ mod two_servers {
         assert_eq!(stored, before, "exactly the acknowledged racing writes are stored");
         fx.finish().await;
     }
+}
+
+/// One server on Postgres whose connection fails during COMMIT.
+mod lost_commit {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_whose_connection_failed_is_answered_by_what_the_database_holds() {
+        let fx = Fixture::new(Backend::Postgres).await;
+        let store = fx.open(100).await;
+        let lose = |applied| *store.inner.postgres.as_ref().unwrap().lose_commit.lock().unwrap() = Some(applied);
+        let mut watch = store.watch(WatchStart::Now).unwrap();
+
+        lose(true);
+        let x =
+            store.write(Write::Create { key: key("x"), object: cm("x", "1") }).await.expect("committed: acknowledged");
+        assert_eq!(store.get(&key("x")).unwrap().rev, x.rev);
+        let seen = next_event(&mut watch).await;
+        assert_eq!((seen.rev(), seen.kind), (x.rev, EventType::Added));
+
+        lose(false);
+        let e = store
+            .write(Write::Update { key: key("x"), object: cm("x", "2"), expected_rev: Some(x.rev) })
+            .await
+            .unwrap_err();
+        match e {
+            WriteError::Failed(m) => assert!(m.contains("may have been applied"), "{m}"),
+            e => panic!("a commit that was not applied: {e:?}"),
+        }
+        assert_eq!(store.get(&key("x")).unwrap().rev, x.rev);
+
+        lose(true);
+        let d =
+            store.write(Write::Delete { key: key("x"), expected_rev: Some(x.rev) }).await.expect("delete committed");
+        assert!(store.get(&key("x")).is_none());
+        let seen = next_event(&mut watch).await;
+        assert_eq!((seen.rev(), seen.kind), (d.rev, EventType::Deleted));
+        assert!(create(&store, "y", "1").await.rev > d.rev);
+        drop(watch);
+        fx.finish().await;
+    }
+}
+
+/// A Postgres datastore that cannot be reached: the error names where, never the password.
+#[tokio::test]
+async fn an_unreachable_postgres_gives_a_clear_error_without_the_password() {
+    let datastore = Datastore::parse("postgres://wharf:s3cret@127.0.0.1:1/nope").unwrap();
+    let message = Store::connect(&datastore, StoreOptions::default()).await.err().unwrap().to_string();
+    println!("{message}");
+    assert!(message.contains("127.0.0.1:1"), "the error should name the database: {message}");
+    assert!(!message.contains("s3cret"), "the error shows the password: {message}");
+    let bad = Datastore::parse("mysql://wharf:s3cret@db/wharf").unwrap_err();
+    assert!(bad.contains("postgres://") && !bad.contains("s3cret"), "{bad}");
 }
 
 /// `SharedFiles` directly on a test database.
