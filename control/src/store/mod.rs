@@ -648,4 +648,3 @@ mod url_tests {
 
 #[cfg(test)]
 mod tests;
-
