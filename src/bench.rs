@@ -187,12 +187,18 @@ async fn api(args: ApiArgs) -> Result<()> {
         peer_cpu,
     }
     .render(&problems);
+    publish(&report, args.out.as_deref(), "the server misbehaved under load", &problems)
+}
+
+/// Prints a benchmark's report, writes it to `out` when asked, and fails with `failure` and the
+/// `problems` if there are any.
+fn publish(report: &str, out: Option<&Path>, failure: &str, problems: &[String]) -> Result<()> {
     print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
+    if let Some(out) = out {
+        std::fs::write(out, report).with_context(|| format!("cannot write {}", out.display()))?;
     }
     if !problems.is_empty() {
-        bail!("the server misbehaved under load:\n  {}", problems.join("\n  "));
+        bail!("{failure}:\n  {}", problems.join("\n  "));
     }
     Ok(())
 }

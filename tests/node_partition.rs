@@ -12,13 +12,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::netns::{Hosts, NetnsAgent};
-use common::{Cluster, NetworkSlot, busybox_layout, pids_of_pod};
+use common::{Cluster, NetworkSlot, QUICK_LEASE, QUICK_NODE_FAILURE, busybox_layout, pids_of_pod};
 use serde_json::Value;
 
 const REPLICAS: usize = 4;
-/// Leases of 4 s renewed every second; a node is NotReady 4 s after its last renewal and its pods
-/// tolerate that for 3 s.
-const LEASE: [&str; 2] = ["--node-lease-duration-seconds", "4"];
 
 fn deployment() -> String {
     format!(
@@ -78,24 +75,12 @@ fn a_cut_off_node_is_replaced_and_stops_its_stale_pods_when_it_returns() {
     let slot = NetworkSlot::take();
     let hosts = Hosts::make('p', slot.octet);
     let server = format!("172.16.{}.1:0", slot.octet);
-    let mut cluster = Cluster::start_with(&[
-        "--listen",
-        &server,
-        "--backoff-base-ms",
-        "300",
-        "--node-monitor-grace-period",
-        "4s",
-        LEASE[0],
-        LEASE[1],
-        "--default-not-ready-toleration-seconds",
-        "3",
-        "--default-unreachable-toleration-seconds",
-        "3",
-    ]);
+    let flags = [["--listen", &server, "--backoff-base-ms", "300"].as_slice(), &QUICK_NODE_FAILURE].concat();
+    let mut cluster = Cluster::start_with(&flags);
     cluster.import(&busybox_layout(cluster.data_dir()), "busybox:v1");
     let (a, b) = (format!("part-a-{}", slot.octet), format!("part-b-{}", slot.octet));
-    let _agent_a = NetnsAgent::start(&cluster, &hosts, 'a', &a, &LEASE);
-    let _agent_b = NetnsAgent::start(&cluster, &hosts, 'b', &b, &LEASE);
+    let _agent_a = NetnsAgent::start(&cluster, &hosts, 'a', &a, &QUICK_LEASE);
+    let _agent_b = NetnsAgent::start(&cluster, &hosts, 'b', &b, &QUICK_LEASE);
     cluster.wait_nodes_ready(3, Duration::from_secs(60));
     cluster.ok(&["label", "node", &a, &b, "wharf-test=partition"]);
 

@@ -7,24 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, wasm_fixture};
+use common::{Cluster, QUICK_LEASE, QUICK_NODE_FAILURE, wasm_fixture};
 use serde_json::Value;
 
-/// Leases of 4 s, renewed every second (a quarter, as a kubelet does), so a node is NotReady
-/// 4 s after its agent stops; pods tolerate that for 3 s.
-const LEASE: &[&str] = &["--node-lease-duration-seconds", "4"];
-
+/// A cluster where a node is NotReady 4 s after its agent stops and pods tolerate that for 3 s.
 fn cluster() -> Cluster {
-    let cluster = Cluster::start_with(&[
-        "--node-monitor-grace-period",
-        "4s",
-        LEASE[0],
-        LEASE[1],
-        "--default-not-ready-toleration-seconds",
-        "3",
-        "--default-unreachable-toleration-seconds",
-        "3",
-    ]);
+    let cluster = Cluster::start_with(&QUICK_NODE_FAILURE);
     cluster.import(&wasm_fixture(cluster.data_dir(), "ticker"), "ticker:v1");
     cluster
 }
@@ -77,7 +65,7 @@ fn events(cluster: &Cluster) -> String {
 #[test]
 fn pods_of_a_killed_node_are_evicted_and_replaced_on_the_living_one() {
     let cluster = cluster();
-    let mut agent = cluster.join_agent_with("second", LEASE);
+    let mut agent = cluster.join_agent_with("second", &QUICK_LEASE);
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
     cluster.apply(&deployment(4));
     spread_over_both(&cluster, 4);
@@ -142,7 +130,7 @@ fn pods_of_a_killed_node_are_evicted_and_replaced_on_the_living_one() {
 #[test]
 fn cordon_drain_and_uncordon_move_pods_off_a_node_and_back_in() {
     let cluster = cluster();
-    let _agent = cluster.join_agent_with("second", LEASE);
+    let _agent = cluster.join_agent_with("second", &QUICK_LEASE);
     cluster.wait_nodes_ready(2, Duration::from_secs(60));
     cluster.apply(&deployment(4));
     spread_over_both(&cluster, 4);

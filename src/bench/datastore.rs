@@ -220,14 +220,7 @@ pub async fn run(args: DatastoreArgs) -> Result<()> {
     }
 
     let report = render(&args, &shown, &postgres_version, base.path(), &outcomes, &problems);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
-    }
-    if !problems.is_empty() {
-        bail!("the servers misbehaved:\n  {}", problems.join("\n  "));
-    }
-    Ok(())
+    super::publish(&report, args.out.as_deref(), "the servers misbehaved", &problems)
 }
 
 /// "Postgres, 3 servers", with the round when there are several.

@@ -161,14 +161,7 @@ pub async fn run(args: DensityArgs) -> Result<()> {
     }
     run.stop_time = Some(stop_time);
     let report = run.render(&args, base.path(), &load_avg);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
-    }
-    if !run.problems.is_empty() {
-        bail!("not every pod ran as it should:\n  {}", run.problems.join("\n  "));
-    }
-    Ok(())
+    super::publish(&report, args.out.as_deref(), "not every pod ran as it should", &run.problems)
 }
 
 struct Run {

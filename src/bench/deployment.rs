@@ -112,15 +112,8 @@ pub async fn run(args: DeploymentArgs) -> Result<()> {
         runs.push(one_run(&args, &exe, &dir, &ticker, mode).await?);
     }
     let report = render(&args, &runs, base.path(), &load_avg);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
-    }
-    let problems: Vec<&str> = runs.iter().flat_map(|r| r.problems.iter().map(String::as_str)).collect();
-    if !problems.is_empty() {
-        bail!("not every replica became available:\n  {}", problems.join("\n  "));
-    }
-    Ok(())
+    let problems: Vec<String> = runs.iter().flat_map(|r| r.problems.iter().cloned()).collect();
+    super::publish(&report, args.out.as_deref(), "not every replica became available", &problems)
 }
 
 async fn one_run(args: &DeploymentArgs, exe: &Path, dir: &Path, ticker: &Path, mode: Mode) -> Result<Run> {

@@ -154,11 +154,7 @@ pub async fn run(args: LinuxArgs) -> Result<()> {
         problems.push(format!("deleting the pods: {e:#}"));
     }
     let report = render(&args, &load_avg, &linux, &wasm_series, &runc_series, &youki_series, &problems, &youki, &runc);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
-    }
-    Ok(())
+    super::publish(&report, args.out.as_deref(), "", &[])
 }
 
 /// A pod of one long-running container (busybox sleeps; the ticker ticks), gone at once when deleted.

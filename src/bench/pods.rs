@@ -171,14 +171,7 @@ pub async fn run(args: PodsArgs) -> Result<()> {
 
     let report = Report { args: &args, cli: &cli, place: base.path(), load_avg, peer, series, breakdown, notes }
         .render(&problems);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
-    }
-    if !problems.is_empty() {
-        bail!("pods misbehaved:\n  {}", problems.join("\n  "));
-    }
-    Ok(())
+    super::publish(&report, args.out.as_deref(), "pods misbehaved", &problems)
 }
 
 /// Deletes a series' pods (waiting until they are gone) and files its problems.

@@ -4,6 +4,22 @@
 #![allow(dead_code)]
 
 pub mod netns;
+
+/// Agent flag: node Leases of 4 s, renewed every second (a quarter, as a kubelet does).
+pub const QUICK_LEASE: [&str; 2] = ["--node-lease-duration-seconds", "4"];
+
+/// Server flags that make node failure quick to see: 4 s leases (the local agent's), NotReady
+/// after 4 s of silence, pods evicted 3 s after that.
+pub const QUICK_NODE_FAILURE: [&str; 8] = [
+    QUICK_LEASE[0],
+    QUICK_LEASE[1],
+    "--node-monitor-grace-period",
+    "4s",
+    "--default-not-ready-toleration-seconds",
+    "3",
+    "--default-unreachable-toleration-seconds",
+    "3",
+];
 pub mod postgres;
 
 use std::io::{BufRead, BufReader, Write};
