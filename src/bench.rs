@@ -615,6 +615,12 @@ struct Seen {
     problems: Vec<String>,
 }
 
+/// The N of an ADDED event for an object named `<prefix>N` in one line of a watch stream.
+fn added_index(line: &[u8], prefix: &str) -> Option<usize> {
+    let event = serde_json::from_slice::<WatchLine>(line).ok().filter(|e| e.kind == "ADDED")?;
+    event.object.metadata.name.as_deref()?.strip_prefix(prefix)?.parse().ok()
+}
+
 /// One line of a watch stream, parsed only as far as needed to tell which object it carries.
 #[derive(serde::Deserialize)]
 struct WatchLine<'a> {
@@ -683,17 +689,7 @@ async fn follow(
             }
             Ok(Ok(_)) => {}
         }
-        let index = match serde_json::from_slice::<WatchLine>(&line) {
-            Ok(event) if event.kind == "ADDED" => event
-                .object
-                .metadata
-                .name
-                .as_deref()
-                .and_then(|n| n.strip_prefix("cm-"))
-                .and_then(|i| i.parse::<usize>().ok())
-                .filter(|i| *i < expected),
-            _ => None,
-        };
+        let index = added_index(&line, "cm-").filter(|i| *i < expected);
         match index {
             Some(i) if !have[i] => {
                 have[i] = true;

@@ -40,8 +40,8 @@ use sqlx::Connection as _;
 use tokio::sync::mpsc;
 
 use super::{
-    Creates, PHASE_LIMIT, REQUEST_LIMIT, Server, WatchLine, bench_dir, build, count, cpu_of, create_all, latencies,
-    machine_cpu, memory_total, meta, ms, percentile, problems_section, progress, secs, table, thousands,
+    Creates, PHASE_LIMIT, REQUEST_LIMIT, Server, bench_dir, build, count, cpu_of, create_all, latencies, machine_cpu,
+    memory_total, meta, ms, percentile, problems_section, progress, secs, table, thousands,
 };
 
 /// The Postgres the tests use (scripts/test starts it), when neither `--postgres` nor
@@ -439,16 +439,7 @@ async fn read_events(stream: impl futures::AsyncBufRead, events: mpsc::Unbounded
             Ok(_) => {}
         }
         let at = Instant::now();
-        let index = match serde_json::from_slice::<WatchLine>(&line) {
-            Ok(event) if event.kind == "ADDED" => event
-                .object
-                .metadata
-                .name
-                .as_deref()
-                .and_then(|n| n.strip_prefix("wd-"))
-                .and_then(|i| i.parse::<usize>().ok()),
-            _ => None,
-        };
+        let index = super::added_index(&line, "wd-");
         if let Some(index) = index
             && events.send((index, at)).is_err()
         {
