@@ -13,12 +13,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, busybox_layout, cgroups_of_pod, pids_of_pod, pids_refused};
+use common::{Cluster, busybox_layout, cgroups_of_pod, pids_of_pod, pids_refused, process_alive};
 use serde_json::Value;
 
 const START: Duration = Duration::from_secs(60);
@@ -381,7 +381,7 @@ fn linux_fork_bomb(cluster: &Cluster) {
     seen.sort_unstable();
     seen.dedup();
     let clean = cluster.eventually(Duration::from_secs(20), || {
-        cgroups_of_pod(&uid).is_empty() && seen.iter().all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        cgroups_of_pod(&uid).is_empty() && seen.iter().all(|pid| !process_alive(*pid))
     });
     println!(
         "linux fork bomb: at most {most} processes (pids limit {PIDS_LIMIT}), {} forks refused; kubectl delete pod \

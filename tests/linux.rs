@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Cluster, busybox_layout, cgroups_of_pod, mounts_under, pids_of_pod, pids_refused, wasm_fixture};
+use common::{
+    Cluster, busybox_layout, cgroups_of_pod, mounts_under, pids_of_pod, pids_refused, process_alive, wasm_fixture,
+};
 use serde_json::Value;
 
 const START: Duration = Duration::from_secs(60);
@@ -69,36 +71,37 @@ fn runtime_column(table: &str) -> String {
     row.get(start..).unwrap_or_default().split_whitespace().next().unwrap_or_default().to_string()
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Deletes the pod and checks that nothing of it is left on the node: no process, no cgroup in
-/// any hierarchy, no mount (namespaces, overlay rootfs) under the data dir, no container bundle.
+/// Deletes the pod and checks that, once the deletion returns, nothing of it is left on the node
+/// (the agent releases the object last, as the kubelet does): no process, no cgroup in any
+/// hierarchy, no mount (namespaces, overlay rootfs) under the data dir, no container bundle, no
+/// pod dir.
 fn delete_and_check_clean(cluster: &Cluster, name: &str, uid: &str, pids: &[u32]) {
     cluster.ok(&["delete", "pod", name, "--wait=true", "--timeout=60s"]);
     let pod_dir = cluster.data_dir().join("agent/pods").join(uid);
     let bundles = cluster.data_dir().join("agent/youki/containers");
-    let bundles_of_pod = || -> Vec<String> {
-        let names = std::fs::read_dir(&bundles).into_iter().flatten().flatten();
-        names.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(uid)).collect()
-    };
-    let clean = cluster.eventually(Duration::from_secs(20), || {
-        pids.iter().all(|p| !alive(*p))
-            && cgroups_of_pod(uid).is_empty()
-            && mounts_under(&pod_dir).is_empty()
-            && mounts_under(&bundles).iter().all(|m| !m.to_string_lossy().contains(uid))
-            && bundles_of_pod().is_empty()
-    });
-    let leftover_pids: Vec<&u32> = pids.iter().filter(|p| alive(**p)).collect();
+    let bundles_of_pod: Vec<String> = std::fs::read_dir(&bundles)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(uid))
+        .collect();
+    let leftover_pids: Vec<&u32> = pids.iter().filter(|p| process_alive(**p)).collect();
+    let leftover_mounts: Vec<PathBuf> = mounts_under(cluster.data_dir())
+        .into_iter()
+        .filter(|m| m.starts_with(&pod_dir) || m.to_string_lossy().contains(uid))
+        .collect();
     assert!(
-        clean,
-        "left behind after deleting {name}: processes {leftover_pids:?}, cgroups {:?}, mounts {:?}, bundles {:?}",
+        leftover_pids.is_empty()
+            && cgroups_of_pod(uid).is_empty()
+            && leftover_mounts.is_empty()
+            && bundles_of_pod.is_empty()
+            && !pod_dir.exists(),
+        "left behind after deleting {name}: processes {leftover_pids:?}, cgroups {:?}, mounts {leftover_mounts:?}, \
+         bundles {bundles_of_pod:?}, pod dir exists: {}",
         cgroups_of_pod(uid),
-        mounts_under(cluster.data_dir()),
-        bundles_of_pod()
+        pod_dir.exists()
     );
-    assert!(!cluster.data_dir().join("agent/pods").join(uid).exists(), "the pod's dir is left behind");
 }
 
 #[test]
@@ -195,7 +198,7 @@ fn running_containers_survive_an_agent_sigkill_and_are_adopted_once() {
     let old_endpoint = agent_port(&cluster);
     cluster.kill();
     std::thread::sleep(Duration::from_secs(1));
-    assert!(alive(shell), "the container died with the agent");
+    assert!(process_alive(shell), "the container died with the agent");
     cluster.restart();
     // The pod's status still says running from before the kill; `kubectl logs` needs the new
     // agent's endpoint on the Node.
@@ -324,7 +327,8 @@ fn images_pull_from_docker_registry_with_an_image_pull_secret() {
 fn exec_http_and_tcp_probes_drive_readiness_and_restarts_of_linux_containers() {
     let cluster = cluster_with_busybox(&[]);
     // httpd serves /www from inside the pod's network namespace; readiness asks it over HTTP,
-    // liveness checks the port and, by exec, a file the script deletes after a few seconds.
+    // startup checks the port, liveness reads a file by exec. The test removes that file itself,
+    // so each state it waits for holds until it acts (no window a slow machine could miss).
     let manifest = r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -334,7 +338,7 @@ spec:
   containers:
   - name: main
     image: busybox:v1
-    command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && touch /tmp/healthy && httpd -p 8080 -h /www && sleep 4 && rm /tmp/healthy && sleep 3600']
+    command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && touch /tmp/healthy && httpd -p 8080 -h /www && sleep 3600']
     ports:
     - name: http
       containerPort: 8080
@@ -355,6 +359,7 @@ spec:
         container_status(p, "main")["ready"] == true && container_status(p, "main")["started"] == true
     });
     assert_eq!(container_status(&ready, "main")["restartCount"], 0);
+    cluster.ok(&["exec", "probed", "--", "rm", "/tmp/healthy"]);
     let restarted = cluster.wait_pod("probed", "was restarted by its liveness probe", START, |p| {
         container_status(p, "main")["restartCount"].as_i64().unwrap_or(0) >= 1
     });
@@ -363,7 +368,7 @@ spec:
     let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=probed"]);
     assert!(events.contains("Liveness probe failed"), "{events}");
     assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
-    // The new attempt becomes ready again through the same probes.
+    // The new attempt makes the file again and becomes ready through the same probes.
     cluster.wait_pod("probed", "was ready again", START, |p| {
         container_status(p, "main")["ready"] == true && container_status(p, "main")["restartCount"] == 1
     });

@@ -22,15 +22,30 @@ fn terminal(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
-/// Deletes a pod object that has nothing running here (for example after an agent restart).
-async fn release(ctx: &Context, pod: &Pod) {
+/// Deletes the object of a pod that has nothing left on this node (grace 0, as the kubelet's
+/// final delete), unless its uid changed meanwhile.
+pub(crate) async fn release(ctx: &Context, pod: &Pod) {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
     let params = DeleteParams {
         grace_period_seconds: Some(0),
         preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
         ..Default::default()
     };
-    let _ = api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await;
+    match api.delete(name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %name, error = %e, "cannot release the deleted pod"),
+    }
+}
+
+/// Removes the directory of pod `uid` and what is mounted under it (sandbox namespaces,
+/// volumes), and the pod's cgroups. Blocks: call it from a blocking thread.
+pub(crate) fn remove_pod_dir(data_dir: &std::path::Path, uid: &str) {
+    let pod_dir = data_dir.join("pods").join(uid);
+    crate::sandbox::remove(&pod_dir.join("sandbox"), &crate::linux::cgroup_parent(uid));
+    crate::volumes::unmount_all(&pod_dir.join("volumes"));
+    let _ = std::fs::remove_dir_all(&pod_dir);
 }
 
 /// Removes the containers the runtimes hold (from before this agent started), and the pod
@@ -48,15 +63,13 @@ async fn remove_unclaimed(ctx: &Context, workers: &HashMap<String, Worker>) {
             }
         }
     }
-    let pods_dir = ctx.data_dir.join("pods");
+    let data_dir = ctx.data_dir.clone();
     let claimed: Vec<String> = workers.keys().cloned().collect();
     let _ = tokio::task::spawn_blocking(move || {
-        for entry in std::fs::read_dir(&pods_dir).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(data_dir.join("pods")).into_iter().flatten().flatten() {
             let uid = entry.file_name().to_string_lossy().to_string();
             if !claimed.contains(&uid) {
-                crate::sandbox::remove(&entry.path().join("sandbox"), &crate::linux::cgroup_parent(&uid));
-                crate::volumes::unmount_all(&entry.path().join("volumes"));
-                let _ = std::fs::remove_dir_all(entry.path());
+                remove_pod_dir(&data_dir, &uid);
             }
         }
     })

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, Secret};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use wharf_shim::{ContainerSpec, Exit, Shim};
@@ -1084,28 +1084,15 @@ pub async fn run_pod(ctx: Arc<Context>, pod: Arc<Pod>, stop: watch::Receiver<boo
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
     writer.abort();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
-        ..Default::default()
-    };
-    match api.delete(&pod_name, &params).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %pod_name, error = %e, "cannot release the deleted pod"),
-    }
-    ctx.events.forget(&uid);
+    // As the kubelet does, the object goes only once the node holds nothing of the pod: whoever
+    // waits for the deletion may then reuse its name, volumes and address.
     ctx.logs.forget(&namespace, &pod_name);
-    let pod_dir = ctx.data_dir.join("pods").join(&uid);
-    let cgroup_parent = linux::cgroup_parent(&uid);
-    let _ = tokio::task::spawn_blocking(move || {
-        crate::sandbox::remove(&pod_dir.join("sandbox"), &cgroup_parent);
-        volumes::unmount_all(&pod_dir.join("volumes"));
-        let _ = std::fs::remove_dir_all(&pod_dir);
-    })
-    .await;
+    let data_dir = ctx.data_dir.clone();
+    let pod_uid = uid.clone();
+    let _ = tokio::task::spawn_blocking(move || crate::pods::remove_pod_dir(&data_dir, &pod_uid)).await;
     let _ = std::fs::remove_dir_all(ctx.logs.dir(&namespace, &pod_name, &uid));
+    crate::pods::release(&ctx, &pod).await;
+    ctx.events.forget(&uid);
 }
 
 #[cfg(test)]

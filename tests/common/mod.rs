@@ -526,6 +526,15 @@ pub fn pids_refused(uid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether process `pid` still runs. A zombie has ended: a container adopted after an agent
+/// restart is not the new agent's child, so its init is reaped by the host's PID 1, when it will.
+pub fn process_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name, which may itself hold spaces or ')'.
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    matches!(state, Some(s) if s != 'Z' && s != 'X')
+}
+
 /// The processes in the pod's cgroups (read from every hierarchy, deduplicated).
 pub fn pids_of_pod(uid: &str) -> Vec<u32> {
     let mut pids: Vec<u32> = cgroups_of_pod(uid)
