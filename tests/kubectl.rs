@@ -111,6 +111,18 @@ fn everyday_commands_behave_as_on_a_real_cluster() {
         "-p",
         r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
     ]);
+    // A patch may not change an object's type; the object stays readable as it was.
+    for (patch_type, patch) in [
+        ("merge", r#"{"apiVersion":7,"kind":["Pod"]}"#),
+        ("strategic", r#"{"kind":"Pod"}"#),
+        ("json", r#"[{"op":"replace","path":"/apiVersion","value":"v1"}]"#),
+    ] {
+        let stderr = cluster
+            .fails(&["patch", "deploy", "web", "-n", "demo", &format!("--type={patch_type}"), "-p", patch], None);
+        assert!(stderr.contains("Error from server (BadRequest)"), "{patch_type} patch {patch}: {stderr}");
+    }
+    let web = json(&cluster.ok(&["get", "deploy", "web", "-n", "demo", "-o", "json"]));
+    assert_eq!((web["apiVersion"].as_str(), web["kind"].as_str()), (Some("apps/v1"), Some("Deployment")));
     cluster.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"]);
     assert_eq!(cluster.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]), "5");
 

@@ -213,6 +213,50 @@ pub(super) struct Decoded {
     pub(super) warnings: Vec<String>,
 }
 
+/// The type a body sent to `target` must have: the resource's own, or its subresource's.
+struct BodyType {
+    /// The OpenAPI definition, for the field checks.
+    definition: &'static str,
+    api_version: String,
+    version: &'static str,
+    kind: &'static str,
+}
+
+impl BodyType {
+    fn of(target: &Target) -> BodyType {
+        let (definition, group, version, kind) = match target.subresource {
+            Some(Subresource::Scale) => ("io.k8s.api.autoscaling.v1.Scale", "autoscaling", "v1", "Scale"),
+            Some(Subresource::Binding) => ("io.k8s.api.core.v1.Binding", "", "v1", "Binding"),
+            Some(Subresource::Eviction) => ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
+            _ => (target.resource.definition, target.resource.group, target.resource.version, target.resource.kind),
+        };
+        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        BodyType { definition, api_version, version, kind }
+    }
+
+    /// Fills a missing apiVersion/kind, and rejects a body of another type (or whose apiVersion
+    /// or kind is no string).
+    fn check(&self, object: &mut Value) -> Result<()> {
+        for (field, expected, what) in
+            [("apiVersion", self.api_version.as_str(), "API version"), ("kind", self.kind, "kind")]
+        {
+            match object.get(field) {
+                None | Some(Value::Null) => object[field] = expected.into(),
+                Some(Value::String(v)) if v == expected => {}
+                Some(Value::String(v)) => {
+                    return Err(Error::BadRequest(format!(
+                        "the {what} in the data ({v}) does not match the expected {what} ({expected})"
+                    )));
+                }
+                Some(other) => {
+                    return Err(Error::BadRequest(format!("{field} must be a string, not {other}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Decodes a body meant for `target`, checks its apiVersion and kind, and applies the
 /// requested field validation.
 pub(super) fn decoded(
@@ -227,48 +271,19 @@ pub(super) fn decoded(
     if !object.is_object() {
         return Err(Error::BadRequest("the body must be a JSON or YAML object".into()));
     }
-    let (definition, group, version, kind) = match target.subresource {
-        Some(Subresource::Scale) => ("io.k8s.api.autoscaling.v1.Scale", "autoscaling", "v1", "Scale"),
-        Some(Subresource::Binding) => ("io.k8s.api.core.v1.Binding", "", "v1", "Binding"),
-        Some(Subresource::Eviction) => ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
-        _ => (target.resource.definition, target.resource.group, target.resource.version, target.resource.kind),
-    };
-    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    check_type(&mut object, &api_version, kind)?;
+    let body_type = BodyType::of(target);
+    body_type.check(&mut object)?;
     let mode = query.field_validation()?;
     let warnings = if mode == FieldValidation::Ignore {
         Vec::new()
     } else {
-        let unknown = fields::unknown_fields(definition, &object);
+        let unknown = fields::unknown_fields(body_type.definition, &object);
         if mode == FieldValidation::Strict && (!unknown.is_empty() || !duplicates.is_empty()) {
-            return Err(fields::strict_error_for(kind, version, &unknown, &duplicates));
+            return Err(fields::strict_error_for(body_type.kind, body_type.version, &unknown, &duplicates));
         }
         fields::warnings(&unknown, &duplicates)
     };
     Ok(Decoded { object, warnings })
-}
-
-/// Fills a missing apiVersion/kind, and rejects a body of another type.
-fn check_type(object: &mut Value, api_version: &str, kind: &str) -> Result<()> {
-    match object.get("apiVersion").and_then(Value::as_str) {
-        None => object["apiVersion"] = api_version.into(),
-        Some(v) if v == api_version => {}
-        Some(v) => {
-            return Err(Error::BadRequest(format!(
-                "the API version in the data ({v}) does not match the expected API version ({api_version})"
-            )));
-        }
-    }
-    match object.get("kind").and_then(Value::as_str) {
-        None => object["kind"] = kind.into(),
-        Some(k) if k == kind => {}
-        Some(k) => {
-            return Err(Error::BadRequest(format!(
-                "the kind in the data ({k}) does not match the expected kind ({kind})"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The namespace an object is created in must exist and not be terminating.
@@ -517,18 +532,21 @@ async fn patch(
             )));
         }
     };
-    let definition = match target.subresource {
-        Some(Subresource::Scale) => "io.k8s.api.autoscaling.v1.Scale",
-        _ => resource.definition,
-    };
+    let body_type = BodyType::of(target);
+    let definition = body_type.definition;
     let mode = query.field_validation()?;
     let warnings = std::sync::Mutex::new(Vec::new());
     let apply = |current: &Value| -> Result<Value> {
-        let patched = match content_type.as_str() {
+        let mut patched = match content_type.as_str() {
             "application/json-patch+json" => patch::apply_json_patch(current, &patch_body)?,
             "application/merge-patch+json" => patch::apply_merge_patch(current, &patch_body)?,
             _ => patch::apply_strategic_merge_patch(current, &patch_body, definition)?,
         };
+        if !patched.is_object() {
+            return Err(Error::BadRequest("the patched object must be a JSON object".into()));
+        }
+        // A patch may not turn the object into another type (nor make its apiVersion a number).
+        body_type.check(&mut patched)?;
         if mode != FieldValidation::Ignore {
             let unknown = fields::unknown_fields(definition, &patched);
             if mode == FieldValidation::Strict && !unknown.is_empty() {
@@ -934,10 +952,17 @@ mod tests {
 
     #[test]
     fn bodies_of_another_kind_are_refused() {
-        let mut obj = json!({"apiVersion": "v1", "kind": "Pod"});
-        assert!(check_type(&mut obj, "apps/v1", "Deployment").is_err());
-        let mut obj = json!({});
-        check_type(&mut obj, "v1", "ConfigMap").unwrap();
-        assert_eq!(obj["kind"], "ConfigMap");
+        let deployments = BodyType {
+            definition: "io.k8s.api.apps.v1.Deployment",
+            api_version: "apps/v1".into(),
+            version: "v1",
+            kind: "Deployment",
+        };
+        assert!(deployments.check(&mut json!({"apiVersion": "v1", "kind": "Pod"})).is_err());
+        assert!(deployments.check(&mut json!({"apiVersion": 7})).is_err(), "a number is no apiVersion");
+        assert!(deployments.check(&mut json!({"kind": ["Deployment"]})).is_err(), "a list is no kind");
+        let mut obj = json!({"apiVersion": null});
+        deployments.check(&mut obj).unwrap();
+        assert_eq!(obj, json!({"apiVersion": "apps/v1", "kind": "Deployment"}));
     }
 }
