@@ -560,6 +560,38 @@ async fn malformed_requests_get_a_status_and_never_crash_the_server() {
     }
     assert!(alive, "the server process died during the malformed requests");
     assert_eq!(ready.ok(), Some(200), "the server answers /readyz after the malformed requests");
+    every_object_still_reads(&cluster);
+}
+
+/// No accepted request corrupted what is stored: kubectl still reads every object of the kinds
+/// the requests wrote, and each decodes as the type the controllers use.
+fn every_object_still_reads(cluster: &Cluster) {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::*};
+    let kinds = "pods,deployments,services,configmaps,secrets,resourcequotas,limitranges,cronjobs,roles,\
+                 rolebindings,clusterroles,namespaces";
+    let listed = cluster.kubectl(&["get", kinds, "-A", "-o", "json"]);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "kubectl cannot read the objects after the malformed requests: {stderr}");
+    let list: Value = serde_json::from_slice(&listed.stdout).expect("kubectl prints a JSON list");
+    let items = list["items"].as_array().expect("a list of items");
+    for item in items {
+        let decoded = match item["kind"].as_str() {
+            Some("Pod") => serde_json::from_value::<Pod>(item.clone()).map(drop),
+            Some("Deployment") => serde_json::from_value::<Deployment>(item.clone()).map(drop),
+            Some("Service") => serde_json::from_value::<Service>(item.clone()).map(drop),
+            Some("ConfigMap") => serde_json::from_value::<ConfigMap>(item.clone()).map(drop),
+            Some("Secret") => serde_json::from_value::<Secret>(item.clone()).map(drop),
+            Some("ResourceQuota") => serde_json::from_value::<ResourceQuota>(item.clone()).map(drop),
+            Some("LimitRange") => serde_json::from_value::<LimitRange>(item.clone()).map(drop),
+            Some("Namespace") => serde_json::from_value::<Namespace>(item.clone()).map(drop),
+            Some(_) => Ok(()),
+            None => panic!("a stored object without a kind: {item:.300}"),
+        };
+        if let Err(e) = decoded {
+            panic!("a stored object no longer decodes as its type ({e}): {item:.600}");
+        }
+    }
+    println!("malformed: afterwards kubectl read all {} objects of the kinds written", items.len());
 }
 
 fn tls_config(cluster: &Cluster) -> rustls::ClientConfig {

@@ -1,58 +1,97 @@
 //! The OpenAPI schemas of every served kind, generated once from the Rust types
 //! (k8s-openapi's and Wharf's own), keyed by definition name. OpenAPI documents, strict field
-//! validation and strategic merge patch all walk these.
+//! validation and strategic merge patch all walk these; validation decodes objects as the same
+//! types ([`decode`]).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use k8s_openapi::api::{apps, authentication, authorization, batch, coordination, core, discovery, events, node, rbac};
-use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// Where `$ref`s point: `#/components/schemas/NAME`.
 pub const REF_PREFIX: &str = "#/components/schemas/";
 
+/// A served type: its schema, and a check that a JSON object decodes as it.
+struct Served {
+    name: fn() -> Cow<'static, str>,
+    add_schema: fn(&mut SchemaGenerator),
+    decode: fn(&Value) -> Result<(), serde_path_to_error::Error<serde_json::Error>>,
+}
+
+fn served<T: JsonSchema + DeserializeOwned>() -> Served {
+    Served {
+        name: T::schema_name,
+        add_schema: |generator| {
+            generator.subschema_for::<T>();
+        },
+        decode: |object| serde_path_to_error::deserialize::<_, T>(object).map(drop),
+    }
+}
+
+/// Every type the API serves, by definition name (`io.k8s.api.core.v1.Pod`).
+static SERVED: LazyLock<HashMap<String, Served>> = LazyLock::new(|| {
+    let served = [
+        served::<core::v1::Namespace>(),
+        served::<core::v1::Node>(),
+        served::<core::v1::Pod>(),
+        served::<core::v1::Service>(),
+        served::<core::v1::Endpoints>(),
+        served::<core::v1::ConfigMap>(),
+        served::<core::v1::Secret>(),
+        served::<core::v1::Event>(),
+        served::<core::v1::ServiceAccount>(),
+        served::<core::v1::Binding>(),
+        served::<k8s_openapi::api::policy::v1::Eviction>(),
+        served::<apps::v1::Deployment>(),
+        served::<apps::v1::ReplicaSet>(),
+        served::<apps::v1::DaemonSet>(),
+        served::<apps::v1::StatefulSet>(),
+        served::<batch::v1::Job>(),
+        served::<batch::v1::CronJob>(),
+        served::<coordination::v1::Lease>(),
+        served::<discovery::v1::EndpointSlice>(),
+        served::<events::v1::Event>(),
+        served::<node::v1::RuntimeClass>(),
+        served::<core::v1::ResourceQuota>(),
+        served::<core::v1::LimitRange>(),
+        served::<rbac::v1::Role>(),
+        served::<rbac::v1::ClusterRole>(),
+        served::<rbac::v1::RoleBinding>(),
+        served::<rbac::v1::ClusterRoleBinding>(),
+        served::<authorization::v1::SelfSubjectAccessReview>(),
+        served::<authorization::v1::SelfSubjectRulesReview>(),
+        served::<authorization::v1::SubjectAccessReview>(),
+        served::<authorization::v1::LocalSubjectAccessReview>(),
+        served::<authentication::v1::TokenReview>(),
+        served::<authentication::v1::SelfSubjectReview>(),
+        served::<authentication::v1::TokenRequest>(),
+        served::<k8s_openapi::api::autoscaling::v1::Scale>(),
+        served::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>(),
+        served::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>(),
+        served::<super::function::Function>(),
+    ];
+    served.into_iter().map(|s| ((s.name)().into_owned(), s)).collect()
+});
+
 static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
     let mut generator = SchemaSettings::openapi3().into_generator();
-    generator.subschema_for::<core::v1::Namespace>();
-    generator.subschema_for::<core::v1::Node>();
-    generator.subschema_for::<core::v1::Pod>();
-    generator.subschema_for::<core::v1::Service>();
-    generator.subschema_for::<core::v1::Endpoints>();
-    generator.subschema_for::<core::v1::ConfigMap>();
-    generator.subschema_for::<core::v1::Secret>();
-    generator.subschema_for::<core::v1::Event>();
-    generator.subschema_for::<core::v1::ServiceAccount>();
-    generator.subschema_for::<core::v1::Binding>();
-    generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
-    generator.subschema_for::<apps::v1::Deployment>();
-    generator.subschema_for::<apps::v1::ReplicaSet>();
-    generator.subschema_for::<apps::v1::DaemonSet>();
-    generator.subschema_for::<apps::v1::StatefulSet>();
-    generator.subschema_for::<batch::v1::Job>();
-    generator.subschema_for::<batch::v1::CronJob>();
-    generator.subschema_for::<coordination::v1::Lease>();
-    generator.subschema_for::<discovery::v1::EndpointSlice>();
-    generator.subschema_for::<events::v1::Event>();
-    generator.subschema_for::<node::v1::RuntimeClass>();
-    generator.subschema_for::<core::v1::ResourceQuota>();
-    generator.subschema_for::<core::v1::LimitRange>();
-    generator.subschema_for::<rbac::v1::Role>();
-    generator.subschema_for::<rbac::v1::ClusterRole>();
-    generator.subschema_for::<rbac::v1::RoleBinding>();
-    generator.subschema_for::<rbac::v1::ClusterRoleBinding>();
-    generator.subschema_for::<authorization::v1::SelfSubjectAccessReview>();
-    generator.subschema_for::<authorization::v1::SelfSubjectRulesReview>();
-    generator.subschema_for::<authorization::v1::SubjectAccessReview>();
-    generator.subschema_for::<authorization::v1::LocalSubjectAccessReview>();
-    generator.subschema_for::<authentication::v1::TokenReview>();
-    generator.subschema_for::<authentication::v1::SelfSubjectReview>();
-    generator.subschema_for::<authentication::v1::TokenRequest>();
-    generator.subschema_for::<k8s_openapi::api::autoscaling::v1::Scale>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
-    generator.subschema_for::<super::function::Function>();
+    for served in SERVED.values() {
+        (served.add_schema)(&mut generator);
+    }
     generator.take_definitions(true)
 });
+
+/// Where a JSON object fails to decode as the served type `definition` (the Rust type the
+/// controllers, agents and clients read it as), with the path of the field in the way; `Ok`
+/// for a definition that is no served type.
+pub fn decode(definition: &str, object: &Value) -> Result<(), serde_path_to_error::Error<serde_json::Error>> {
+    SERVED.get(definition).map_or(Ok(()), |served| (served.decode)(object))
+}
 
 /// All definitions, by name (`io.k8s.api.core.v1.Pod`).
 pub fn definitions() -> &'static Map<String, Value> {
