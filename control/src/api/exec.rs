@@ -77,7 +77,7 @@ pub async fn pod_exec(
     let forwarded = serde_urlencoded::to_string(&forwarded).map_err(|e| Error::Internal(format!("exec query: {e}")))?;
     let path = format!("/exec/{namespace}/{name}/{container}?{forwarded}");
     let mut upgrade = upgrade;
-    match connect(state, &node_name, &name, &path, &offered).await {
+    match connect(state, &node_name, &path, &offered).await {
         Ok((agent, chosen)) => {
             upgrade.set_selected_protocol(chosen);
             Ok(upgrade.on_upgrade(move |client| relay(client, agent)))
@@ -94,13 +94,12 @@ pub async fn pod_exec(
 pub(super) async fn connect(
     state: &ApiState,
     node_name: &str,
-    pod_name: &str,
     path: &str,
     protocols: &[String],
 ) -> Result<(AgentSocket, HeaderValue)> {
     let unreachable =
         |e: &dyn std::fmt::Display| Error::Unavailable(format!("cannot reach the agent of node {node_name}: {e}"));
-    let (address, port) = agent_address(state, node_name, pod_name)?;
+    let (address, port) = agent_address(state, node_name)?;
     let uri = format!("wss://{}{path}", authority(&address, port))
         .parse::<tungstenite::http::Uri>()
         .map_err(|e| bad(format!("cannot address the agent: {e}")))?;

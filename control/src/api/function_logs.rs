@@ -92,7 +92,7 @@ async fn node_streams(state: &ApiState, namespace: &str, name: &str, follow: boo
     let open = nodes.iter().map(|node| {
         let query = query.clone();
         async move {
-            let (address, port) = super::logs::agent_address(state, node, "").ok()?;
+            let (address, port) = super::logs::agent_address(state, node).ok()?;
             let url =
                 format!("https://{}/functionLogs/{namespace}/{name}?{query}", super::logs::authority(&address, port));
             let sent = state.agents.get(&url).send();

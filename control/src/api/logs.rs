@@ -148,12 +148,14 @@ pub(super) fn pod_container(state: &ApiState, target: &Target, query: &Query) ->
     Ok((pod, container))
 }
 
-/// The address and port of a node's agent endpoint, from its Node object.
-pub(super) fn agent_address(state: &ApiState, node_name: &str, pod_name: &str) -> Result<(String, u16)> {
-    let node = state
-        .store
-        .get(&ObjectKey::new("nodes", "", node_name))
-        .ok_or_else(|| Error::Unavailable(format!("node {node_name} of pod {pod_name} is gone")))?;
+/// The address and port of a node's agent endpoint, from its Node object (a node that is gone is
+/// `nodes "NAME" not found`, as kube-apiserver answers).
+pub(super) fn agent_address(state: &ApiState, node_name: &str) -> Result<(String, u16)> {
+    let node = state.store.get(&ObjectKey::new("nodes", "", node_name)).ok_or_else(|| Error::NotFound {
+        group: String::new(),
+        kind: "nodes".into(),
+        name: node_name.into(),
+    })?;
     let address = node.object["status"]["addresses"]
         .as_array()
         .into_iter()
@@ -200,7 +202,7 @@ pub async fn pod_log(state: &ApiState, target: &Target, query: &Query) -> Result
             "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not scheduled yet"
         )));
     }
-    let (address, port) = agent_address(state, node_name, &name)?;
+    let (address, port) = agent_address(state, node_name)?;
     let mut url = reqwest::Url::parse(&format!("https://{}/", authority(&address, port)))
         .map_err(|e| Error::Internal(format!("agent URL: {e}")))?
         .join(&format!("containerLogs/{namespace}/{name}/{container}"))

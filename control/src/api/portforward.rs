@@ -189,7 +189,7 @@ async fn forward_to_agent(state: Arc<ApiState>, pod: Arc<PodRef>, forward: Forwa
         ])
         .unwrap_or_default()
     );
-    let agent = match connect(&state, &pod.node, &pod.name, &path, &[AGENT_PROTOCOL.to_string()]).await {
+    let agent = match connect(&state, &pod.node, &path, &[AGENT_PROTOCOL.to_string()]).await {
         Ok((agent, _)) => agent,
         Err(e) => {
             let message = match e {

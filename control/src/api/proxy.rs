@@ -191,7 +191,7 @@ async fn node(state: &ApiState, target: &Target, subpath: &str) -> Result<Respon
 
 /// The agent's `/metrics` of node `name`, read as the API server.
 pub(super) async fn scrape(state: &ApiState, name: &str, timeout: Duration) -> Result<String> {
-    let (address, port) = super::logs::agent_address(state, name, "")?;
+    let (address, port) = super::logs::agent_address(state, name)?;
     let url = format!("https://{}/metrics", super::logs::authority(&address, port));
     let unreachable = |e: &dyn std::fmt::Display| {
         tracing::info!(node = name, error = %e, "cannot read the agent's metrics");
