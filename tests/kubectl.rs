@@ -181,6 +181,22 @@ fn deleting_a_namespace_deletes_its_contents_first() {
     // The namespace can be made again, empty.
     cluster.ok(&["create", "ns", "demo"]);
     assert_eq!(own(&cluster.ok(&["get", "cm", "-n", "demo", "-o", "name"])), "");
+    // The namespaces the cluster itself lives in stay, even through `delete namespaces --all`.
+    for system in ["default", "kube-system", "kube-public"] {
+        let stderr = cluster.fails(&["delete", "namespace", system], None);
+        assert!(
+            stderr.contains(&format!("namespaces \"{system}\" is forbidden: this namespace may not be deleted")),
+            "{stderr}"
+        );
+    }
+    cluster.kubectl(&["delete", "namespaces", "--all", "--wait=false"]);
+    let left = cluster.ok(&["get", "namespaces", "-o", "name"]);
+    for system in ["default", "kube-system", "kube-public"] {
+        assert!(left.contains(&format!("namespace/{system}\n")), "{system} was deleted: {left}");
+    }
+    assert!(
+        cluster.ok(&["get", "lease", "-n", "kube-system", "wharf-controller-manager", "-o", "name"]).contains("lease")
+    );
 }
 
 #[test]

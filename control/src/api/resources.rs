@@ -20,7 +20,7 @@ use crate::auth::User;
 use crate::error::{Error, Result};
 use crate::registry::kinds::{ResourceInfo, Subresource};
 use crate::registry::selector::{FieldSelector, LabelSelector};
-use crate::registry::{defaults, fields, service_alloc, strategy, validation};
+use crate::registry::{defaults, fields, schema, service_alloc, strategy, validation};
 use crate::store::{ObjectKey, Stored, Write, WriteError};
 
 /// How many times a write is retried after losing a compare-and-swap race.
@@ -235,7 +235,9 @@ impl BodyType {
     }
 
     /// Fills a missing apiVersion/kind, and rejects a body of another type (or whose apiVersion
-    /// or kind is no string).
+    /// or kind is no string) or one that does not decode as the type every reader uses (a Pod
+    /// whose `spec` is a string, a Deployment with `spec.paused: "yes"`), as kube-apiserver's
+    /// decoding does: such a body never reaches admission, validation or the store.
     fn check(&self, object: &mut Value) -> Result<()> {
         for (field, expected, what) in
             [("apiVersion", self.api_version.as_str(), "API version"), ("kind", self.kind, "kind")]
@@ -253,7 +255,31 @@ impl BodyType {
                 }
             }
         }
-        Ok(())
+        if self.definition == "io.k8s.api.core.v1.Secret" {
+            unwrap_secret_data(object);
+        }
+        schema::decode(self.definition, object).map_err(|e| {
+            let kind = self.kind;
+            Error::BadRequest(format!(
+                "{kind} in version {:?} cannot be handled as a {kind}: {}: {}",
+                self.version,
+                e.path(),
+                e.inner()
+            ))
+        })
+    }
+}
+
+/// Removes the line breaks of wrapped base64 (`base64` wraps at 76 columns) from a Secret's
+/// `data`: Go's decoder skips them, so kube-apiserver accepts them and stores the bytes; stored
+/// here as text, they are removed so every reader decodes them.
+fn unwrap_secret_data(secret: &mut Value) {
+    if let Some(data) = secret.get_mut("data").and_then(Value::as_object_mut) {
+        for value in data.values_mut() {
+            if let Some(text) = value.as_str().filter(|t| t.contains(['\r', '\n'])) {
+                *value = text.replace(['\r', '\n'], "").into();
+            }
+        }
     }
 }
 
@@ -284,21 +310,6 @@ pub(super) fn decoded(
         fields::warnings(&unknown, &duplicates)
     };
     Ok(Decoded { object, warnings })
-}
-
-/// The namespace an object is created in must exist and not be terminating.
-fn ensure_namespace_open(state: &ApiState, namespace: &str) -> Result<()> {
-    let ns = state.store.get(&ObjectKey::new("namespaces", "", namespace)).ok_or_else(|| Error::NotFound {
-        group: String::new(),
-        kind: "namespaces".into(),
-        name: namespace.into(),
-    })?;
-    if ns.object["metadata"].get("deletionTimestamp").is_some() {
-        return Err(Error::Forbidden(format!(
-            "unable to create new content in namespace {namespace} because it is being terminated"
-        )));
-    }
-    Ok(())
 }
 
 fn generated_name(prefix: &str) -> String {
@@ -353,7 +364,7 @@ async fn create(
         meta["name"] = generated_name(prefix).into();
     }
     if let Some(ns) = &target.namespace {
-        ensure_namespace_open(state, ns)?;
+        admission::namespace_lifecycle::ensure_open(state, ns)?;
     }
     strategy::prepare_create(resource, &mut object);
     defaults::apply(resource, &mut object);
@@ -964,5 +975,31 @@ mod tests {
         let mut obj = json!({"apiVersion": null});
         deployments.check(&mut obj).unwrap();
         assert_eq!(obj, json!({"apiVersion": "apps/v1", "kind": "Deployment"}));
+    }
+
+    #[test]
+    fn bodies_that_do_not_decode_as_their_type_are_refused_with_the_field() {
+        let body_type = |plural: &str| {
+            let group = if plural == "deployments" { "apps" } else { "" };
+            let resource = lookup(group, "v1", plural).unwrap();
+            BodyType::of(&Target { resource, namespace: None, name: None, subresource: None })
+        };
+        let refused = |plural: &str, mut obj: Value| match body_type(plural).check(&mut obj) {
+            Err(Error::BadRequest(message)) => message,
+            other => panic!("{obj} was not refused: {other:?}"),
+        };
+        let message = refused("deployments", json!({"spec": {"paused": "yes"}}));
+        assert_eq!(
+            message,
+            "Deployment in version \"v1\" cannot be handled as a Deployment: spec.paused: invalid type: string \"yes\", expected a boolean"
+        );
+        let message = refused("pods", json!({"spec": {"containers": [{"name": "a", "ports": 7}]}}));
+        assert!(message.contains(": spec.containers[0].ports: invalid type: integer `7`"), "{message}");
+        assert!(refused("pods", json!({"spec": "c"})).contains(": spec: invalid type: string"));
+        assert!(refused("deployments", json!({"status": {"replicas": "x"}})).contains(": status.replicas: "));
+        // Wrapped base64, as Go decodes it, is stored unwrapped.
+        let mut secret = json!({"data": {"k": "aHVu\r\ndGVyMg=="}});
+        body_type("secrets").check(&mut secret).unwrap();
+        assert_eq!(secret["data"]["k"], "aHVudGVyMg==");
     }
 }

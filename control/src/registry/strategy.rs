@@ -35,20 +35,11 @@ fn spec_of(obj: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// A Secret's `data` as kube-apiserver stores and returns it: the write-only `stringData` folded
-/// in (base64), and the line breaks Go's base64 decoder skips (wrapped `base64` output) removed,
-/// so every reader can decode it.
-fn canonical_secret_data(resource: &ResourceInfo, obj: &mut Value) {
+/// Secrets' write-only `stringData` is folded into `data` (base64), as kube-apiserver does.
+fn fold_string_data(resource: &ResourceInfo, obj: &mut Value) {
     use base64::Engine;
     if resource.kind != "Secret" || !resource.group.is_empty() {
         return;
-    }
-    if let Some(data) = obj.get_mut("data").and_then(Value::as_object_mut) {
-        for value in data.values_mut() {
-            if let Some(text) = value.as_str().filter(|t| t.contains(['\r', '\n'])) {
-                *value = text.replace(['\r', '\n'], "").into();
-            }
-        }
     }
     let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
     let Some(entries) = string_data.as_object() else { return };
@@ -63,7 +54,7 @@ fn canonical_secret_data(resource: &ResourceInfo, obj: &mut Value) {
 
 /// Sets the server-owned fields of an object being created.
 pub fn prepare_create(resource: &ResourceInfo, obj: &mut Value) {
-    canonical_secret_data(resource, obj);
+    fold_string_data(resource, obj);
     let m = meta(obj);
     m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
     m.insert("creationTimestamp".into(), now().into());
@@ -104,7 +95,7 @@ pub fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Value, sub
         }
         return;
     }
-    canonical_secret_data(resource, new);
+    fold_string_data(resource, new);
     let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let m = meta(new);
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
@@ -202,9 +193,9 @@ mod tests {
     #[test]
     fn secret_string_data_becomes_data() {
         let secret = lookup("", "v1", "secrets").unwrap();
-        let mut obj = json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "w": "aHVu\r\ndGVyMg=="}, "stringData": {"b": "hello"}});
+        let mut obj = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"b": "hello"}});
         prepare_create(secret, &mut obj);
-        assert_eq!(obj["data"], json!({"a": "eA==", "w": "aHVudGVyMg==", "b": "aGVsbG8="}));
+        assert_eq!(obj["data"], json!({"a": "eA==", "b": "aGVsbG8="}));
         assert!(obj.get("stringData").is_none());
     }
 

@@ -1,8 +1,7 @@
 //! Per-kind validation of objects about to be written, with kube-apiserver's field paths, reasons
-//! and messages. Objects are walked as JSON, so a value of the wrong type becomes a
-//! `FieldValueTypeInvalid` cause on its field instead of a decode failure. A valid object must
-//! then also decode as its Rust type ([`super::schema::decode`]), so fields the per-kind checks
-//! do not look at (status, most optional fields) cannot hold what no reader can decode.
+//! and messages. Objects are walked as JSON, so a value of the wrong type is a
+//! `FieldValueTypeInvalid` cause, never a panic; the API refuses a body that does not decode as its
+//! kind's type before it gets here ([`super::schema::decode`]).
 //!
 //! Callers run [`super::defaults::apply`] first: as in Kubernetes, fields that defaulting always
 //! fills (restartPolicy, dnsPolicy, port protocols, ...) are reported as required when empty.
@@ -55,44 +54,7 @@ pub fn validate(resource: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
         ("", "ResourceQuota" | "LimitRange") => v.errs.extend(super::quota::validate(resource, obj)),
         _ => {}
     }
-    // What the checks above do not cover must still decode as the type every reader uses: a
-    // stored `spec.paused: "yes"` would break the controllers and kubectl alike.
-    if v.errs.is_empty()
-        && let Err(e) = super::schema::decode(resource.definition, obj)
-    {
-        v.errs.push(decode_cause(obj, &e));
-    }
     v.errs
-}
-
-/// The cause for an object that does not decode as its type, on the field that is in the way.
-fn decode_cause(obj: &Value, e: &serde_path_to_error::Error<serde_json::Error>) -> Cause {
-    use serde_path_to_error::Segment;
-    let mut value = Some(obj);
-    let mut field = String::new();
-    for segment in e.path().iter() {
-        match segment {
-            Segment::Seq { index } => {
-                field.push_str(&format!("[{index}]"));
-                value = value.and_then(|v| v.get(index));
-            }
-            Segment::Map { key } => {
-                if !field.is_empty() {
-                    field.push('.');
-                }
-                field.push_str(key);
-                value = value.and_then(|v| v.get(key));
-            }
-            Segment::Enum { .. } | Segment::Unknown => {}
-        }
-    }
-    let message = e.inner().to_string();
-    if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
-        return Cause::required(if field.is_empty() { missing.to_string() } else { format!("{field}.{missing}") });
-    }
-    let reason = if message.starts_with("invalid type") { "FieldValueTypeInvalid" } else { "FieldValueInvalid" };
-    let shown = value.map_or_else(|| "null".to_string(), short_json);
-    Cause { reason: reason.into(), message: format!("Invalid value: {shown}: {message}"), field }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -4195,20 +4157,6 @@ mod tests {
     }
 
     #[test]
-    fn fields_the_checks_skip_must_still_decode_as_their_type() {
-        let mut d = deployment();
-        d["spec"]["paused"] = json!("yes");
-        let c = only(&create("apps", "deployments", d), "spec.paused", "FieldValueTypeInvalid");
-        assert!(c.message.starts_with("Invalid value: \"yes\": invalid type: string"), "{}", c.message);
-        let mut d = deployment();
-        d["status"] = json!({"replicas": "x", "conditions": []});
-        only(&create("apps", "deployments", d), "status.replicas", "FieldValueTypeInvalid");
-        let mut p = pod();
-        p["status"] = json!({"conditions": [{"type": "Ready", "status": true}]});
-        only(&create("", "pods", p), "status.conditions[0].status", "FieldValueTypeInvalid");
-    }
-
-    #[test]
     fn deployment_without_containers() {
         let mut d = deployment();
         d["spec"]["template"]["spec"]["containers"] = json!([]);
@@ -4639,6 +4587,10 @@ mod tests {
     fn secrets() {
         let s = json!({"metadata": {"name": "creds", "namespace": "default"}, "data": {"password": "aHVudGVyMg=="}});
         assert_valid(&create("", "secrets", s.clone()));
+
+        let mut wrapped = s.clone();
+        wrapped["data"]["password"] = "aHVu\ndGVyMg==".into();
+        assert_valid(&create("", "secrets", wrapped));
 
         let mut bad = s.clone();
         bad["data"]["password"] = "not base64!".into();

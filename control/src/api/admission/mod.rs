@@ -3,6 +3,7 @@
 //! [`validate`] runs last and may only refuse. Each plugin is its own module.
 
 mod limit_range;
+pub(crate) mod namespace_lifecycle;
 pub(crate) mod node_restriction;
 mod pod_security;
 mod resource_quota;
@@ -71,6 +72,7 @@ pub async fn validate(
     old: Option<&Value>,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
+    namespace_lifecycle::validate(request)?;
     node_restriction::validate(state, request, object, old)?;
     if request.is("", "Secret") && request.operation != Operation::Delete {
         crate::auth::tokens::check_token_secret_write(request.user, request.namespace, object, old)?;
