@@ -197,6 +197,12 @@ fn deleting_a_namespace_deletes_its_contents_first() {
     assert!(
         cluster.ok(&["get", "lease", "-n", "kube-system", "wharf-controller-manager", "-o", "name"]).contains("lease")
     );
+    // kube-node-lease may be deleted, and is made again (nodes renew their leases in it).
+    let again = cluster.eventually(Duration::from_secs(40), || {
+        let phase = cluster.kubectl(&["get", "namespace", "kube-node-lease", "-o", "jsonpath={.status.phase}"]);
+        phase.stdout == b"Active"
+    });
+    assert!(again, "kube-node-lease was not made again after it was deleted");
 }
 
 #[test]

@@ -129,6 +129,22 @@ async fn refresh_kubeconfig(client: kube::Client, path: PathBuf, url: String, ca
     }
 }
 
+/// How often the system namespaces are checked for and made again if deleted.
+const SYSTEM_NAMESPACES_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Makes the system namespaces again once deleted, as kube-apiserver's system namespaces
+/// controller does (`kube-node-lease` may be deleted; without it no node could renew its lease).
+/// Every server runs it: a namespace two servers make at once is made once.
+async fn keep_system_namespaces(store: Store) {
+    loop {
+        tokio::time::sleep(SYSTEM_NAMESPACES_CHECK).await;
+        if let Err(e) = seed_namespaces(&store).await {
+            tracing::warn!(error = %e, "cannot make the system namespaces again");
+        }
+    }
+}
+
+/// Creates the [`SYSTEM_NAMESPACES`] that do not exist.
 async fn seed_namespaces(store: &Store) -> Result<()> {
     let resource = kinds::lookup("", "v1", "namespaces").expect("namespaces are served");
     for name in SYSTEM_NAMESPACES {
@@ -219,6 +235,7 @@ pub async fn run(
     // Clients may present a certificate signed by the cluster CA instead of a token.
     let tls = crate::auth::client_cert::server_config(&pki.server_config, &pki.ca_pem)?;
     let serving = tokio::spawn(api::serve::serve(listener, tls, app, std::future::pending()));
+    let keeping_namespaces = tokio::spawn(keep_system_namespaces(store.clone()));
     let client = crate::controllers::client(&kubeconfig).await?;
     tokio::spawn(refresh_kubeconfig(client.clone(), kubeconfig.clone(), url.clone(), pki.ca_pem.clone(), token));
     // The controllers and the scheduler run on the elected leader only (see `leader`).
@@ -249,6 +266,7 @@ pub async fn run(
         _ = shutdown => {}
         _ = serving => {}
     }
+    keeping_namespaces.abort();
     controllers.stop().await;
     crate::server_lease::remove(client, &identity).await;
     Ok(())
