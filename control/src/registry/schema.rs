@@ -1,6 +1,6 @@
 //! The OpenAPI schemas of every served kind, generated once from the Rust types
 //! (k8s-openapi's and Wharf's own), keyed by definition name. OpenAPI documents, strict field
-//! validation and strategic merge patch all walk these; validation decodes objects as the same
+//! validation and strategic merge patch all walk these; the API decodes every body as the same
 //! types ([`decode`]).
 
 use std::borrow::Cow;
