@@ -239,6 +239,9 @@ impl BodyType {
     /// whose `spec` is a string, a Deployment with `spec.paused: "yes"`), as kube-apiserver's
     /// decoding does: such a body never reaches admission, validation or the store.
     fn check(&self, object: &mut Value) -> Result<()> {
+        if !object.is_object() {
+            return Err(Error::BadRequest("the object must be a JSON or YAML object".into()));
+        }
         for (field, expected, what) in
             [("apiVersion", self.api_version.as_str(), "API version"), ("kind", self.kind, "kind")]
         {
@@ -294,9 +297,6 @@ pub(super) fn decoded(
 ) -> Result<Decoded> {
     let _ = state;
     let request::Body { mut object, duplicates } = request::decode(headers, body)?;
-    if !object.is_object() {
-        return Err(Error::BadRequest("the body must be a JSON or YAML object".into()));
-    }
     let body_type = BodyType::of(target);
     body_type.check(&mut object)?;
     let mode = query.field_validation()?;
@@ -553,9 +553,6 @@ async fn patch(
             "application/merge-patch+json" => patch::apply_merge_patch(current, &patch_body)?,
             _ => patch::apply_strategic_merge_patch(current, &patch_body, definition)?,
         };
-        if !patched.is_object() {
-            return Err(Error::BadRequest("the patched object must be a JSON object".into()));
-        }
         // A patch may not turn the object into another type (nor make its apiVersion a number).
         body_type.check(&mut patched)?;
         if mode != FieldValidation::Ignore {
